@@ -1,0 +1,99 @@
+//! Domain events for EduPulse Live: one derive gives an event type its name, version,
+//! aggregate id, PII markers and NATS subject, checked at compile time and registered for the
+//! runtime to decode, list and document.
+//!
+//! # Defining an event
+//!
+//! ```
+//! use edupulse_events::{DomainEvent, Uuid};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, DomainEvent)]
+//! #[event(name = "quiz.submitted", version = 2, aggregate = "quiz")]
+//! struct QuizSubmitted {
+//!     #[event(aggregate_id)]
+//!     quiz_id: Uuid,
+//!     #[event(data_subject)]
+//!     student_id: Uuid,
+//!     #[event(pii)]
+//!     student_name: String,
+//!     score: f32,
+//! }
+//!
+//! assert_eq!(QuizSubmitted::TYPE, "quiz.submitted.v2");
+//! assert_eq!(QuizSubmitted::AGGREGATE, "quiz");
+//! assert_eq!(QuizSubmitted::PII_FIELDS[0].field.rust, "student_name");
+//! ```
+//!
+//! # Attributes
+//!
+//! On the struct, all optional:
+//! - `name = "quiz.submitted"`: dot-separated tokens of ASCII letters, digits, `_`, `-`.
+//!   Default: the type name split at case changes (`QuizSubmitted` → `quiz.submitted`).
+//! - `version = 2`: from 1 (the default). The type string is `{name}.v{version}`.
+//! - `aggregate = "quiz"`: the aggregate type. Default: the name's first token.
+//! - `subject = "quiz.submissions"`: the NATS subject below the runtime's prefix.
+//!   Default: `{name}.v{version}`, so `edupulse.quiz.submitted.v2` under prefix `edupulse`.
+//! - `upcast_from = QuizSubmittedV1`: the previous version's type; requires
+//!   `impl From<QuizSubmittedV1> for QuizSubmitted`. Old payloads decode into the newest type.
+//! - `crate = "path::to::edupulse_events"`: where the runtime is, if re-exported elsewhere.
+//!
+//! On fields:
+//! - `aggregate_id`: exactly one; a [`Uuid`] or a newtype implementing [`EntityId`].
+//! - `data_subject`: the people the event is about (a `Uuid`, newtype, `Option` or `Vec`).
+//! - `pii`: personal data, masked in `Debug`; `pii(owner = field)` names its data subject
+//!   when there are several.
+//!
+//! The derive also implements `Debug` (PII printed as `<pii>`): do not derive `Debug` as well.
+//!
+//! # Decoding and listing
+//!
+//! [`Registry::global`] holds every derived type in the binary; [`Registry::decode`] turns a
+//! stored payload into an [`AnyEvent`], upcasting old versions; [`Registry::catalog`] lists
+//! every type with a JSON Schema of its payload.
+//!
+//! A payload field of your own type needs a JSON Schema: derive it through the re-export, no
+//! new dependency needed.
+//!
+//! ```
+//! use edupulse_events::schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! #[schemars(crate = "edupulse_events::schemars")]
+//! struct Answer {
+//!     question: u32,
+//!     choice: String,
+//! }
+//! ```
+
+mod any_event;
+mod catalog;
+mod cloudevents;
+mod descriptor;
+mod envelope;
+mod error;
+mod event;
+mod registry;
+#[doc(hidden)]
+pub mod schema;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use any_event::AnyEvent;
+pub use catalog::{Catalog, CatalogEntry};
+pub use cloudevents::{CloudEventError, attr as cloudevent_attr};
+pub use descriptor::{EventDescriptor, Upcast};
+pub use envelope::{EncodeError, Envelope, Metadata, TraceContext};
+pub use error::{DecodeError, PayloadError, RegistryError, RegistryProblem};
+pub use event::{DomainEvent, EntityId, FieldName, PiiField, SubjectIds};
+pub use registry::Registry;
+
+/// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
+pub use edupulse_events_derive::DomainEvent;
+
+pub use chrono;
+pub use schemars;
+pub use uuid::{self, Uuid};

@@ -1,0 +1,12 @@
+use edupulse_events::{DomainEvent, Uuid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+struct QuizSubmitted {
+    #[event(aggregate_id)]
+    quiz_id: Uuid,
+    #[event(pii)]
+    student_name: String,
+}
+
+fn main() {}
