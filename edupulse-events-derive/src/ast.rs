@@ -50,7 +50,7 @@ impl<'a> Input<'a> {
             },
             Data::Enum(data) => {
                 cx.error_spanned_by(
-                    &data.enum_token,
+                    data.enum_token,
                     "DomainEvent cannot be derived for an enum: each event type is its own \
                      struct, so its name, version and schema are fixed; derive it on one \
                      struct per variant",
@@ -59,7 +59,7 @@ impl<'a> Input<'a> {
             }
             Data::Union(data) => {
                 cx.error_spanned_by(
-                    &data.union_token,
+                    data.union_token,
                     "DomainEvent cannot be derived for a union; use a struct with named fields",
                 );
                 return None;

@@ -16,7 +16,10 @@ use crate::error::{DecodeError, RegistryError, RegistryProblem};
 /// dependency graph. Call [`validate`](Self::validate) at start-up (the runtime builder does) so
 /// a binary with two types claiming one name fails before it reads a single event.
 ///
-/// ```
+/// (This example is a crate of its own: doctests merged into one binary would share, and
+/// rightly fail, one registry.)
+///
+/// ```standalone_crate
 /// use edupulse_events::{DomainEvent, Registry, Uuid};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -110,12 +113,16 @@ impl Registry {
                     type_name: d.type_name(),
                     rust_types: [first.rust_type(), d.rust_type()],
                 });
-            } else if let Some(first) = seen_subject.insert(d.subject(), d) {
-                // Reported only for distinct types: a duplicate type implies this one.
-                problems.push(RegistryProblem::DuplicateSubject {
-                    subject: d.subject(),
-                    rust_types: [first.rust_type(), d.rust_type()],
-                });
+            }
+            match seen_subject.insert(d.subject(), d) {
+                // Two claims on one type string are already reported above.
+                Some(first) if first.type_name() != d.type_name() => {
+                    problems.push(RegistryProblem::DuplicateSubject {
+                        subject: d.subject(),
+                        rust_types: [first.rust_type(), d.rust_type()],
+                    });
+                }
+                _ => {}
             }
         }
     }
@@ -132,11 +139,9 @@ impl Registry {
             };
             match d.upcast() {
                 None if d.version() > lowest => problems.push(broken(format!(
-                    "v{} is registered but `{}` has no #[event(upcast_from = ...)], so stored \
-                     v{} events cannot be read as v{}",
-                    d.version() - 1,
+                    "v{lowest} is registered too, but `{}` has no #[event(upcast_from = ...)], \
+                     so stored older events cannot be read as v{}",
                     d.rust_type(),
-                    d.version() - 1,
                     d.version()
                 ))),
                 None => {}
