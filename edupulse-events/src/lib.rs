@@ -74,9 +74,12 @@ mod descriptor;
 mod envelope;
 mod error;
 mod event;
+pub mod publish;
 mod registry;
+pub mod relay;
 #[doc(hidden)]
 pub mod schema;
+pub mod store;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -1,0 +1,100 @@
+//! One relay leader per outbox partition, through session-level advisory locks held on a
+//! dedicated connection. When the leader's process or connection dies, PostgreSQL releases its
+//! locks and a standby's next attempt takes the partitions over.
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+
+use crate::store::StoreError;
+
+/// The partitions this relay currently leads.
+pub struct Leadership {
+    connection: Option<PoolConnection<Postgres>>,
+    partitions: u16,
+    held: Vec<i16>,
+}
+
+// The lock space: (hash of schema and purpose, partition). Scoped by schema so isolated stores
+// in one database have independent leaders.
+const TRY_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':edupulse-relay'), $1)";
+const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
+
+impl Leadership {
+    pub fn new(partitions: u16) -> Self {
+        Leadership {
+            connection: None,
+            partitions,
+            held: Vec::new(),
+        }
+    }
+
+    /// Tries to take every partition not yet held; returns the partitions held now.
+    pub async fn acquire(&mut self, pool: &PgPool) -> Result<&[i16], StoreError> {
+        if self.held.len() == usize::from(self.partitions) {
+            return Ok(&self.held);
+        }
+        if self.connection.is_none() {
+            // Detached: this connection lives as long as the leadership, never shared.
+            self.connection = Some(pool.acquire().await?);
+        }
+        let connection = self.connection.as_mut().expect("set just above");
+        for partition in 0..self.partitions as i16 {
+            if self.held.contains(&partition) {
+                continue;
+            }
+            let won: bool = match sqlx::query_scalar(TRY_LOCK)
+                .bind(i32::from(partition))
+                .fetch_one(&mut **connection)
+                .await
+            {
+                Ok(won) => won,
+                Err(err) => {
+                    // The lock connection broke: whatever it held is gone with it.
+                    self.lose();
+                    return Err(err.into());
+                }
+            };
+            if won {
+                self.held.push(partition);
+            }
+        }
+        self.held.sort_unstable();
+        Ok(&self.held)
+    }
+
+    /// Checks the lock connection is alive; if not, every partition is lost.
+    pub async fn confirm(&mut self) -> bool {
+        let Some(connection) = self.connection.as_mut() else {
+            return false;
+        };
+        if sqlx::query("SELECT 1")
+            .execute(&mut **connection)
+            .await
+            .is_err()
+        {
+            self.lose();
+            return false;
+        }
+        true
+    }
+
+    fn lose(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            connection.close_on_drop();
+        }
+        self.held.clear();
+    }
+
+    /// Gives every partition back, so a standby can take over at once.
+    pub async fn release(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            let _ = sqlx::query(UNLOCK_ALL).execute(&mut *connection).await;
+        }
+        self.held.clear();
+    }
+
+    pub fn held(&self) -> &[i16] {
+        &self.held
+    }
+}

@@ -1,0 +1,163 @@
+//! The outbox relay: moves committed events from PostgreSQL to JetStream, woken by NOTIFY at
+//! commit, catching up by query on start, on reconnect and on a timer (NOTIFY is only a hint).
+
+mod batch;
+mod leadership;
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use crate::publish::Publisher;
+use crate::store::{Store, StoreError};
+
+pub use batch::StepOutcome;
+use leadership::Leadership;
+
+/// How the relay paces itself.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows read from the outbox per step.
+    pub batch_size: i64,
+    /// The catch-up timer: how long to wait for a NOTIFY before looking anyway.
+    pub poll_interval: Duration,
+    /// First retry delay after a failed publish; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// The CloudEvents `source` of published events.
+    pub source: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(500),
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(5),
+            source: "/edupulse".to_owned(),
+        }
+    }
+}
+
+/// Publishes the outbox of one store to one stream.
+pub struct Relay {
+    store: Store,
+    publisher: Publisher,
+    config: RelayConfig,
+    leadership: Leadership,
+}
+
+impl Relay {
+    /// A relay for `store`'s outbox, publishing through `publisher`.
+    pub fn new(store: Store, publisher: Publisher, config: RelayConfig) -> Self {
+        let partitions = store.partitions();
+        Relay {
+            store,
+            publisher,
+            config,
+            leadership: Leadership::new(partitions),
+        }
+    }
+
+    /// The partitions this relay leads right now.
+    pub fn led_partitions(&self) -> &[i16] {
+        self.leadership.held()
+    }
+
+    /// One step: take the partitions it can, publish one batch from them.
+    pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
+        let held = self.leadership.acquire(self.store.pool()).await?.to_vec();
+        if held.is_empty() {
+            return Ok(StepOutcome::default());
+        }
+        let rows = batch::load_batch(&self.store, &held, self.config.batch_size).await?;
+        if rows.is_empty() {
+            return Ok(StepOutcome::default());
+        }
+        batch::publish_batch(&self.store, &self.publisher, &self.config.source, &rows).await
+    }
+
+    /// Runs until `shutdown` completes, then finishes the batch in hand and gives its
+    /// partitions back so a standby takes over at once.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+        let channel: String = sqlx::query_scalar("SELECT 'edupulse_outbox_' || current_schema()")
+            .fetch_one(self.store.pool())
+            .await?;
+        let mut listener = self.listen(&channel).await;
+        tokio::pin!(shutdown);
+        let mut backoff = self.config.min_backoff;
+        loop {
+            let wait = match self.step().await {
+                Ok(outcome) if outcome.interrupted => {
+                    let delay = backoff;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    Some(delay)
+                }
+                Ok(outcome) if outcome.loaded as i64 >= self.config.batch_size => {
+                    backoff = self.config.min_backoff;
+                    None
+                }
+                Ok(_) => {
+                    backoff = self.config.min_backoff;
+                    Some(self.config.poll_interval)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay step failed; retrying");
+                    let delay = backoff;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    Some(delay)
+                }
+            };
+            let Some(wait) = wait else {
+                // A full batch: more is probably waiting.
+                if futures::poll!(&mut shutdown).is_ready() {
+                    break;
+                }
+                continue;
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                woken = wait_for_notification(&mut listener, wait) => {
+                    if !woken && listener.is_none() {
+                        listener = self.listen(&channel).await;
+                    }
+                }
+            }
+        }
+        self.leadership.release().await;
+        Ok(())
+    }
+
+    async fn listen(&self, channel: &str) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(self.store.pool()).await.ok()?;
+        listener.listen(channel).await.ok()?;
+        Some(listener)
+    }
+
+    /// Whether the lock connection is still alive (a relay that lost it leads nothing).
+    pub async fn confirm_leadership(&mut self) -> bool {
+        self.leadership.confirm().await
+    }
+}
+
+/// Waits for a NOTIFY or the timer; `true` if a notification arrived. A broken listener makes
+/// it wait out the timer: the catch-up query covers what was missed.
+async fn wait_for_notification(listener: &mut Option<PgListener>, timeout: Duration) -> bool {
+    match listener {
+        Some(l) => match tokio::time::timeout(timeout, l.recv()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(_)) => {
+                *listener = None;
+                false
+            }
+            Err(_) => false,
+        },
+        None => {
+            tokio::time::sleep(timeout).await;
+            false
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Appending: one statement writes every event of the call and its outbox rows, inside the
+//! caller's transaction, after checking the aggregate's version in the same statement.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+/// What the writer believes the aggregate's version (its last sequence) to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check: append after whatever is there.
+    Any,
+    /// The aggregate must have no events yet.
+    NoStream,
+    /// The aggregate's last sequence must be exactly this.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    fn required(self) -> Option<i64> {
+        match self {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(n) => Some(n as i64),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("none (new stream)"),
+            ExpectedVersion::Exact(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The aggregate's version after the append: the last event's sequence.
+    pub version: u64,
+    /// The log positions of the appended events, in order.
+    pub positions: Vec<i64>,
+}
+
+// The version check and both inserts in one round trip. `input` keeps the caller's order
+// (WITH ORDINALITY) so sequences and positions ascend together.
+const APPEND_SQL: &str = r#"
+WITH current AS (
+    SELECT coalesce(max(sequence), 0) AS version FROM events WHERE aggregate_id = $1
+), input AS (
+    SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
+                         $9::timestamptz[], $10::text[])
+        WITH ORDINALITY AS t(event_id, event_type, version, data_subjects, payload, metadata,
+                             occurred_at, subject, ord)
+), inserted AS (
+    INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
+                        data_subjects, payload, metadata, occurred_at)
+    SELECT i.event_id, $2, $1, c.version + i.ord, i.event_type, i.version,
+           coalesce(string_to_array(nullif(i.data_subjects, ''), ',')::uuid[], '{}'),
+           i.payload::jsonb, i.metadata::jsonb, i.occurred_at
+    FROM input i CROSS JOIN current c
+    WHERE $11::bigint IS NULL OR c.version = $11::bigint
+    ORDER BY i.ord
+    RETURNING position, sequence, event_id
+), outboxed AS (
+    INSERT INTO outbox (position, aggregate_id, partition, subject)
+    SELECT ins.position, $1, $12, i.subject FROM inserted ins JOIN input i USING (event_id)
+)
+SELECT position, sequence FROM inserted ORDER BY position
+"#;
+
+impl Store {
+    /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
+    /// back with the caller's own rows. Each event also gets an outbox row for the relay.
+    ///
+    /// On [`StoreError::Conflict`] roll the transaction back: after a lost race PostgreSQL has
+    /// already aborted it.
+    pub async fn append(
+        &self,
+        tx: &mut PgConnection,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        let Some(first) = events.first() else {
+            // Nothing names an aggregate, so there is no version to report.
+            return Ok(Appended {
+                version: 0,
+                positions: Vec::new(),
+            });
+        };
+        let aggregate = first.aggregate_id;
+        if let Some(other) = events.iter().find(|e| e.aggregate_id != aggregate) {
+            return Err(StoreError::MixedAggregates {
+                first: aggregate,
+                other: other.aggregate_id,
+            });
+        }
+        let columns = Columns::of(self, events)?;
+        let result = sqlx::query_as::<_, (i64, i64)>(APPEND_SQL)
+            .bind(aggregate)
+            .bind(&first.aggregate_type)
+            .bind(&columns.event_ids)
+            .bind(&columns.event_types)
+            .bind(&columns.versions)
+            .bind(&columns.data_subjects)
+            .bind(&columns.payloads)
+            .bind(&columns.metadata)
+            .bind(&columns.occurred_at)
+            .bind(&columns.subjects)
+            .bind(expected.required())
+            .bind(self.partition_of(aggregate) as i16)
+            .fetch_all(&mut *tx)
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(err) => return Err(self.conflict_or(err, aggregate, expected).await),
+        };
+        if rows.is_empty() {
+            let actual = self.version_in(tx, aggregate).await?;
+            return Err(StoreError::Conflict {
+                aggregate,
+                expected,
+                actual,
+            });
+        }
+        Ok(Appended {
+            version: rows.last().map_or(0, |r| r.1 as u64),
+            positions: rows.into_iter().map(|r| r.0).collect(),
+        })
+    }
+
+    async fn version_in(&self, tx: &mut PgConnection, aggregate: Uuid) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = $1",
+        )
+        .bind(aggregate)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(version as u64)
+    }
+
+    /// The committed version of an aggregate, read outside any transaction.
+    pub async fn version(&self, aggregate: Uuid) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = $1",
+        )
+        .bind(aggregate)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version as u64)
+    }
+
+    /// Turns a unique-key violation from a lost race into the typed conflict it is.
+    async fn conflict_or(
+        &self,
+        err: sqlx::Error,
+        aggregate: Uuid,
+        expected: ExpectedVersion,
+    ) -> StoreError {
+        let lost_race = err
+            .as_database_error()
+            .and_then(|db| db.constraint())
+            .is_some_and(|c| c == "events_aggregate_sequence");
+        if !lost_race {
+            return StoreError::Database(err);
+        }
+        match self.version(aggregate).await {
+            Ok(actual) => StoreError::Conflict {
+                aggregate,
+                expected,
+                actual,
+            },
+            Err(other) => other,
+        }
+    }
+}
+
+/// One array per column: UNNEST of bound arrays has no 65,535-parameter cap.
+struct Columns {
+    event_ids: Vec<Uuid>,
+    event_types: Vec<String>,
+    versions: Vec<i32>,
+    data_subjects: Vec<String>,
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+    occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+    subjects: Vec<String>,
+}
+
+impl Columns {
+    fn of(store: &Store, events: &[Envelope]) -> Result<Self, StoreError> {
+        let registry = Registry::global();
+        let mut c = Columns {
+            event_ids: Vec::with_capacity(events.len()),
+            event_types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            data_subjects: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            occurred_at: Vec::with_capacity(events.len()),
+            subjects: Vec::with_capacity(events.len()),
+        };
+        for e in events {
+            let descriptor = registry
+                .get(&e.event_type, e.version)
+                .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+            c.event_ids.push(e.id);
+            c.event_types.push(e.event_type.clone());
+            c.versions.push(e.version as i32);
+            let ids: Vec<String> = e.data_subjects.iter().map(Uuid::to_string).collect();
+            c.data_subjects.push(ids.join(","));
+            c.payloads.push(e.payload.to_string());
+            c.metadata
+                .push(serde_json::to_string(&e.metadata).expect("metadata is plain JSON"));
+            c.occurred_at.push(e.occurred_at);
+            c.subjects
+                .push(format!("{}.{}", store.subject_prefix, descriptor.subject()));
+        }
+        Ok(c)
+    }
+}

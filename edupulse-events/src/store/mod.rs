@@ -1,0 +1,78 @@
+//! The PostgreSQL event store: an append-only log, optimistic concurrency per aggregate, and a
+//! transactional outbox written in the caller's own transaction.
+
+mod append;
+mod error;
+mod read;
+
+use sqlx::PgPool;
+
+pub use append::{Appended, ExpectedVersion};
+pub use error::StoreError;
+pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
+
+/// The migrations in `migrations/`, embedded so an application can run them at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Handle on one store (one schema of one database).
+///
+/// The outbox is split into `partitions` by aggregate, so several relay processes can each lead
+/// some partitions while every aggregate keeps one owner. The count is fixed for the life of a
+/// store: changing it re-assigns aggregates while their events may be in flight.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    subject_prefix: String,
+    partitions: u16,
+}
+
+impl Store {
+    /// The default outbox partition count: enough for a handful of relay processes.
+    pub const DEFAULT_PARTITIONS: u16 = 8;
+
+    /// A store over `pool`, publishing under subjects `{subject_prefix}.{event subject}`.
+    pub fn new(pool: PgPool, subject_prefix: impl Into<String>) -> Self {
+        Store {
+            pool,
+            subject_prefix: subject_prefix.into(),
+            partitions: Self::DEFAULT_PARTITIONS,
+        }
+    }
+
+    /// Sets the number of outbox partitions (at least 1).
+    pub fn with_partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Runs the embedded migrations in the pool's schema.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// The pool this store reads with.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The subject prefix, e.g. `edupulse`.
+    pub fn subject_prefix(&self) -> &str {
+        &self.subject_prefix
+    }
+
+    /// The number of outbox partitions.
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The outbox partition of an aggregate: FNV-1a over the id, stable across processes and
+    /// Rust versions (unlike std's hasher), since it is stored.
+    pub fn partition_of(&self, aggregate_id: uuid::Uuid) -> u16 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in aggregate_id.as_bytes() {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (hash % u64::from(self.partitions)) as u16
+    }
+}

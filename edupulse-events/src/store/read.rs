@@ -1,0 +1,182 @@
+//! Reading: one aggregate's stream, and the whole log in commit-safe order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::any_event::AnyEvent;
+use crate::envelope::{Envelope, Metadata};
+use crate::error::DecodeError;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+/// An event as stored, with its place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Global position (allocation order, not commit order).
+    pub position: i64,
+    /// The writing transaction's id: with `position`, the commit-safe order of the log.
+    pub tx_id: i64,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// The event itself, with its sequence set.
+    pub envelope: Envelope,
+}
+
+impl StoredEvent {
+    /// Decodes the payload through `registry`, upcast to the newest version.
+    pub fn decode(&self, registry: &Registry) -> Result<AnyEvent, DecodeError> {
+        registry.decode(
+            &self.envelope.event_type,
+            self.envelope.version,
+            &self.envelope.payload,
+        )
+    }
+
+    /// The cursor just after this event, for [`Store::read_all`].
+    pub fn cursor(&self) -> LogCursor {
+        LogCursor {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+}
+
+/// A place in the whole log. The log is read in `(tx_id, position)` order, restricted to
+/// transactions older than every transaction still running: a position is allocated at insert
+/// but becomes visible at commit, so reading by position alone would skip an event whose
+/// transaction commits after a later position's did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogCursor {
+    /// The last read event's transaction id.
+    pub tx_id: i64,
+    /// The last read event's position.
+    pub position: i64,
+}
+
+impl LogCursor {
+    /// Before the first event.
+    pub const START: LogCursor = LogCursor {
+        tx_id: 0,
+        position: 0,
+    };
+}
+
+/// One aggregate's events and its current version.
+#[derive(Debug)]
+pub struct AggregateStream {
+    /// The last sequence, 0 for a new aggregate: pass it as `ExpectedVersion::Exact`.
+    pub version: u64,
+    /// The events in sequence order, each decoded to the newest version of its type.
+    pub events: Vec<AnyEvent>,
+}
+
+#[derive(FromRow)]
+struct Row {
+    position: i64,
+    tx_id: i64,
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: Uuid,
+    sequence: i64,
+    event_type: String,
+    version: i32,
+    data_subjects: Vec<Uuid>,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    occurred_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "position, tx_id::text::bigint AS tx_id, event_id, aggregate_type, \
+     aggregate_id, sequence, event_type, version, data_subjects, payload, metadata, \
+     occurred_at, recorded_at";
+
+impl TryFrom<Row> for StoredEvent {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        let metadata: Metadata =
+            serde_json::from_value(row.metadata).map_err(|_| StoreError::Corrupt {
+                position: row.position,
+                reason: "metadata is not an edupulse metadata object".into(),
+            })?;
+        Ok(StoredEvent {
+            position: row.position,
+            tx_id: row.tx_id,
+            recorded_at: row.recorded_at,
+            envelope: Envelope {
+                id: row.event_id,
+                event_type: row.event_type,
+                version: row.version as u32,
+                aggregate_type: row.aggregate_type,
+                aggregate_id: row.aggregate_id,
+                sequence: row.sequence as u64,
+                data_subjects: row.data_subjects,
+                occurred_at: row.occurred_at,
+                metadata,
+                payload: row.payload,
+            },
+        })
+    }
+}
+
+impl Store {
+    /// Every stored event of one aggregate, in sequence order, undecoded.
+    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY sequence"
+        ))
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    /// One aggregate's events decoded through the global registry (old versions upcast), with
+    /// the version to expect when appending next.
+    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
+        let stored = self.read_stream(aggregate_id).await?;
+        let version = stored.last().map_or(0, |e| e.envelope.sequence);
+        let registry = Registry::global();
+        let events = stored
+            .iter()
+            .map(|e| e.decode(registry))
+            .collect::<Result<_, _>>()?;
+        Ok(AggregateStream { version, events })
+    }
+
+    /// Up to `limit` committed events after `cursor`, in commit-safe order. Events of
+    /// transactions still running (and of any transaction younger than the oldest running
+    /// one) wait for the next call; none is ever skipped.
+    pub async fn read_all(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (tx_id, position) > ($1::text::xid8, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id, position LIMIT $3"
+        ))
+        .bind(after.tx_id)
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+}
+
+/// Why [`Store::load`] failed: the store, or an event that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event does not decode with this binary's types.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}

@@ -1,0 +1,152 @@
+//! Isolation for integration tests against the real servers: each test gets its own schema,
+//! subject prefix and stream, and removes them when done, so tests run in parallel and the
+//! servers outlive the run. Servers are found through DATABASE_URL and NATS_URL, defaulting to
+//! the ones `scripts/services` starts.
+
+#![allow(dead_code)]
+
+use std::str::FromStr;
+
+use async_nats::jetstream;
+use edupulse_events::publish::{Publisher, StreamSettings};
+use edupulse_events::store::Store;
+use edupulse_events::{DomainEvent, Envelope, Uuid};
+use futures::StreamExt;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub struct TestEnv {
+    pub schema: String,
+    pub pool: PgPool,
+    pub store: Store,
+    pub prefix: String,
+    pub stream: String,
+    pub nats: async_nats::Client,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let id = Uuid::now_v7().simple().to_string();
+        let schema = format!("t_{id}");
+        let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone())
+            .await
+            .expect("PostgreSQL is not reachable: run scripts/services");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(24)
+            .connect_with(base.options([("search_path", schema.as_str())]))
+            .await
+            .unwrap();
+        let prefix = format!("t{id}");
+        let store = Store::new(pool.clone(), prefix.clone()).with_partitions(4);
+        store.migrate().await.unwrap();
+        let nats = async_nats::connect(nats_url())
+            .await
+            .expect("NATS is not reachable: run scripts/services");
+        TestEnv {
+            schema,
+            pool,
+            store,
+            stream: format!("T{id}").to_uppercase(),
+            prefix,
+            nats,
+        }
+    }
+
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings::new(&self.stream, &self.prefix)
+    }
+
+    pub async fn publisher(&self) -> Publisher {
+        Publisher::provision(self.nats.clone(), self.stream_settings())
+            .await
+            .unwrap()
+    }
+
+    /// Appends typed events to one aggregate in a transaction of their own.
+    pub async fn append<T: DomainEvent>(&self, events: &[T]) -> Vec<i64> {
+        let envelopes: Vec<Envelope> = events.iter().map(|e| Envelope::new(e).unwrap()).collect();
+        let mut tx = self.pool.begin().await.unwrap();
+        let appended = self
+            .store
+            .append(
+                &mut tx,
+                edupulse_events::store::ExpectedVersion::Any,
+                &envelopes,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        appended.positions
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Every message in the stream, in stream order, read by a plain pull consumer.
+    pub async fn stream_messages(&self) -> Vec<jetstream::Message> {
+        let js = jetstream::new(self.nats.clone());
+        let mut stream = js.get_stream(&self.stream).await.unwrap();
+        let total = stream.info().await.unwrap().state.messages as usize;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::with_capacity(total);
+        while out.len() < total {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .messages()
+                .await
+                .unwrap();
+            while let Some(message) = batch.next().await {
+                out.push(message.unwrap());
+            }
+        }
+        out
+    }
+
+    pub async fn cleanup(self) {
+        let js = jetstream::new(self.nats.clone());
+        let _ = js.delete_stream(&self.stream).await;
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        self.pool.close().await;
+    }
+}
+
+pub fn header<'a>(message: &'a jetstream::Message, name: &str) -> &'a str {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("header {name} missing"))
+}
