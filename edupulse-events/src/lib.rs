@@ -77,6 +77,7 @@ mod event;
 pub mod publish;
 mod registry;
 pub mod relay;
+mod runtime;
 #[doc(hidden)]
 pub mod schema;
 pub mod store;
@@ -93,6 +94,7 @@ pub use envelope::{EncodeError, Envelope, Metadata, TraceContext};
 pub use error::{DecodeError, PayloadError, RegistryError, RegistryProblem};
 pub use event::{DomainEvent, EntityId, FieldName, PiiField, SubjectIds};
 pub use registry::Registry;
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};
 
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;

@@ -1,0 +1,173 @@
+//! What an application's `main` builds: the registry checked, the schema migrated, the stream
+//! provisioned, and a relay ready to run.
+
+use std::future::Future;
+
+use sqlx::PgPool;
+use thiserror::Error;
+
+use crate::error::RegistryError;
+use crate::publish::{PublishError, Publisher, StreamSettings};
+use crate::registry::Registry;
+use crate::relay::{Relay, RelayConfig};
+use crate::store::{Store, StoreError};
+
+/// Why the runtime could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The binary's event types are inconsistent.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Migrations or the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stream could not be provisioned.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// A required part was not given to the builder.
+    #[error("the runtime builder needs {0}")]
+    Missing(&'static str),
+}
+
+/// The store, the publisher and the registry of one application.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use edupulse_events::Runtime;
+///
+/// let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/postgres").await?;
+/// let nats = async_nats::connect("127.0.0.1:4222").await?;
+/// let runtime = Runtime::builder().postgres(pool).nats(nats).build().await?;
+/// let relay = tokio::spawn(runtime.relay().run(async { tokio::signal::ctrl_c().await.ok(); }));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    store: Store,
+    publisher: Publisher,
+    relay_config: RelayConfig,
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    pool: Option<PgPool>,
+    nats: Option<async_nats::Client>,
+    prefix: String,
+    stream: String,
+    partitions: u16,
+    migrate: bool,
+    relay_config: RelayConfig,
+}
+
+impl Runtime {
+    /// Starts configuring: prefix `edupulse`, stream `EDUPULSE`, migrations on.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            pool: None,
+            nats: None,
+            prefix: "edupulse".to_owned(),
+            stream: "EDUPULSE".to_owned(),
+            partitions: Store::DEFAULT_PARTITIONS,
+            migrate: true,
+            relay_config: RelayConfig::default(),
+        }
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The JetStream publisher.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// The registry of every event type in the binary (validated at build).
+    pub fn registry(&self) -> &'static Registry {
+        Registry::global()
+    }
+
+    /// A relay over this runtime's outbox; run it with [`Relay::run`].
+    pub fn relay(&self) -> Relay {
+        Relay::new(
+            self.store.clone(),
+            self.publisher.clone(),
+            self.relay_config.clone(),
+        )
+    }
+
+    /// Spawns a relay on the current tokio runtime until `shutdown` completes.
+    pub fn spawn_relay(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        tokio::spawn(self.relay().run(shutdown))
+    }
+}
+
+impl RuntimeBuilder {
+    /// The PostgreSQL pool (its `search_path` chooses the schema).
+    pub fn postgres(mut self, pool: PgPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The NATS connection.
+    pub fn nats(mut self, client: async_nats::Client) -> Self {
+        self.nats = Some(client);
+        self
+    }
+
+    /// The subject prefix: events go to `{prefix}.{subject}`.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The JetStream stream name.
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    /// Outbox partitions (relay leaders); fixed for the life of a store.
+    pub fn partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Whether `build` runs the embedded migrations (default: yes).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Relay pacing.
+    pub fn relay_config(mut self, config: RelayConfig) -> Self {
+        self.relay_config = config;
+        self
+    }
+
+    /// Validates the registry, migrates, provisions the stream.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        Registry::global().validate()?;
+        let pool = self
+            .pool
+            .ok_or(RuntimeError::Missing("a PostgreSQL pool"))?;
+        let nats = self.nats.ok_or(RuntimeError::Missing("a NATS client"))?;
+        let store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
+        if self.migrate {
+            store.migrate().await?;
+        }
+        let publisher =
+            Publisher::provision(nats, StreamSettings::new(self.stream, self.prefix)).await?;
+        Ok(Runtime {
+            store,
+            publisher,
+            relay_config: self.relay_config,
+        })
+    }
+}
