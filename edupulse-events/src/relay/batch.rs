@@ -1,6 +1,6 @@
 //! One relay step: read a batch from the outbox, publish it, record exactly what was acked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
@@ -80,8 +80,8 @@ impl OutboxRow {
     }
 }
 
-/// Publishes `rows` in waves: within a wave every aggregate appears once, so all of a wave's
-/// publishes can be in flight together, and an aggregate's next event is sent only after its
+/// Publishes `rows` in waves (see [`waves`]): within a wave every aggregate appears once, so
+/// all of a wave's publishes can be in flight together, and an aggregate's next event is sent only after its
 /// previous one was acknowledged. A failed publish therefore can never be overtaken by a later
 /// event of the same aggregate, even if the connection drops with messages in its buffers.
 pub async fn publish_batch(
@@ -94,14 +94,8 @@ pub async fn publish_batch(
         loaded: rows.len(),
         ..Default::default()
     };
-    let mut start = 0;
-    while start < rows.len() {
-        let mut aggregates = HashSet::new();
-        let end = rows[start..]
-            .iter()
-            .position(|r| !aggregates.insert(r.aggregate_id))
-            .map_or(rows.len(), |offset| start + offset);
-        let wave = &rows[start..end];
+    for wave in waves(rows) {
+        let wave: Vec<&OutboxRow> = wave.into_iter().map(|i| &rows[i]).collect();
         let mut pending: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(wave.len());
         let mut acked = Vec::with_capacity(wave.len());
         let mut dead = Vec::new();
@@ -136,21 +130,36 @@ pub async fn publish_batch(
         }
         outcome.published += acked.len();
         outcome.dead_lettered += dead.len();
-        record(store, &acked, wave, &dead).await?;
+        record(store, &acked, &wave, &dead).await?;
         if failed {
             outcome.interrupted = true;
             break;
         }
-        start = end;
     }
     Ok(outcome)
+}
+
+/// Splits a batch (in position order) into waves: wave k holds the k-th row of every aggregate
+/// in the batch, so each aggregate appears at most once per wave and in order across waves.
+fn waves(rows: &[OutboxRow]) -> Vec<Vec<usize>> {
+    let mut rank: HashMap<Uuid, usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let k = rank.entry(row.aggregate_id).or_insert(0);
+        if *k == waves.len() {
+            waves.push(Vec::new());
+        }
+        waves[*k].push(i);
+        *k += 1;
+    }
+    waves
 }
 
 /// Deletes acknowledged rows and moves dead letters out of the outbox, in one transaction.
 async fn record(
     store: &Store,
     acked: &[i64],
-    wave: &[OutboxRow],
+    wave: &[&OutboxRow],
     dead: &[(usize, String)],
 ) -> Result<(), StoreError> {
     if acked.is_empty() && dead.is_empty() {
