@@ -35,6 +35,12 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::with_nats(&nats_url()).await
+    }
+
+    /// An environment whose broker is the nats-server at `nats_url` (e.g. one a fault test
+    /// starts and kills itself).
+    pub async fn with_nats(nats_url: &str) -> Self {
         let id = Uuid::now_v7().simple().to_string();
         let schema = format!("t_{id}");
         let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
@@ -56,7 +62,9 @@ impl TestEnv {
         let prefix = format!("t{id}");
         let store = Store::new(pool.clone(), prefix.clone()).with_partitions(4);
         store.migrate().await.unwrap();
-        let nats = async_nats::connect(nats_url())
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(nats_url)
             .await
             .expect("NATS is not reachable: run scripts/services");
         TestEnv {
@@ -94,6 +102,13 @@ impl TestEnv {
             .unwrap();
         tx.commit().await.unwrap();
         appended.positions
+    }
+
+    /// Connection options that put this test's schema first on the search path.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(&database_url())
+            .expect("DATABASE_URL")
+            .options([("search_path", self.schema.as_str())])
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -24,15 +24,15 @@ pub struct OutboxRow {
     event_type: String,
     version: i32,
     payload: String,
-    metadata: serde_json::Value,
+    metadata: String,
     occurred_at: DateTime<Utc>,
 }
 
 const LOAD_BATCH: &str = "\
     SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, \
-           e.event_type, e.version, e.payload::text AS payload, e.metadata, e.occurred_at \
+           e.event_type, e.version, e.payload::text AS payload, e.metadata::text AS metadata, e.occurred_at \
     FROM outbox o JOIN events e USING (position) \
-    WHERE o.partition = ANY($1) ORDER BY o.position LIMIT $2";
+    WHERE o.partition = ANY($1) AND o.position > $2 ORDER BY o.position LIMIT $3";
 
 /// What one step achieved.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -47,36 +47,52 @@ pub struct StepOutcome {
     pub interrupted: bool,
 }
 
+/// Up to `limit` outbox rows of `partitions` after position `after`, in position order.
 pub async fn load_batch(
     store: &Store,
     partitions: &[i16],
+    after: i64,
     limit: i64,
 ) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(sqlx::query_as(LOAD_BATCH)
         .bind(partitions)
+        .bind(after)
         .bind(limit)
         .fetch_all(store.pool())
         .await?)
 }
 
 impl OutboxRow {
-    fn message(&self, source: &str) -> PublishMessage {
+    /// The message for this row. Takes the payload and strings out of the row (each row is
+    /// published once per batch) so the hot path copies nothing it does not have to.
+    fn take_message(&mut self, source: &str) -> PublishMessage {
+        // Metadata is `{}` for most events: skip the parse then.
+        let metadata = if self.metadata.len() <= 2 {
+            Metadata::default()
+        } else {
+            serde_json::from_str(&self.metadata).unwrap_or_default()
+        };
         let envelope = Envelope {
             id: self.event_id,
-            event_type: self.event_type.clone(),
+            event_type: std::mem::take(&mut self.event_type),
             version: self.version as u32,
-            aggregate_type: self.aggregate_type.clone(),
+            aggregate_type: std::mem::take(&mut self.aggregate_type),
             aggregate_id: self.aggregate_id,
             sequence: self.sequence as u64,
             data_subjects: Vec::new(),
             occurred_at: self.occurred_at,
-            metadata: serde_json::from_value::<Metadata>(self.metadata.clone()).unwrap_or_default(),
+            metadata,
             payload: serde_json::Value::Null,
         };
         PublishMessage::build()
-            .payload(Bytes::from(self.payload.clone().into_bytes()))
+            .payload(Bytes::from(std::mem::take(&mut self.payload)))
             .headers(event_headers(&envelope, source))
-            .message_id(self.event_id.to_string())
+            .message_id(
+                envelope
+                    .id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+            )
     }
 }
 
@@ -88,22 +104,23 @@ pub async fn publish_batch(
     store: &Store,
     publisher: &Publisher,
     source: &str,
-    rows: &[OutboxRow],
+    mut rows: Vec<OutboxRow>,
 ) -> Result<StepOutcome, StoreError> {
     let mut outcome = StepOutcome {
         loaded: rows.len(),
         ..Default::default()
     };
-    for wave in waves(rows) {
-        let wave: Vec<&OutboxRow> = wave.into_iter().map(|i| &rows[i]).collect();
+    let mut acked = Vec::with_capacity(rows.len());
+    let mut dead: Vec<(usize, String)> = Vec::new();
+    for wave in waves(&rows) {
         let mut pending: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(wave.len());
-        let mut acked = Vec::with_capacity(wave.len());
-        let mut dead = Vec::new();
         let mut failed = false;
-        for (i, row) in wave.iter().enumerate() {
+        for i in wave {
+            let message = rows[i].take_message(source);
+            let row = &rows[i];
             match publisher
                 .context()
-                .send_publish(row.subject.clone(), row.message(source))
+                .send_publish(row.subject.clone(), message)
                 .await
             {
                 Ok(ack) => pending.push((i, ack)),
@@ -120,22 +137,27 @@ pub async fn publish_batch(
             }
         }
         for (i, ack) in pending {
+            let row = &rows[i];
             match ack.await {
-                Ok(_) => acked.push(wave[i].position),
+                Ok(_) => acked.push(row.position),
                 Err(err) => {
-                    tracing::warn!(position = wave[i].position, error = %err, "publish not acknowledged");
+                    tracing::warn!(position = row.position, error = %err, "publish not acknowledged");
                     failed = true;
                 }
             }
         }
-        outcome.published += acked.len();
-        outcome.dead_lettered += dead.len();
-        record(store, &acked, &wave, &dead).await?;
         if failed {
             outcome.interrupted = true;
             break;
         }
     }
+    outcome.published = acked.len();
+    outcome.dead_lettered = dead.len();
+    let dead: Vec<(i64, String)> = dead
+        .into_iter()
+        .map(|(i, why)| (rows[i].position, why))
+        .collect();
+    record(store, &acked, &dead).await?;
     Ok(outcome)
 }
 
@@ -156,18 +178,19 @@ fn waves(rows: &[OutboxRow]) -> Vec<Vec<usize>> {
 }
 
 /// Deletes acknowledged rows and moves dead letters out of the outbox, in one transaction.
-async fn record(
-    store: &Store,
-    acked: &[i64],
-    wave: &[&OutboxRow],
-    dead: &[(usize, String)],
-) -> Result<(), StoreError> {
+///
+/// The commit does not wait for the WAL flush: if it is lost in a crash, the rows are simply
+/// published again, and JetStream drops them as duplicates of their `Nats-Msg-Id`.
+async fn record(store: &Store, acked: &[i64], dead: &[(i64, String)]) -> Result<(), StoreError> {
     if acked.is_empty() && dead.is_empty() {
         return Ok(());
     }
     let mut tx = store.pool().begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     if !dead.is_empty() {
-        let positions: Vec<i64> = dead.iter().map(|(i, _)| wave[*i].position).collect();
+        let positions: Vec<i64> = dead.iter().map(|(position, _)| *position).collect();
         let reasons: Vec<&str> = dead.iter().map(|(_, r)| r.as_str()).collect();
         sqlx::query(
             "INSERT INTO dead_letters (position, event_id, aggregate_id, subject, reason) \

@@ -2,6 +2,8 @@
 //! dedicated connection. When the leader's process or connection dies, PostgreSQL releases its
 //! locks and a standby's next attempt takes the partitions over.
 
+use std::time::{Duration, Instant};
+
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
@@ -12,7 +14,12 @@ pub struct Leadership {
     connection: Option<PoolConnection<Postgres>>,
     partitions: u16,
     held: Vec<i16>,
+    last_attempt: Option<Instant>,
 }
+
+/// How often a relay that leads some partitions tries for the others: a standby takes over a
+/// dead leader's partitions within this time.
+const RETRY_OTHERS: Duration = Duration::from_millis(500);
 
 // The lock space: (hash of schema and purpose, partition). Scoped by schema so isolated stores
 // in one database have independent leaders.
@@ -26,14 +33,20 @@ impl Leadership {
             connection: None,
             partitions,
             held: Vec::new(),
+            last_attempt: None,
         }
     }
 
     /// Tries to take every partition not yet held; returns the partitions held now.
     pub async fn acquire(&mut self, pool: &PgPool) -> Result<&[i16], StoreError> {
-        if self.held.len() == usize::from(self.partitions) {
+        let all_held = self.held.len() == usize::from(self.partitions);
+        let recently_tried = self
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < RETRY_OTHERS);
+        if all_held || (recently_tried && !self.held.is_empty()) {
             return Ok(&self.held);
         }
+        self.last_attempt = Some(Instant::now());
         if self.connection.is_none() {
             // Detached: this connection lives as long as the leadership, never shared.
             self.connection = Some(pool.acquire().await?);
@@ -63,10 +76,12 @@ impl Leadership {
         Ok(&self.held)
     }
 
-    /// Checks the lock connection is alive; if not, every partition is lost.
+    /// Checks the lock connection is alive; if not, every partition is lost. Checked before
+    /// every batch, so a relay whose locks died with their connection stops publishing before
+    /// a standby can have taken its partitions over.
     pub async fn confirm(&mut self) -> bool {
         let Some(connection) = self.connection.as_mut() else {
-            return false;
+            return true;
         };
         if sqlx::query("SELECT 1")
             .execute(&mut **connection)

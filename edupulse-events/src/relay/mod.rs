@@ -33,7 +33,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            batch_size: 1000,
+            batch_size: 2000,
             poll_interval: Duration::from_millis(500),
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(5),
@@ -48,6 +48,14 @@ pub struct Relay {
     publisher: Publisher,
     config: RelayConfig,
     leadership: Leadership,
+    /// The next batch, read while the current one is being published.
+    prefetch: Option<Prefetch>,
+}
+
+/// A batch being read in the background, and what it was asked for.
+struct Prefetch {
+    partitions: Vec<i16>,
+    task: tokio::task::JoinHandle<Result<Vec<batch::OutboxRow>, StoreError>>,
 }
 
 impl Relay {
@@ -59,6 +67,7 @@ impl Relay {
             publisher,
             config,
             leadership: Leadership::new(partitions),
+            prefetch: None,
         }
     }
 
@@ -68,16 +77,63 @@ impl Relay {
     }
 
     /// One step: take the partitions it can, publish one batch from them.
+    ///
+    /// While a batch is published, the next one (the rows after it) is read in the background,
+    /// so PostgreSQL and NATS work overlap. A read that starts after a position could miss a
+    /// row whose transaction commits late with a lower position, so whenever a prefetch comes
+    /// back short of a full batch, the next read starts from the beginning of the outbox again.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
+        if !self.leadership.confirm().await {
+            self.discard_prefetch();
+        }
         let held = self.leadership.acquire(self.store.pool()).await?.to_vec();
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
-        let rows = batch::load_batch(&self.store, &held, self.config.batch_size).await?;
+        let rows = match self.prefetch.take() {
+            Some(prefetch) if prefetch.partitions == held => match prefetch.task.await {
+                Ok(Ok(rows)) if !rows.is_empty() => rows,
+                Ok(Err(err)) => return Err(err),
+                _ => self.load(&held, 0).await?,
+            },
+            Some(stale) => {
+                stale.task.abort();
+                self.load(&held, 0).await?
+            }
+            None => self.load(&held, 0).await?,
+        };
         if rows.is_empty() {
             return Ok(StepOutcome::default());
         }
-        batch::publish_batch(&self.store, &self.publisher, &self.config.source, &rows).await
+        if rows.len() as i64 >= self.config.batch_size {
+            let store = self.store.clone();
+            let partitions = held.clone();
+            let after = rows.last().map_or(0, |r| r.position);
+            let limit = self.config.batch_size;
+            self.prefetch = Some(Prefetch {
+                partitions: held,
+                task: tokio::spawn(async move {
+                    batch::load_batch(&store, &partitions, after, limit).await
+                }),
+            });
+        }
+        let outcome =
+            batch::publish_batch(&self.store, &self.publisher, &self.config.source, rows).await?;
+        if outcome.interrupted {
+            // Rows after a failure must not be published before it is retried.
+            self.discard_prefetch();
+        }
+        Ok(outcome)
+    }
+
+    async fn load(&self, held: &[i16], after: i64) -> Result<Vec<batch::OutboxRow>, StoreError> {
+        batch::load_batch(&self.store, held, after, self.config.batch_size).await
+    }
+
+    fn discard_prefetch(&mut self) {
+        if let Some(prefetch) = self.prefetch.take() {
+            prefetch.task.abort();
+        }
     }
 
     /// Runs until `shutdown` completes, then finishes the batch in hand and gives its
@@ -127,6 +183,7 @@ impl Relay {
                 }
             }
         }
+        self.discard_prefetch();
         self.leadership.release().await;
         Ok(())
     }

@@ -1,0 +1,241 @@
+//! The relay under failure, against real servers: a nats-server killed with SIGKILL in the
+//! middle of relaying 20,000 events and restarted, and a relay process killed mid-batch with a
+//! second relay taking over. Afterwards the stream must hold every event exactly once, each
+//! aggregate in order, and the outbox must be empty.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, header};
+use edupulse_domain::LearningPulseResponded;
+use edupulse_events::relay::{Relay, RelayConfig};
+use edupulse_events::store::ExpectedVersion;
+use edupulse_events::{Envelope, Uuid};
+use futures::StreamExt;
+
+const EVENTS: usize = 20_000;
+const AGGREGATES: usize = 200;
+
+/// A nats-server of the test's own, on a free port, with its own store directory.
+struct OwnNatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
+        return path.into();
+    }
+    let candidates = std::env::var("PATH").unwrap_or_default();
+    candidates
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
+        .map(|dir| PathBuf::from(dir).join("nats-server"))
+        .find(|p| p.exists())
+        .expect("nats-server is not installed: run scripts/services")
+}
+
+impl OwnNatsServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("edupulse-nats-{}", Uuid::now_v7().simple()));
+        let mut server = OwnNatsServer {
+            child: None,
+            port,
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store directory, and waits until it accepts.
+    fn restart(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::yield_now();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnNatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// EVENTS events over AGGREGATES aggregates, interleaved in runs of 5 per aggregate.
+async fn fill_outbox(env: &TestEnv) {
+    let pulses: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::now_v7()).collect();
+    for round in 0..EVENTS / AGGREGATES / 5 {
+        let mut tx = env.pool.begin().await.unwrap();
+        for pulse in &pulses {
+            let batch: Vec<Envelope> = (0..5)
+                .map(|n| {
+                    Envelope::new(&LearningPulseResponded {
+                        pulse_id: *pulse,
+                        student_id: Uuid::now_v7(),
+                        choice: (round * 5 + n) as u32,
+                        comment: None,
+                    })
+                    .unwrap()
+                })
+                .collect();
+            env.store
+                .append(&mut tx, ExpectedVersion::Any, &batch)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Waits until `n` events have reached the stream's subjects.
+async fn until_published(nats: &async_nats::Client, prefix: &str, n: usize) {
+    let mut subscription = nats.subscribe(format!("{prefix}.>")).await.unwrap();
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(60), subscription.next())
+            .await
+            .expect("the relay made progress")
+            .unwrap();
+    }
+}
+
+/// Waits until the outbox is empty, checking at each relay NOTIFY-independent interval.
+async fn until_outbox_empty(env: &TestEnv) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut interval = tokio::time::interval(Duration::from_millis(50));
+    while env.count("outbox").await > 0 {
+        assert!(Instant::now() < deadline, "outbox not drained in time");
+        interval.tick().await;
+    }
+}
+
+fn assert_exactly_once_in_order(messages: &[async_nats::jetstream::Message]) {
+    let ids: HashSet<&str> = messages.iter().map(|m| header(m, "Nats-Msg-Id")).collect();
+    assert_eq!(ids.len(), EVENTS, "distinct events in the stream");
+    assert_eq!(
+        messages.len(),
+        EVENTS,
+        "messages in the stream (duplicates stored?)"
+    );
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for m in messages {
+        let aggregate = header(m, "ce-aggregateid");
+        let sequence: u64 = header(m, "ce-sequence").parse().unwrap();
+        let previous = last.insert(aggregate, sequence).unwrap_or(0);
+        assert_eq!(sequence, previous + 1, "aggregate {aggregate} out of order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
+    let mut server = OwnNatsServer::start();
+    let env = TestEnv::with_nats(&server.url()).await;
+    fill_outbox(&env).await;
+    let publisher = env.publisher().await;
+    let config = RelayConfig {
+        batch_size: 500,
+        max_backoff: Duration::from_millis(500),
+        ..RelayConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(Relay::new(env.store.clone(), publisher, config).run(async {
+        let _ = stopped.await;
+    }));
+
+    until_published(&env.nats, &env.prefix, 3_000).await;
+    server.kill();
+    let unpublished = env.count("outbox").await;
+    assert!(
+        unpublished > 0,
+        "killed after the relay had finished: nothing was tested"
+    );
+    server.restart();
+    until_outbox_empty(&env).await;
+    stop.send(()).unwrap();
+    relay.await.unwrap().unwrap();
+
+    assert_exactly_once_in_order(&env.stream_messages().await);
+    assert_eq!(env.count("dead_letters").await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_process_killed_mid_batch_is_taken_over_by_another() {
+    let env = TestEnv::new().await;
+    fill_outbox(&env).await;
+    let publisher = env.publisher().await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edupulse-relay"))
+        .env("DATABASE_URL", common::database_url())
+        .env("NATS_URL", common::nats_url())
+        .env("EDUPULSE_SCHEMA", &env.schema)
+        .env("EDUPULSE_PREFIX", &env.prefix)
+        .env("EDUPULSE_STREAM", &env.stream)
+        .env("EDUPULSE_PARTITIONS", env.store.partitions().to_string())
+        .env("EDUPULSE_BATCH", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the relay process");
+    until_published(&env.nats, &env.prefix, 3_000).await;
+    child.kill().unwrap(); // SIGKILL, mid-batch
+    child.wait().unwrap();
+    assert!(
+        env.count("outbox").await > 0,
+        "killed after it had finished: nothing was tested"
+    );
+
+    // The standby: it gets the partitions as soon as PostgreSQL has dropped the dead
+    // process's session (and with it, its advisory locks).
+    let mut standby = Relay::new(env.store.clone(), publisher, RelayConfig::default());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.count("outbox").await > 0 {
+        assert!(Instant::now() < deadline, "the standby did not take over");
+        standby.step().await.unwrap();
+    }
+    assert_eq!(
+        standby.led_partitions().len(),
+        env.store.partitions() as usize
+    );
+    assert_exactly_once_in_order(&env.stream_messages().await);
+    env.cleanup().await;
+}
