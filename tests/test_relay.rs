@@ -115,6 +115,7 @@ async fn republishing_after_lost_bookkeeping_adds_no_duplicate() {
 async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     let env = TestEnv::new().await;
     let max_payload = env.nats.server_info().max_payload;
+    assert!(max_payload > 0, "the server's limits are known");
     let pulse = Uuid::now_v7();
     let other = Uuid::now_v7();
     env.append(&[response(pulse, 1, None)]).await;

@@ -67,6 +67,11 @@ impl TestEnv {
             .connect(nats_url)
             .await
             .expect("NATS is not reachable: run scripts/services");
+        // With retry_on_initial_connect the client returns before the server's INFO arrives;
+        // a flush waits for the round trip, so server_info() is real from here on.
+        nats.flush()
+            .await
+            .expect("NATS is not reachable: run scripts/services");
         TestEnv {
             schema,
             pool,
