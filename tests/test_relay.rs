@@ -237,3 +237,34 @@ async fn an_incompatible_existing_stream_is_refused_with_a_clear_error() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_dropped_relay_hands_its_partitions_to_the_next() {
+    let env = TestEnv::new().await;
+    let publisher = env.publisher().await;
+    let all = env.store.partitions() as usize;
+    let mut first = Relay::new(env.store.clone(), publisher.clone(), RelayConfig::default());
+    first.step().await.unwrap();
+    assert_eq!(first.led_partitions().len(), all);
+    let mut rival = Relay::new(env.store.clone(), publisher.clone(), RelayConfig::default());
+    rival.step().await.unwrap();
+    assert!(
+        rival.led_partitions().is_empty(),
+        "one leader per partition"
+    );
+    drop(rival);
+    drop(first);
+    // The locks must die with the relay, not linger on a pooled connection: the server frees
+    // them once it sees the session close, so the next relay takes over within moments.
+    let mut next = Relay::new(env.store.clone(), publisher, RelayConfig::default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while next.led_partitions().len() < all {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partitions never handed over"
+        );
+        next.step().await.unwrap();
+    }
+    drop(next);
+    env.cleanup().await;
+}

@@ -4,14 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::store::StoreError;
 
 /// The partitions this relay currently leads.
 pub struct Leadership {
-    connection: Option<PoolConnection<Postgres>>,
+    /// Detached from the pool: session-level advisory locks live as long as their session, so
+    /// a lock connection returned to the pool would keep leading after its relay is gone.
+    connection: Option<PgConnection>,
     partitions: u16,
     held: Vec<i16>,
     last_attempt: Option<Instant>,
@@ -48,8 +49,7 @@ impl Leadership {
         }
         self.last_attempt = Some(Instant::now());
         if self.connection.is_none() {
-            // Detached: this connection lives as long as the leadership, never shared.
-            self.connection = Some(pool.acquire().await?);
+            self.connection = Some(pool.acquire().await?.detach());
         }
         let connection = self.connection.as_mut().expect("set just above");
         for partition in 0..self.partitions as i16 {
@@ -58,7 +58,7 @@ impl Leadership {
             }
             let won: bool = match sqlx::query_scalar(TRY_LOCK)
                 .bind(i32::from(partition))
-                .fetch_one(&mut **connection)
+                .fetch_one(&mut *connection)
                 .await
             {
                 Ok(won) => won,
@@ -84,7 +84,7 @@ impl Leadership {
             return true;
         };
         if sqlx::query("SELECT 1")
-            .execute(&mut **connection)
+            .execute(&mut *connection)
             .await
             .is_err()
         {
@@ -95,16 +95,16 @@ impl Leadership {
     }
 
     fn lose(&mut self) {
-        if let Some(mut connection) = self.connection.take() {
-            connection.close_on_drop();
-        }
+        // Dropping a detached connection closes it, and the server frees whatever it held.
+        self.connection = None;
         self.held.clear();
     }
 
     /// Gives every partition back, so a standby can take over at once.
     pub async fn release(&mut self) {
         if let Some(mut connection) = self.connection.take() {
-            let _ = sqlx::query(UNLOCK_ALL).execute(&mut *connection).await;
+            let _ = sqlx::query(UNLOCK_ALL).execute(&mut connection).await;
+            let _ = connection.close().await;
         }
         self.held.clear();
     }
