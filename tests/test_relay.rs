@@ -268,3 +268,33 @@ async fn a_dropped_relay_hands_its_partitions_to_the_next() {
     drop(next);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_late_commit_below_published_rows_is_still_relayed() {
+    let env = TestEnv::new().await;
+    let mut relay = Relay::new(
+        env.store.clone(),
+        env.publisher().await,
+        RelayConfig::default(),
+    );
+    // The slow transaction takes the lower position but commits after the relay has already
+    // published a higher one.
+    let mut slow = env.pool.begin().await.unwrap();
+    let late = edupulse_events::Envelope::new(&response(Uuid::now_v7(), 1, None)).unwrap();
+    env.store
+        .append(
+            &mut slow,
+            edupulse_events::store::ExpectedVersion::Any,
+            std::slice::from_ref(&late),
+        )
+        .await
+        .unwrap();
+    env.append(&[response(Uuid::now_v7(), 2, None)]).await;
+    assert_eq!(relay.step().await.unwrap().published, 1);
+    slow.commit().await.unwrap();
+    drain(&mut relay, &env).await;
+    let messages = env.stream_messages().await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(header(&messages[1], "ce-id"), late.id.to_string());
+    env.cleanup().await;
+}

@@ -5,7 +5,7 @@ mod batch;
 mod leadership;
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 
@@ -50,6 +50,14 @@ pub struct Relay {
     leadership: Leadership,
     /// The next batch, read while the current one is being published.
     prefetch: Option<Prefetch>,
+    /// Where the last fresh read found its first row. Reads start there rather than at the
+    /// beginning: after a large drain, the outbox index is full of deleted entries until
+    /// vacuum, and scanning them on every wake-up costs milliseconds.
+    floor: i64,
+    /// When a read last started at the beginning of the outbox. Under constant load the floor
+    /// read never comes back empty, so a late commit below it is also looked for on this
+    /// clock, at most `poll_interval` apart.
+    last_full_scan: Instant,
 }
 
 /// A batch being read in the background, and what it was asked for.
@@ -68,6 +76,8 @@ impl Relay {
             config,
             leadership: Leadership::new(partitions),
             prefetch: None,
+            floor: 0,
+            last_full_scan: Instant::now(),
         }
     }
 
@@ -81,7 +91,7 @@ impl Relay {
     /// While a batch is published, the next one (the rows after it) is read in the background,
     /// so PostgreSQL and NATS work overlap. A read that starts after a position could miss a
     /// row whose transaction commits late with a lower position, so whenever a prefetch comes
-    /// back short of a full batch, the next read starts from the beginning of the outbox again.
+    /// back empty the next read is a fresh one, which looks below when it finds nothing.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
             self.discard_prefetch();
@@ -94,13 +104,13 @@ impl Relay {
             Some(prefetch) if prefetch.partitions == held => match prefetch.task.await {
                 Ok(Ok(rows)) if !rows.is_empty() => rows,
                 Ok(Err(err)) => return Err(err),
-                _ => self.load(&held, 0).await?,
+                _ => self.fresh_load(&held).await?,
             },
             Some(stale) => {
                 stale.task.abort();
-                self.load(&held, 0).await?
+                self.fresh_load(&held).await?
             }
-            None => self.load(&held, 0).await?,
+            None => self.fresh_load(&held).await?,
         };
         if rows.is_empty() {
             return Ok(StepOutcome::default());
@@ -126,8 +136,27 @@ impl Relay {
         Ok(outcome)
     }
 
-    async fn load(&self, held: &[i16], after: i64) -> Result<Vec<batch::OutboxRow>, StoreError> {
-        batch::load_batch(&self.store, held, after, self.config.batch_size).await
+    /// A read not continuing a prefetch. It starts at the floor; only when nothing is found
+    /// there does it look below, where a transaction that committed late may have left rows.
+    /// So no row is ever missed, and the full scan happens only when the relay is idle.
+    async fn fresh_load(&mut self, held: &[i16]) -> Result<Vec<batch::OutboxRow>, StoreError> {
+        let limit = self.config.batch_size;
+        let start = if self.last_full_scan.elapsed() >= self.config.poll_interval {
+            0
+        } else {
+            self.floor
+        };
+        let mut rows = batch::load_batch(&self.store, held, start, limit).await?;
+        if rows.is_empty() && start > 0 {
+            rows = batch::load_batch(&self.store, held, 0, limit).await?;
+        }
+        if start == 0 || rows.is_empty() {
+            self.last_full_scan = Instant::now();
+        }
+        if let Some(first) = rows.first() {
+            self.floor = first.position - 1;
+        }
+        Ok(rows)
     }
 
     fn discard_prefetch(&mut self) {
