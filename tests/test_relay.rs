@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 
-use common::{TestEnv, header};
+use common::{TestEnv, assert_exactly_once_in_order, header};
 use edupulse_domain::{LearningPulseResponded, QuizSubmitted};
 use edupulse_events::publish::{PublishError, Publisher, StreamSettings};
 use edupulse_events::relay::{Relay, RelayConfig};
@@ -25,20 +24,6 @@ fn response(pulse_id: Uuid, choice: u32, comment: Option<String>) -> LearningPul
 async fn drain(relay: &mut Relay, env: &TestEnv) {
     while env.count("outbox").await > 0 {
         relay.step().await.unwrap();
-    }
-}
-
-/// Checks the stream holds each event once and each aggregate's sequences ascend from 1.
-fn assert_exactly_once_in_order(messages: &[async_nats::jetstream::Message], expected: usize) {
-    let ids: HashSet<&str> = messages.iter().map(|m| header(m, "Nats-Msg-Id")).collect();
-    assert_eq!(messages.len(), expected, "message count");
-    assert_eq!(ids.len(), expected, "distinct event ids");
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    for m in messages {
-        let aggregate = header(m, "ce-aggregateid");
-        let sequence: u64 = header(m, "ce-sequence").parse().unwrap();
-        let previous = last.insert(aggregate, sequence).unwrap_or(0);
-        assert_eq!(sequence, previous + 1, "aggregate {aggregate} out of order");
     }
 }
 

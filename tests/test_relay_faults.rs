@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, header};
+use common::{TestEnv, assert_exactly_once_in_order};
 use edupulse_domain::LearningPulseResponded;
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
@@ -148,23 +147,6 @@ async fn until_outbox_empty(env: &TestEnv) {
     }
 }
 
-fn assert_exactly_once_in_order(messages: &[async_nats::jetstream::Message]) {
-    let ids: HashSet<&str> = messages.iter().map(|m| header(m, "Nats-Msg-Id")).collect();
-    assert_eq!(ids.len(), EVENTS, "distinct events in the stream");
-    assert_eq!(
-        messages.len(),
-        EVENTS,
-        "messages in the stream (duplicates stored?)"
-    );
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    for m in messages {
-        let aggregate = header(m, "ce-aggregateid");
-        let sequence: u64 = header(m, "ce-sequence").parse().unwrap();
-        let previous = last.insert(aggregate, sequence).unwrap_or(0);
-        assert_eq!(sequence, previous + 1, "aggregate {aggregate} out of order");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
     let mut server = OwnNatsServer::start();
@@ -193,7 +175,7 @@ async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
     stop.send(()).unwrap();
     relay.await.unwrap().unwrap();
 
-    assert_exactly_once_in_order(&env.stream_messages().await);
+    assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
     assert_eq!(env.count("dead_letters").await, 0);
     env.cleanup().await;
 }
@@ -236,6 +218,6 @@ async fn a_relay_process_killed_mid_batch_is_taken_over_by_another() {
         standby.led_partitions().len(),
         env.store.partitions() as usize
     );
-    assert_exactly_once_in_order(&env.stream_messages().await);
+    assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
     env.cleanup().await;
 }

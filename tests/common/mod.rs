@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use async_nats::jetstream;
@@ -169,4 +170,23 @@ pub fn header<'a>(message: &'a jetstream::Message, name: &str) -> &'a str {
         .and_then(|h| h.get(name))
         .map(|v| v.as_str())
         .unwrap_or_else(|| panic!("header {name} missing"))
+}
+
+/// The stream holds `expected` events, each once, and every aggregate's sequences ascend from 1
+/// without a gap.
+pub fn assert_exactly_once_in_order(messages: &[jetstream::Message], expected: usize) {
+    let ids: HashSet<&str> = messages.iter().map(|m| header(m, "Nats-Msg-Id")).collect();
+    assert_eq!(ids.len(), expected, "distinct events in the stream");
+    assert_eq!(
+        messages.len(),
+        expected,
+        "messages in the stream (duplicates stored?)"
+    );
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for m in messages {
+        let aggregate = header(m, "ce-aggregateid");
+        let sequence: u64 = header(m, "ce-sequence").parse().unwrap();
+        let previous = last.insert(aggregate, sequence).unwrap_or(0);
+        assert_eq!(sequence, previous + 1, "aggregate {aggregate} out of order");
+    }
 }
