@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::{TestEnv, assert_exactly_once_in_order, header};
 use edupulse_domain::{LearningPulseResponded, QuizSubmitted};
 use edupulse_events::publish::{PublishError, Publisher, StreamSettings};

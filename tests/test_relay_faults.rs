@@ -149,6 +149,8 @@ async fn until_outbox_empty(env: &TestEnv) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
+    // Installs nats-server on a fresh machine, before this test starts one of its own.
+    common::ensure_services();
     let mut server = OwnNatsServer::start();
     let env = TestEnv::with_nats(&server.url()).await;
     fill_outbox(&env).await;

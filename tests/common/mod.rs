@@ -16,6 +16,29 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// Brings the servers up, once per test binary, when the local defaults are not answering:
+/// `cargo test` on a machine where nothing runs yet behaves like `scripts/test`. Servers named
+/// by DATABASE_URL or NATS_URL are the caller's business and are left alone.
+pub fn ensure_services() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let local =
+            std::env::var_os("DATABASE_URL").is_none() && std::env::var_os("NATS_URL").is_none();
+        let up = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if local && !(up(5432) && up(4222)) {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services");
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .status()
+                .expect("run scripts/services");
+            assert!(
+                status.success(),
+                "scripts/services could not start PostgreSQL and NATS"
+            );
+        }
+    });
+}
+
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -42,6 +65,7 @@ impl TestEnv {
     /// An environment whose broker is the nats-server at `nats_url` (e.g. one a fault test
     /// starts and kills itself).
     pub async fn with_nats(nats_url: &str) -> Self {
+        ensure_services();
         let id = Uuid::now_v7().simple().to_string();
         let schema = format!("t_{id}");
         let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
