@@ -55,6 +55,7 @@ pub struct TestEnv {
     pub prefix: String,
     pub stream: String,
     pub nats: async_nats::Client,
+    cleaned: bool,
 }
 
 impl TestEnv {
@@ -104,6 +105,7 @@ impl TestEnv {
             stream: format!("T{id}").to_uppercase(),
             prefix,
             nats,
+            cleaned: false,
         }
     }
 
@@ -176,7 +178,7 @@ impl TestEnv {
         out
     }
 
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
         let js = jetstream::new(self.nats.clone());
         let _ = js.delete_stream(&self.stream).await;
         sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
@@ -184,6 +186,42 @@ impl TestEnv {
             .await
             .unwrap();
         self.pool.close().await;
+        self.cleaned = true;
+    }
+}
+
+impl Drop for TestEnv {
+    /// A test that panicked before `cleanup` still removes its schema and stream: on a thread
+    /// and runtime of its own, since this may run inside the test's runtime, with a lock
+    /// timeout so a transaction the test left open cannot hang it.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (schema, stream, nats) = (self.schema.clone(), self.stream.clone(), self.nats.clone());
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let _ = jetstream::new(nats).delete_stream(&stream).await;
+                let options = PgConnectOptions::from_str(&database_url())
+                    .unwrap()
+                    .options([("lock_timeout", "5s")]);
+                if let Ok(pool) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
