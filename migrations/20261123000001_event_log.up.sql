@@ -54,6 +54,8 @@ CREATE TABLE outbox (
 );
 
 CREATE INDEX outbox_partition_position ON outbox (partition, position);
+-- The relay's check that no earlier row of the same aggregate is still waiting.
+CREATE INDEX outbox_aggregate_position ON outbox (aggregate_id, position);
 
 -- Wake the relay when an appending transaction commits (NOTIFY is delivered at commit).
 CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$

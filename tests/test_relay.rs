@@ -282,3 +282,45 @@ async fn a_late_commit_below_published_rows_is_still_relayed() {
     assert_eq!(header(&messages[1], "ce-id"), late.id.to_string());
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_late_commit_holds_back_its_aggregates_later_events() {
+    use edupulse_events::store::ExpectedVersion;
+    let env = TestEnv::new().await;
+    let mut relay = Relay::new(
+        env.store.clone(),
+        env.publisher().await,
+        RelayConfig::default(),
+    );
+    let late_aggregate = Uuid::now_v7();
+    let mut slow = env.pool.begin().await.unwrap();
+    let first = edupulse_events::Envelope::new(&response(late_aggregate, 1, None)).unwrap();
+    env.store
+        .append(
+            &mut slow,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&first),
+        )
+        .await
+        .unwrap();
+    // The relay reads past the uncommitted row's position.
+    env.append(&[response(Uuid::now_v7(), 1, None)]).await;
+    assert_eq!(relay.step().await.unwrap().published, 1);
+    slow.commit().await.unwrap();
+    // The aggregate's next event, and another aggregate's, both above the relay's last read.
+    let second = edupulse_events::Envelope::new(&response(late_aggregate, 2, None)).unwrap();
+    let mut tx = env.pool.begin().await.unwrap();
+    env.store
+        .append(
+            &mut tx,
+            ExpectedVersion::Exact(1),
+            std::slice::from_ref(&second),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.append(&[response(Uuid::now_v7(), 1, None)]).await;
+    drain(&mut relay, &env).await;
+    assert_exactly_once_in_order(&env.stream_messages().await, 4);
+    env.cleanup().await;
+}

@@ -250,3 +250,37 @@ async fn the_log_refuses_updates_and_deletes() {
     assert!(delete.is_err());
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_payload_postgres_cannot_store_is_refused_by_name_without_its_value() {
+    let env = TestEnv::new().await;
+    let mut event = submission(Uuid::now_v7(), 1);
+    event.student_name = "Ada\0Lovelace".into();
+    let mut tx = env.pool.begin().await.unwrap();
+    let err = env
+        .store
+        .append(
+            &mut tx,
+            ExpectedVersion::Any,
+            &[Envelope::new(&event).unwrap()],
+        )
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        text.contains("quiz.submitted.v2") && text.contains("NUL"),
+        "{text}"
+    );
+    assert!(!text.contains("Lovelace"), "{text}");
+    // The transaction is still usable.
+    env.store
+        .append(
+            &mut tx,
+            ExpectedVersion::Any,
+            &[Envelope::new(&submission(Uuid::now_v7(), 2)).unwrap()],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.cleanup().await;
+}

@@ -30,10 +30,16 @@ pub struct OutboxRow {
 
 // The outbox rows first, then their events by a position range: joining the two tables
 // directly lets the planner merge-join from the start of the log, which grows with it.
+// A read starting above 0 leaves out aggregates with a row at or below its start (a late
+// commit): their later rows must wait until that row is published.
 const LOAD_BATCH: &str = "\
     WITH o AS MATERIALIZED ( \
-        SELECT position, subject FROM outbox \
-        WHERE partition = ANY($1) AND position > $2 ORDER BY position LIMIT $3) \
+        SELECT position, subject FROM outbox AS c \
+        WHERE partition = ANY($1) AND position > $2 \
+          AND ($2 = 0 OR NOT EXISTS ( \
+              SELECT 1 FROM outbox AS b \
+              WHERE b.aggregate_id = c.aggregate_id AND b.position <= $2)) \
+        ORDER BY position LIMIT $3) \
     SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, \
            e.event_type, e.version, e.payload::text AS payload, e.metadata::text AS metadata, \
            e.occurred_at \

@@ -77,8 +77,8 @@ impl Leadership {
     }
 
     /// Checks the lock connection is alive; if not, every partition is lost. Checked before
-    /// every batch, so a relay whose locks died with their connection stops publishing before
-    /// a standby can have taken its partitions over.
+    /// every batch: a relay whose locks died mid-batch may still finish that batch beside the
+    /// standby that took over, and JetStream's duplicate window absorbs the overlap.
     pub async fn confirm(&mut self) -> bool {
         let Some(connection) = self.connection.as_mut() else {
             return true;

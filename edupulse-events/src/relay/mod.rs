@@ -54,15 +54,16 @@ pub struct Relay {
     /// beginning: after a large drain, the outbox index is full of deleted entries until
     /// vacuum, and scanning them on every wake-up costs milliseconds.
     floor: i64,
+    /// The partitions led at the last step.
+    partitions: Vec<i16>,
     /// When a read last started at the beginning of the outbox. Under constant load the floor
     /// read never comes back empty, so a late commit below it is also looked for on this
     /// clock, at most `poll_interval` apart.
     last_full_scan: Instant,
 }
 
-/// A batch being read in the background, and what it was asked for.
+/// A batch being read in the background (for the partitions in `Relay::partitions`).
 struct Prefetch {
-    partitions: Vec<i16>,
     task: tokio::task::JoinHandle<Result<Vec<batch::OutboxRow>, StoreError>>,
 }
 
@@ -77,6 +78,7 @@ impl Relay {
             leadership: Leadership::new(partitions),
             prefetch: None,
             floor: 0,
+            partitions: Vec::new(),
             last_full_scan: Instant::now(),
         }
     }
@@ -89,19 +91,34 @@ impl Relay {
     /// One step: take the partitions it can, publish one batch from them.
     ///
     /// While a batch is published, the next one (the rows after it) is read in the background,
-    /// so PostgreSQL and NATS work overlap. A read that starts after a position could miss a
-    /// row whose transaction commits late with a lower position, so whenever a prefetch comes
-    /// back empty the next read is a fresh one, which looks below when it finds nothing.
+    /// so PostgreSQL and NATS work overlap. Reads that start above the outbox's beginning (the
+    /// prefetch, the floor) skip every aggregate that still has a row below their start: such
+    /// a row belongs to a transaction that committed late, and publishing the aggregate's later
+    /// rows first would invert its order. A full read from the beginning, at least every
+    /// `poll_interval` and whenever a read finds nothing, publishes those rows.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
             self.discard_prefetch();
         }
-        let held = self.leadership.acquire(self.store.pool()).await?.to_vec();
+        let held = match self.leadership.acquire(self.store.pool()).await {
+            Ok(held) => held.to_vec(),
+            Err(err) => {
+                self.discard_prefetch();
+                return Err(err);
+            }
+        };
+        if held != self.partitions {
+            // Partitions just won may hold rows far below this relay's floor.
+            self.discard_prefetch();
+            self.floor = 0;
+            self.partitions = held.clone();
+        }
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
+        let full_scan_due = self.last_full_scan.elapsed() >= self.config.poll_interval;
         let rows = match self.prefetch.take() {
-            Some(prefetch) if prefetch.partitions == held => match prefetch.task.await {
+            Some(prefetch) if !full_scan_due => match prefetch.task.await {
                 Ok(Ok(rows)) if !rows.is_empty() => rows,
                 Ok(Err(err)) => return Err(err),
                 _ => self.fresh_load(&held).await?,
@@ -121,19 +138,21 @@ impl Relay {
             let after = rows.last().map_or(0, |r| r.position);
             let limit = self.config.batch_size;
             self.prefetch = Some(Prefetch {
-                partitions: held,
                 task: tokio::spawn(async move {
                     batch::load_batch(&store, &partitions, after, limit).await
                 }),
             });
         }
         let outcome =
-            batch::publish_batch(&self.store, &self.publisher, &self.config.source, rows).await?;
-        if outcome.interrupted {
+            batch::publish_batch(&self.store, &self.publisher, &self.config.source, rows).await;
+        match outcome {
             // Rows after a failure must not be published before it is retried.
-            self.discard_prefetch();
+            Ok(outcome) if !outcome.interrupted => Ok(outcome),
+            other => {
+                self.discard_prefetch();
+                other
+            }
         }
-        Ok(outcome)
     }
 
     /// A read not continuing a prefetch. It starts at the floor; only when nothing is found

@@ -218,7 +218,16 @@ impl Columns {
             c.versions.push(e.version as i32);
             let ids: Vec<String> = e.data_subjects.iter().map(Uuid::to_string).collect();
             c.data_subjects.push(ids.join(","));
-            c.payloads.push(e.payload.to_string());
+            let payload = e.payload.to_string();
+            // jsonb cannot hold U+0000; refusing here keeps the caller's transaction usable and
+            // names the type, where PostgreSQL's error would quote the payload.
+            if payload.contains("\\u0000") {
+                return Err(StoreError::Unstorable {
+                    type_name: e.type_string(),
+                    reason: "a string in the payload contains a NUL character (U+0000)",
+                });
+            }
+            c.payloads.push(payload);
             c.metadata
                 .push(serde_json::to_string(&e.metadata).expect("metadata is plain JSON"));
             c.occurred_at.push(e.occurred_at);

@@ -33,6 +33,14 @@ pub enum StoreError {
     /// The event type is not in the registry, so its subject is unknown.
     #[error("event type `{0}` is not registered; derive DomainEvent for it")]
     Unregistered(String),
+    /// The event cannot be stored as it is.
+    #[error("event `{type_name}` cannot be stored: {reason}")]
+    Unstorable {
+        /// The event's type string.
+        type_name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -39,9 +39,9 @@ impl Store {
         }
     }
 
-    /// Sets the number of outbox partitions (at least 1).
+    /// Sets the number of outbox partitions (1 to 32,767: they are stored as `smallint`).
     pub fn with_partitions(mut self, partitions: u16) -> Self {
-        self.partitions = partitions.max(1);
+        self.partitions = partitions.clamp(1, i16::MAX as u16);
         self
     }
 
