@@ -227,11 +227,25 @@ async fn read_all_never_skips_a_late_committing_lower_position() {
         early.iter().map(|e| e.position).collect::<Vec<_>>()
     );
     slow.commit().await.unwrap();
-    loop {
+    // The snapshot's xmin is cluster-wide: a transaction another test holds open delays both
+    // events too, so read until they arrive rather than expecting them at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    while seen.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read_all never returned {seen:?} + more"
+        );
         let page = env.store.read_all(cursor, 1).await.unwrap();
-        let Some(last) = page.last() else { break };
-        cursor = last.cursor();
-        seen.extend(page.iter().map(|e| e.position));
+        match page.last() {
+            Some(last) => {
+                cursor = last.cursor();
+                seen.extend(page.iter().map(|e| e.position));
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
     }
     seen.sort_unstable();
     assert_eq!(seen, [slow_pos, fast_pos]);
