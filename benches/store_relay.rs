@@ -65,12 +65,10 @@ async fn raw_insert(env: &TestEnv, e: &Envelope) {
 }
 
 async fn library_append(env: &TestEnv, e: &Envelope) {
-    let mut tx = env.pool.begin().await.unwrap();
     env.store
-        .append(&mut tx, ExpectedVersion::NoStream, std::slice::from_ref(e))
+        .append_committed(ExpectedVersion::NoStream, std::slice::from_ref(e))
         .await
         .unwrap();
-    tx.commit().await.unwrap();
 }
 
 /// Events per second of `writers` tasks sharing `APPENDS` single-event transactions.

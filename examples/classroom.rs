@@ -67,16 +67,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         title: "Fractions, part 1".into(),
         published_at: edupulse_events::chrono::Utc::now(),
     };
-    let mut tx = pool.begin().await?;
     runtime
         .store()
-        .append(
-            &mut tx,
+        .append_committed(
             ExpectedVersion::NoStream,
             &[Envelope::new(&lesson)?.with_actor("teacher:42")],
         )
         .await?;
-    tx.commit().await?;
 
     let quiz_id = Uuid::now_v7();
     let students: Vec<(Uuid, &str, f32)> = vec![
@@ -119,16 +116,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         teacher_note: "Top score on the fractions quiz".into(),
         badge: "top-of-class".into(),
     };
-    let mut tx = pool.begin().await?;
     runtime
         .store()
-        .append(
-            &mut tx,
-            ExpectedVersion::NoStream,
-            &[Envelope::new(&badge)?],
-        )
+        .append_committed(ExpectedVersion::NoStream, &[Envelope::new(&badge)?])
         .await?;
-    tx.commit().await?;
 
     for _ in 0..5 {
         let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())

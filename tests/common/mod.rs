@@ -122,18 +122,11 @@ impl TestEnv {
     /// Appends typed events to one aggregate in a transaction of their own.
     pub async fn append<T: DomainEvent>(&self, events: &[T]) -> Vec<i64> {
         let envelopes: Vec<Envelope> = events.iter().map(|e| Envelope::new(e).unwrap()).collect();
-        let mut tx = self.pool.begin().await.unwrap();
-        let appended = self
-            .store
-            .append(
-                &mut tx,
-                edupulse_events::store::ExpectedVersion::Any,
-                &envelopes,
-            )
+        self.store
+            .append_committed(edupulse_events::store::ExpectedVersion::Any, &envelopes)
             .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        appended.positions
+            .unwrap()
+            .positions
     }
 
     /// Connection options that put this test's schema first on the search path.

@@ -241,11 +241,6 @@ impl Relay {
         listener.listen(channel).await.ok()?;
         Some(listener)
     }
-
-    /// Whether the lock connection is still alive (a relay that lost it leads nothing).
-    pub async fn confirm_leadership(&mut self) -> bool {
-        self.leadership.confirm().await
-    }
 }
 
 /// Waits for a NOTIFY or the timer; `true` if a notification arrived. A broken listener makes

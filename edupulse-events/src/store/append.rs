@@ -125,7 +125,7 @@ impl Store {
             Err(err) => return Err(self.conflict_or(err, aggregate, expected).await),
         };
         if rows.is_empty() {
-            let actual = self.version_in(tx, aggregate).await?;
+            let actual = version_of(&mut *tx, aggregate).await?;
             return Err(StoreError::Conflict {
                 aggregate,
                 expected,
@@ -138,25 +138,22 @@ impl Store {
         })
     }
 
-    async fn version_in(&self, tx: &mut PgConnection, aggregate: Uuid) -> Result<u64, StoreError> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = $1",
-        )
-        .bind(aggregate)
-        .fetch_one(&mut *tx)
-        .await?;
-        Ok(version as u64)
-    }
-
     /// The committed version of an aggregate, read outside any transaction.
     pub async fn version(&self, aggregate: Uuid) -> Result<u64, StoreError> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = $1",
-        )
-        .bind(aggregate)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(version as u64)
+        version_of(&self.pool, aggregate).await
+    }
+
+    /// Appends in a transaction of its own, committed before returning: for events that go
+    /// with no business rows of the caller's.
+    pub async fn append_committed(
+        &self,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let appended = self.append(&mut tx, expected, events).await?;
+        tx.commit().await?;
+        Ok(appended)
     }
 
     /// Turns a unique-key violation from a lost race into the typed conflict it is.
@@ -182,6 +179,19 @@ impl Store {
             Err(other) => other,
         }
     }
+}
+
+/// The last sequence of an aggregate (0 for none), in whatever transaction `executor` is.
+async fn version_of<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    aggregate: Uuid,
+) -> Result<u64, StoreError> {
+    let version: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = $1")
+            .bind(aggregate)
+            .fetch_one(executor)
+            .await?;
+    Ok(version as u64)
 }
 
 /// One array per column: UNNEST of bound arrays has no 65,535-parameter cap.
