@@ -11,6 +11,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/cpu.rs"]
+mod cpu;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use common::TestEnv;
+use cpu::CpuTimes;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
@@ -116,12 +119,21 @@ async fn batches_per_second(env: &TestEnv, library: bool) -> f64 {
                 .map(|e| serde_json::to_string(&e.metadata).unwrap())
                 .collect();
             let times: Vec<_> = batch.iter().map(|e| e.occurred_at).collect();
+            // Array literals, as unnest cannot yield one uuid[] per row from a 2-D array.
+            let subjects: Vec<String> = batch
+                .iter()
+                .map(|e| {
+                    let ids: Vec<String> = e.data_subjects.iter().map(Uuid::to_string).collect();
+                    format!("{{{}}}", ids.join(","))
+                })
+                .collect();
             sqlx::query(
                 "INSERT INTO raw_events (event_id, aggregate_type, aggregate_id, sequence, \
-                 event_type, version, payload, metadata, occurred_at) \
-                 SELECT id, 'quiz', $2, seq, 'quiz.submitted', 2, p::jsonb, m::jsonb, t \
-                 FROM unnest($1::uuid[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[]) \
-                 AS u(id, seq, p, m, t)",
+                 event_type, version, data_subjects, payload, metadata, occurred_at) \
+                 SELECT id, $7, $2, seq, $8, $9, d::uuid[], p::jsonb, m::jsonb, t \
+                 FROM unnest($1::uuid[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], \
+                             $10::text[]) \
+                 AS u(id, seq, p, m, t, d)",
             )
             .bind(&ids)
             .bind(quiz)
@@ -129,6 +141,10 @@ async fn batches_per_second(env: &TestEnv, library: bool) -> f64 {
             .bind(&payloads)
             .bind(&metadata)
             .bind(&times)
+            .bind(&batch[0].aggregate_type)
+            .bind(&batch[0].event_type)
+            .bind(batch[0].version as i32)
+            .bind(&subjects)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -203,14 +219,19 @@ async fn relay_backlog(env: &TestEnv, relay: &mut Relay, run: usize) {
             )
         })
         .collect();
+    let cpu = CpuTimes::now();
     let raw = raw_publish_per_second(env, &payloads).await;
+    let raw_cpu = CpuTimes::since(cpu);
+    let cpu = CpuTimes::now();
     let start = Instant::now();
     drain(relay, env).await;
     let lib = BACKLOG as f64 / start.elapsed().as_secs_f64();
+    let lib_cpu = CpuTimes::since(cpu);
     println!(
         "relay, {BACKLOG} backlog, runs of {run:>3}: {lib:>8.0} ev/s | raw pipelined publish {raw:>8.0} ev/s | ratio {:.2} (target >= 0.6)",
         lib / raw
     );
+    println!("    relay {lib_cpu}\n    raw   {raw_cpu}");
 }
 
 /// p50 and p99 of commit → message seen on the stream's subjects, at 1,000 events/s for `secs`.
@@ -268,6 +289,9 @@ async fn main() {
         .await
         .unwrap();
 
+    if let Ok(sql) = std::env::var("BENCH_EXPERIMENT_SQL") {
+        sqlx::raw_sql(&sql).execute(&env.pool).await.unwrap();
+    }
     // `BENCH_PART=latency` (or `append`, `relay`) runs one part on a fresh store.
     let part = std::env::var("BENCH_PART").unwrap_or_default();
     let runs = |name: &str| part.is_empty() || part == name;
@@ -280,20 +304,6 @@ async fn main() {
                 lib / raw
             );
         }
-        // What the NOTIFY wake-up costs writers: the same 8-writer run without the trigger.
-        sqlx::query("DROP TRIGGER outbox_wake_relay ON outbox")
-            .execute(&env.pool)
-            .await
-            .unwrap();
-        let quiet = appends_per_second(&env, 8, true).await;
-        sqlx::query(
-            "CREATE TRIGGER outbox_wake_relay AFTER INSERT ON outbox \
-         FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
-        )
-        .execute(&env.pool)
-        .await
-        .unwrap();
-        println!("append, 8 writer(s), without NOTIFY: {quiet:>8.0} ev/s");
 
         let raw = batches_per_second(&env, false).await;
         let lib = batches_per_second(&env, true).await;
@@ -307,7 +317,15 @@ async fn main() {
         let mut relay = Relay::new(env.store.clone(), publisher.clone(), RelayConfig::default());
         drain(&mut relay, &env).await;
 
-        for run in [5, 100] {
+        // `BENCH_RUNS=5` (or 100) times one backlog shape only.
+        let shapes = match std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+        {
+            Some(run) => vec![run],
+            None => vec![5, 100],
+        };
+        for run in shapes {
             relay_backlog(&env, &mut relay, run).await;
         }
         drop(relay);

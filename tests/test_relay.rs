@@ -7,7 +7,7 @@ mod common;
 use common::{TestEnv, assert_exactly_once_in_order, header};
 use edupulse_domain::{LearningPulseResponded, QuizSubmitted};
 use edupulse_events::publish::{PublishError, Publisher, StreamSettings};
-use edupulse_events::relay::{Relay, RelayConfig};
+use edupulse_events::relay::{Relay, RelayConfig, RelayState};
 use edupulse_events::{DomainEvent, Uuid};
 
 fn response(pulse_id: Uuid, choice: u32, comment: Option<String>) -> LearningPulseResponded {
@@ -140,6 +140,103 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         [1, 3, 4],
         "the events after the poison one are published in order"
     );
+    env.cleanup().await;
+}
+
+/// How many outbox partitions the running relay has parked (it holds their parking locks).
+async fn parked_partitions(env: &TestEnv) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND mode = 'ExclusiveLock' AND objsubid = 2 \
+         AND classid = hashtext(current_schema() || ':edupulse-parked')::oid",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
+    use edupulse_events::store::ExpectedVersion;
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let quiz = Uuid::now_v7();
+    let submitted = |n: u32| QuizSubmitted {
+        quiz_id: quiz,
+        student_id: Uuid::now_v7(),
+        student_name: format!("s{n}"),
+        score: 1.0,
+        answers: vec![],
+    };
+    // An append whose transaction is still open when the relay starts: the relay cannot park
+    // (parked, it would rely on a NOTIFY this commit will not send).
+    let mut open = env.pool.begin().await.unwrap();
+    let first = edupulse_events::Envelope::new(&submitted(1)).unwrap();
+    env.store
+        .append(
+            &mut open,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&first),
+        )
+        .await
+        .unwrap();
+    let mut subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    let config = RelayConfig {
+        // Far longer than the test may take: the timer must not be what delivers.
+        poll_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let mut state = relay.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let within = std::time::Duration::from_secs(30);
+    tokio::time::timeout(
+        within,
+        state.wait_for(|s| *s == RelayState::AwaitingOpenAppends),
+    )
+    .await
+    .expect("the relay notices the open append")
+    .unwrap();
+    assert_eq!(parked_partitions(&env).await, 0);
+    open.commit().await.unwrap();
+    let message = tokio::time::timeout(within, subscription.next())
+        .await
+        .expect("a commit made while the relay could not park is published without the timer")
+        .unwrap();
+    assert_eq!(
+        message.headers.unwrap().get("ce-id").unwrap().as_str(),
+        first.id.to_string()
+    );
+
+    // With nothing open the relay parks every partition; an append then wakes it.
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+        .await
+        .expect("an idle relay parks")
+        .unwrap();
+    assert_eq!(
+        parked_partitions(&env).await,
+        i64::from(env.store.partitions())
+    );
+    env.append(&[submitted(2)]).await;
+    tokio::time::timeout(within, subscription.next())
+        .await
+        .expect("a parked relay is woken by the commit")
+        .unwrap();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        parked_partitions(&env).await,
+        0,
+        "stopping releases the parking locks"
+    );
+    assert_eq!(env.count("outbox").await, 0);
     env.cleanup().await;
 }
 

@@ -1,11 +1,13 @@
 //! One relay step: read a batch from the outbox, publish it, record exactly what was acked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use sqlx::FromRow;
 use uuid::Uuid;
 
@@ -110,92 +112,103 @@ impl OutboxRow {
     }
 }
 
-/// Publishes `rows` in waves (see [`waves`]): within a wave every aggregate appears once, so
-/// all of a wave's publishes can be in flight together, and an aggregate's next event is sent only after its
-/// previous one was acknowledged. A failed publish therefore can never be overtaken by a later
-/// event of the same aggregate, even if the connection drops with messages in its buffers.
+/// How many publishes may await their acknowledgement at once.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// What a batch left to record in PostgreSQL: the acknowledged rows and the dead letters.
+#[derive(Debug, Default)]
+pub struct Bookkeeping {
+    acked: Vec<i64>,
+    dead: Vec<(i64, String)>,
+}
+
+/// Publishes `rows` with up to [`MAX_IN_FLIGHT`] acknowledgements outstanding, but at most one
+/// per aggregate: an aggregate's next event is sent only once its previous one was
+/// acknowledged (or set aside as a dead letter). A failed publish therefore can never be
+/// overtaken by a later event of its aggregate, even if the connection drops with messages in
+/// its buffers and the client sends them after reconnecting. After a failure nothing new is
+/// sent; the acknowledgements already on their way are still counted.
 pub async fn publish_batch(
-    store: &Store,
     publisher: &Publisher,
     source: &str,
     mut rows: Vec<OutboxRow>,
-) -> Result<StepOutcome, StoreError> {
+) -> (StepOutcome, Bookkeeping) {
     let mut outcome = StepOutcome {
         loaded: rows.len(),
         ..Default::default()
     };
-    let mut acked = Vec::with_capacity(rows.len());
-    let mut dead: Vec<(usize, String)> = Vec::new();
-    for wave in waves(&rows) {
-        let mut pending: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(wave.len());
-        let mut failed = false;
-        for i in wave {
+    let mut book = Bookkeeping {
+        acked: Vec::with_capacity(rows.len()),
+        dead: Vec::new(),
+    };
+    let successor = successors(&rows);
+    let mut ready: VecDeque<usize> = first_of_each_aggregate(&rows);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < MAX_IN_FLIGHT && !outcome.interrupted {
+            let Some(i) = ready.pop_front() else { break };
             let message = rows[i].take_message(source);
-            let row = &rows[i];
-            match publisher
-                .context()
-                .send_publish(row.subject.clone(), message)
-                .await
-            {
-                Ok(ack) => pending.push((i, ack)),
+            let subject = std::mem::take(&mut rows[i].subject);
+            match publisher.context().send_publish(subject, message).await {
+                Ok(ack) => in_flight.push(async move { (i, ack.await) }),
                 Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    dead.push((
-                        i,
+                    book.dead.push((
+                        rows[i].position,
                         "message exceeds the NATS server's max_payload".to_owned(),
                     ));
+                    ready.extend(successor[i]);
                 }
                 Err(err) => {
-                    tracing::warn!(position = row.position, error = %err, "publish failed");
-                    failed = true;
+                    tracing::warn!(position = rows[i].position, error = %err, "publish failed");
+                    outcome.interrupted = true;
                 }
             }
         }
-        for (i, ack) in pending {
-            let row = &rows[i];
-            match ack.await {
-                Ok(_) => acked.push(row.position),
-                Err(err) => {
-                    tracing::warn!(position = row.position, error = %err, "publish not acknowledged");
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            outcome.interrupted = true;
+        let Some((i, ack)) = in_flight.next().await else {
             break;
+        };
+        match ack {
+            Ok(_) => {
+                book.acked.push(rows[i].position);
+                ready.extend(successor[i]);
+            }
+            Err(err) => {
+                tracing::warn!(position = rows[i].position, error = %err, "publish not acknowledged");
+                outcome.interrupted = true;
+            }
         }
     }
-    outcome.published = acked.len();
-    outcome.dead_lettered = dead.len();
-    let dead: Vec<(i64, String)> = dead
-        .into_iter()
-        .map(|(i, why)| (rows[i].position, why))
-        .collect();
-    record(store, &acked, &dead).await?;
-    Ok(outcome)
+    outcome.published = book.acked.len();
+    outcome.dead_lettered = book.dead.len();
+    (outcome, book)
 }
 
-/// Splits a batch (in position order) into waves: wave k holds the k-th row of every aggregate
-/// in the batch, so each aggregate appears at most once per wave and in order across waves.
-fn waves(rows: &[OutboxRow]) -> Vec<Vec<usize>> {
-    let mut rank: HashMap<Uuid, usize> = HashMap::new();
-    let mut waves: Vec<Vec<usize>> = Vec::new();
+/// For each row, the index of its aggregate's next row in the batch.
+fn successors(rows: &[OutboxRow]) -> Vec<Option<usize>> {
+    let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
+    let mut next = vec![None; rows.len()];
     for (i, row) in rows.iter().enumerate() {
-        let k = rank.entry(row.aggregate_id).or_insert(0);
-        if *k == waves.len() {
-            waves.push(Vec::new());
+        if let Some(previous) = last.insert(row.aggregate_id, i) {
+            next[previous] = Some(i);
         }
-        waves[*k].push(i);
-        *k += 1;
     }
-    waves
+    next
+}
+
+/// The first row of every aggregate in the batch, in position order.
+fn first_of_each_aggregate(rows: &[OutboxRow]) -> VecDeque<usize> {
+    let mut seen: HashSet<Uuid> = HashSet::with_capacity(rows.len());
+    (0..rows.len())
+        .filter(|&i| seen.insert(rows[i].aggregate_id))
+        .collect()
 }
 
 /// Deletes acknowledged rows and moves dead letters out of the outbox, in one transaction.
 ///
 /// The commit does not wait for the WAL flush: if it is lost in a crash, the rows are simply
 /// published again, and JetStream drops them as duplicates of their `Nats-Msg-Id`.
-async fn record(store: &Store, acked: &[i64], dead: &[(i64, String)]) -> Result<(), StoreError> {
+pub async fn record(store: &Store, book: Bookkeeping) -> Result<(), StoreError> {
+    let Bookkeeping { acked, dead } = book;
     if acked.is_empty() && dead.is_empty() {
         return Ok(());
     }
@@ -223,7 +236,7 @@ async fn record(store: &Store, acked: &[i64], dead: &[(i64, String)]) -> Result<
     }
     if !acked.is_empty() {
         sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-            .bind(acked)
+            .bind(&acked)
             .execute(&mut *tx)
             .await?;
     }

@@ -15,6 +15,8 @@ pub struct Leadership {
     connection: Option<PgConnection>,
     partitions: u16,
     held: Vec<i16>,
+    /// The partitions parked (see [`Leadership::park`]); empty while the relay works.
+    parked: Vec<i16>,
     last_attempt: Option<Instant>,
 }
 
@@ -27,6 +29,13 @@ const RETRY_OTHERS: Duration = Duration::from_millis(500);
 const TRY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':edupulse-relay'), $1)";
 const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
+// The parking locks, the other side of `outbox_wake` (migration `wake_parked_relay`).
+const PARK: &str = "SELECT coalesce(array_agg(p) FILTER (WHERE pg_try_advisory_lock( \
+         hashtext(current_schema() || ':edupulse-parked'), p)), '{}') \
+     FROM unnest($1::int[]) AS p";
+const UNPARK: &str = "SELECT count(*) FILTER (WHERE pg_advisory_unlock( \
+         hashtext(current_schema() || ':edupulse-parked'), p)) \
+     FROM unnest($1::int[]) AS p";
 
 impl Leadership {
     pub fn new(partitions: u16) -> Self {
@@ -34,6 +43,7 @@ impl Leadership {
             connection: None,
             partitions,
             held: Vec::new(),
+            parked: Vec::new(),
             last_attempt: None,
         }
     }
@@ -98,6 +108,72 @@ impl Leadership {
         // Dropping a detached connection closes it, and the server frees whatever it held.
         self.connection = None;
         self.held.clear();
+        self.parked.clear();
+    }
+
+    /// Parks every held partition: from now on an append to one of them notifies, until
+    /// [`Leadership::unpark`]. Fails (returns `false`, parking nothing) while any appending
+    /// transaction on them is still open: its commit would not notify, so the relay has to keep
+    /// looking until it can park.
+    pub async fn park(&mut self) -> Result<bool, StoreError> {
+        if !self.parked.is_empty() {
+            return Ok(true);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(false);
+        };
+        let wanted: Vec<i32> = self.held.iter().map(|&p| i32::from(p)).collect();
+        let taken: Vec<i32> = match sqlx::query_scalar(PARK)
+            .bind(&wanted)
+            .fetch_one(&mut *connection)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(err) => {
+                self.lose();
+                return Err(err.into());
+            }
+        };
+        if taken.len() == wanted.len() {
+            self.parked = self.held.clone();
+            return Ok(true);
+        }
+        if let Err(err) = sqlx::query(UNPARK)
+            .bind(&taken)
+            .execute(&mut *connection)
+            .await
+        {
+            self.lose();
+            return Err(err.into());
+        }
+        Ok(false)
+    }
+
+    /// Ends parking: appends stop notifying.
+    pub async fn unpark(&mut self) -> Result<(), StoreError> {
+        if self.parked.is_empty() {
+            return Ok(());
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            self.parked.clear();
+            return Ok(());
+        };
+        let parked: Vec<i32> = self.parked.iter().map(|&p| i32::from(p)).collect();
+        if let Err(err) = sqlx::query(UNPARK)
+            .bind(&parked)
+            .execute(&mut *connection)
+            .await
+        {
+            self.lose();
+            return Err(err.into());
+        }
+        self.parked.clear();
+        Ok(())
+    }
+
+    /// Whether exactly the held partitions are parked.
+    pub fn all_parked(&self) -> bool {
+        !self.parked.is_empty() && self.parked == self.held
     }
 
     /// Gives every partition back, so a standby can take over at once.
@@ -107,6 +183,7 @@ impl Leadership {
             let _ = connection.close().await;
         }
         self.held.clear();
+        self.parked.clear();
     }
 
     pub fn held(&self) -> &[i16] {

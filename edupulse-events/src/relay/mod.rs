@@ -15,6 +15,33 @@ use crate::store::{Store, StoreError};
 pub use batch::StepOutcome;
 use leadership::Leadership;
 
+/// The first pause before looking again when the relay cannot park (an appending transaction
+/// is open); it doubles up to [`MAX_BUSY_PAUSE`] while that lasts.
+const MIN_BUSY_PAUSE: Duration = Duration::from_millis(1);
+const MAX_BUSY_PAUSE: Duration = Duration::from_millis(16);
+
+/// What a running relay is doing, for monitoring (see [`Relay::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayState {
+    /// Publishing, or about to look at the outbox.
+    Working,
+    /// Nothing to publish and parked: the next append notifies it.
+    Parked,
+    /// Nothing to publish, but an appending transaction is still open, so it cannot park; it
+    /// looks again after a short pause (1 ms, doubling to 16 ms while this lasts).
+    AwaitingOpenAppends,
+}
+
+/// What an idle relay found when it tried to park.
+enum Idle {
+    /// Parked: the next append notifies.
+    Parked,
+    /// An appending transaction is open; look again shortly.
+    Busy,
+    /// Rows arrived meanwhile (or leadership changed): work on.
+    Work,
+}
+
 /// How the relay paces itself.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -56,6 +83,10 @@ pub struct Relay {
     floor: i64,
     /// The partitions led at the last step.
     partitions: Vec<i16>,
+    /// The bookkeeping of the last batch, committing while the next one is published.
+    recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// Where [`Relay::state`] watchers look.
+    state: tokio::sync::watch::Sender<RelayState>,
     /// When a read last started at the beginning of the outbox. Under constant load the floor
     /// read never comes back empty, so a late commit below it is also looked for on this
     /// clock, at most `poll_interval` apart.
@@ -79,8 +110,16 @@ impl Relay {
             prefetch: None,
             floor: 0,
             partitions: Vec::new(),
+            recording: None,
+            state: tokio::sync::watch::Sender::new(RelayState::Working),
             last_full_scan: Instant::now(),
         }
+    }
+
+    /// Follows what the relay is doing once [`Relay::run`] has it: working, parked, or kept
+    /// from parking by an open appending transaction.
+    pub fn state(&self) -> tokio::sync::watch::Receiver<RelayState> {
+        self.state.subscribe()
     }
 
     /// The partitions this relay leads right now.
@@ -143,15 +182,27 @@ impl Relay {
                 }),
             });
         }
-        let outcome =
-            batch::publish_batch(&self.store, &self.publisher, &self.config.source, rows).await;
-        match outcome {
+        let (outcome, book) =
+            batch::publish_batch(&self.publisher, &self.config.source, rows).await;
+        // One bookkeeping commit at a time; it runs on while the next batch is published (a
+        // relay that dies before it commits only republishes, and JetStream drops duplicates).
+        self.finish_recording().await?;
+        let store = self.store.clone();
+        self.recording = Some(tokio::spawn(
+            async move { batch::record(&store, book).await },
+        ));
+        if outcome.interrupted {
             // Rows after a failure must not be published before it is retried.
-            Ok(outcome) if !outcome.interrupted => Ok(outcome),
-            other => {
-                self.discard_prefetch();
-                other
-            }
+            self.discard_prefetch();
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the last batch's bookkeeping to commit.
+    async fn finish_recording(&mut self) -> Result<(), StoreError> {
+        match self.recording.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
         }
     }
 
@@ -159,6 +210,7 @@ impl Relay {
     /// there does it look below, where a transaction that committed late may have left rows.
     /// So no row is ever missed, and the full scan happens only when the relay is idle.
     async fn fresh_load(&mut self, held: &[i16]) -> Result<Vec<batch::OutboxRow>, StoreError> {
+        self.finish_recording().await?;
         let limit = self.config.batch_size;
         let start = if self.last_full_scan.elapsed() >= self.config.poll_interval {
             0
@@ -186,6 +238,10 @@ impl Relay {
 
     /// Runs until `shutdown` completes, then finishes the batch in hand and gives its
     /// partitions back so a standby takes over at once.
+    ///
+    /// With nothing to do the relay parks (see [`Relay::park`]) and sleeps until an append
+    /// notifies it or `poll_interval` passes; while an appending transaction is still open it
+    /// cannot park, and looks again after a short pause instead.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
         let channel: String = sqlx::query_scalar("SELECT 'edupulse_outbox_' || current_schema()")
             .fetch_one(self.store.pool())
@@ -193,6 +249,7 @@ impl Relay {
         let mut listener = self.listen(&channel).await;
         tokio::pin!(shutdown);
         let mut backoff = self.config.min_backoff;
+        let mut busy_pause = MIN_BUSY_PAUSE;
         loop {
             let wait = match self.step().await {
                 Ok(outcome) if outcome.interrupted => {
@@ -206,7 +263,20 @@ impl Relay {
                 }
                 Ok(_) => {
                     backoff = self.config.min_backoff;
-                    Some(self.config.poll_interval)
+                    match self.park().await {
+                        Idle::Parked => {
+                            busy_pause = MIN_BUSY_PAUSE;
+                            self.state.send_replace(RelayState::Parked);
+                            Some(self.config.poll_interval)
+                        }
+                        Idle::Busy => {
+                            self.state.send_replace(RelayState::AwaitingOpenAppends);
+                            let pause = busy_pause;
+                            busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
+                            Some(pause)
+                        }
+                        Idle::Work => None,
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "relay step failed; retrying");
@@ -216,7 +286,7 @@ impl Relay {
                 }
             };
             let Some(wait) = wait else {
-                // A full batch: more is probably waiting.
+                // A full batch, or rows found on parking: more is probably waiting.
                 if futures::poll!(&mut shutdown).is_ready() {
                     break;
                 }
@@ -230,10 +300,43 @@ impl Relay {
                     }
                 }
             }
+            if let Err(err) = self.leadership.unpark().await {
+                tracing::warn!(error = %err, "relay lost its lock connection while parked");
+            }
+            self.state.send_replace(RelayState::Working);
         }
         self.discard_prefetch();
+        let recorded = self.finish_recording().await;
         self.leadership.release().await;
-        Ok(())
+        recorded
+    }
+
+    /// Parks the led partitions so that appends notify, then reads once more: a transaction
+    /// that committed after the last read, before parking, did not notify.
+    async fn park(&mut self) -> Idle {
+        match self.leadership.park().await {
+            Ok(true) => {}
+            Ok(false) => return Idle::Busy,
+            Err(err) => {
+                tracing::warn!(error = %err, "relay could not park");
+                return Idle::Busy;
+            }
+        }
+        let found = match self.step().await {
+            Ok(outcome) => outcome.loaded > 0,
+            Err(err) => {
+                tracing::warn!(error = %err, "relay step failed; retrying");
+                true
+            }
+        };
+        // Partitions won by that step are not parked: appends to them would not notify.
+        if found || !self.leadership.all_parked() {
+            if let Err(err) = self.leadership.unpark().await {
+                tracing::warn!(error = %err, "relay lost its lock connection while parked");
+            }
+            return Idle::Work;
+        }
+        Idle::Parked
     }
 
     async fn listen(&self, channel: &str) -> Option<PgListener> {

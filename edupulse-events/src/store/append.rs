@@ -51,16 +51,33 @@ pub struct Appended {
     pub positions: Vec<i64>,
 }
 
+// Notifies the relay only if it is parked; otherwise holds the partition's parking lock shared
+// until the transaction ends, so the relay cannot park before this commit is visible. Why: the
+// migration `wake_parked_relay`. Runs only when events were inserted (it is joined to them).
+macro_rules! wake_parked_relay {
+    () => {
+        "
+, wake AS (
+    SELECT CASE WHEN pg_try_advisory_xact_lock_shared(
+                    hashtext(current_schema() || ':edupulse-parked'), $12) THEN 0
+                ELSE (SELECT 1 FROM pg_notify('edupulse_outbox_' || current_schema(), '')) END
+)
+"
+    };
+}
+
 // The version check and both inserts in one round trip. `input` keeps the caller's order
-// (WITH ORDINALITY) so sequences and positions ascend together.
-const APPEND_SQL: &str = r#"
+// (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
+// (sequence - version) picks its subject for the outbox row. `wake`: see the macro above.
+const APPEND_SQL: &str = concat!(
+    r#"
 WITH current AS (
     SELECT coalesce(max(sequence), 0) AS version FROM events WHERE aggregate_id = $1
 ), input AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
-                         $9::timestamptz[], $10::text[])
+                         $9::timestamptz[])
         WITH ORDINALITY AS t(event_id, event_type, version, data_subjects, payload, metadata,
-                             occurred_at, subject, ord)
+                             occurred_at, ord)
 ), inserted AS (
     INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
                         data_subjects, payload, metadata, occurred_at)
@@ -70,13 +87,35 @@ WITH current AS (
     FROM input i CROSS JOIN current c
     WHERE $11::bigint IS NULL OR c.version = $11::bigint
     ORDER BY i.ord
-    RETURNING position, sequence, event_id
+    RETURNING position, sequence
 ), outboxed AS (
     INSERT INTO outbox (position, aggregate_id, partition, subject)
-    SELECT ins.position, $1, $12, i.subject FROM inserted ins JOIN input i USING (event_id)
-)
-SELECT position, sequence FROM inserted ORDER BY position
-"#;
+    SELECT ins.position, $1, $12, ($10::text[])[ins.sequence - c.version]
+    FROM inserted ins CROSS JOIN current c
+)"#,
+    wake_parked_relay!(),
+    "SELECT position, sequence FROM inserted, wake ORDER BY position"
+);
+
+// The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
+const APPEND_ONE_SQL: &str = concat!(
+    r#"
+WITH current AS (
+    SELECT coalesce(max(sequence), 0) AS version FROM events WHERE aggregate_id = $1
+), inserted AS (
+    INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
+                        data_subjects, payload, metadata, occurred_at)
+    SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9
+    FROM current c
+    WHERE $11::bigint IS NULL OR c.version = $11::bigint
+    RETURNING position, sequence
+), outboxed AS (
+    INSERT INTO outbox (position, aggregate_id, partition, subject)
+    SELECT position, $1, $12, $10 FROM inserted
+)"#,
+    wake_parked_relay!(),
+    "SELECT position, sequence FROM inserted, wake"
+);
 
 impl Store {
     /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
@@ -104,22 +143,27 @@ impl Store {
                 other: other.aggregate_id,
             });
         }
-        let columns = Columns::of(self, events)?;
-        let result = sqlx::query_as::<_, (i64, i64)>(APPEND_SQL)
-            .bind(aggregate)
-            .bind(&first.aggregate_type)
-            .bind(&columns.event_ids)
-            .bind(&columns.event_types)
-            .bind(&columns.versions)
-            .bind(&columns.data_subjects)
-            .bind(&columns.payloads)
-            .bind(&columns.metadata)
-            .bind(&columns.occurred_at)
-            .bind(&columns.subjects)
-            .bind(expected.required())
-            .bind(self.partition_of(aggregate) as i16)
-            .fetch_all(&mut *tx)
-            .await;
+        let partition = self.partition_of(aggregate) as i16;
+        let result = if let [event] = events {
+            let row = Row::of(self, event)?;
+            sqlx::query_as::<_, (i64, i64)>(APPEND_ONE_SQL)
+                .bind(aggregate)
+                .bind(&event.aggregate_type)
+                .bind(event.id)
+                .bind(&event.event_type)
+                .bind(event.version as i32)
+                .bind(&event.data_subjects)
+                .bind(&row.payload)
+                .bind(&row.metadata)
+                .bind(event.occurred_at)
+                .bind(&row.subject)
+                .bind(expected.required())
+                .bind(partition)
+                .fetch_all(&mut *tx)
+                .await
+        } else {
+            self.append_many(tx, expected, events, partition).await?
+        };
         let rows = match result {
             Ok(rows) => rows,
             Err(err) => return Err(self.conflict_or(err, aggregate, expected).await),
@@ -136,6 +180,33 @@ impl Store {
             version: rows.last().map_or(0, |r| r.1 as u64),
             positions: rows.into_iter().map(|r| r.0).collect(),
         })
+    }
+
+    /// Several events of one aggregate in one statement, each column bound as one array.
+    async fn append_many(
+        &self,
+        tx: &mut PgConnection,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+        partition: i16,
+    ) -> Result<Result<Vec<(i64, i64)>, sqlx::Error>, StoreError> {
+        let first = &events[0];
+        let columns = Columns::of(self, events)?;
+        Ok(sqlx::query_as::<_, (i64, i64)>(APPEND_SQL)
+            .bind(first.aggregate_id)
+            .bind(&first.aggregate_type)
+            .bind(&columns.event_ids)
+            .bind(&columns.event_types)
+            .bind(&columns.versions)
+            .bind(&columns.data_subjects)
+            .bind(&columns.payloads)
+            .bind(&columns.metadata)
+            .bind(&columns.occurred_at)
+            .bind(&columns.subjects)
+            .bind(expected.required())
+            .bind(partition)
+            .fetch_all(&mut *tx)
+            .await)
     }
 
     /// The committed version of an aggregate, read outside any transaction.
@@ -194,6 +265,36 @@ async fn version_of<'e>(
     Ok(version as u64)
 }
 
+/// What one event needs besides its own fields: its payload and metadata as JSON text, its
+/// subject. Shared by both append statements, so both refuse the same payloads.
+struct Row {
+    payload: String,
+    metadata: String,
+    subject: String,
+}
+
+impl Row {
+    fn of(store: &Store, e: &Envelope) -> Result<Self, StoreError> {
+        let descriptor = Registry::global()
+            .get(&e.event_type, e.version)
+            .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+        let payload = e.payload.to_string();
+        // jsonb cannot hold U+0000; refusing here keeps the caller's transaction usable and
+        // names the type, where PostgreSQL's error would quote the payload.
+        if payload.contains("\\u0000") {
+            return Err(StoreError::Unstorable {
+                type_name: e.type_string(),
+                reason: "a string in the payload contains a NUL character (U+0000)",
+            });
+        }
+        Ok(Row {
+            payload,
+            metadata: serde_json::to_string(&e.metadata).expect("metadata is plain JSON"),
+            subject: format!("{}.{}", store.subject_prefix, descriptor.subject()),
+        })
+    }
+}
+
 /// One array per column: UNNEST of bound arrays has no 65,535-parameter cap.
 struct Columns {
     event_ids: Vec<Uuid>,
@@ -208,7 +309,6 @@ struct Columns {
 
 impl Columns {
     fn of(store: &Store, events: &[Envelope]) -> Result<Self, StoreError> {
-        let registry = Registry::global();
         let mut c = Columns {
             event_ids: Vec::with_capacity(events.len()),
             event_types: Vec::with_capacity(events.len()),
@@ -220,29 +320,16 @@ impl Columns {
             subjects: Vec::with_capacity(events.len()),
         };
         for e in events {
-            let descriptor = registry
-                .get(&e.event_type, e.version)
-                .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+            let row = Row::of(store, e)?;
             c.event_ids.push(e.id);
             c.event_types.push(e.event_type.clone());
             c.versions.push(e.version as i32);
             let ids: Vec<String> = e.data_subjects.iter().map(Uuid::to_string).collect();
             c.data_subjects.push(ids.join(","));
-            let payload = e.payload.to_string();
-            // jsonb cannot hold U+0000; refusing here keeps the caller's transaction usable and
-            // names the type, where PostgreSQL's error would quote the payload.
-            if payload.contains("\\u0000") {
-                return Err(StoreError::Unstorable {
-                    type_name: e.type_string(),
-                    reason: "a string in the payload contains a NUL character (U+0000)",
-                });
-            }
-            c.payloads.push(payload);
-            c.metadata
-                .push(serde_json::to_string(&e.metadata).expect("metadata is plain JSON"));
+            c.payloads.push(row.payload);
+            c.metadata.push(row.metadata);
             c.occurred_at.push(e.occurred_at);
-            c.subjects
-                .push(format!("{}.{}", store.subject_prefix, descriptor.subject()));
+            c.subjects.push(row.subject);
         }
         Ok(c)
     }

@@ -1,0 +1,69 @@
+//! CPU time used by this process, PostgreSQL and nats-server, read from `/proc`: on a 2-core
+//! machine the three share the cores, so a ratio is only explained beside where the time went.
+
+use std::fmt;
+
+/// Seconds of CPU (user + system) consumed so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    client: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+/// Linux reports process times in USER_HZ, which is 100 on every architecture it supports.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuTimes {
+    /// A reading now. Processes that cannot be read (exited meanwhile) are skipped.
+    pub fn now() -> Self {
+        let mut times = CpuTimes {
+            client: ticks("/proc/self/stat").map_or(0.0, |(_, t)| t),
+            ..Default::default()
+        };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return times;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path().join("stat");
+            match ticks(&path.to_string_lossy()) {
+                Some((comm, t)) if comm == "postgres" => times.postgres += t,
+                Some((comm, t)) if comm == "nats-server" => times.nats += t,
+                _ => {}
+            }
+        }
+        times
+    }
+
+    /// The time used since `earlier`.
+    pub fn since(earlier: CpuTimes) -> Self {
+        let now = CpuTimes::now();
+        CpuTimes {
+            client: now.client - earlier.client,
+            postgres: now.postgres - earlier.postgres,
+            nats: now.nats - earlier.nats,
+        }
+    }
+}
+
+impl fmt::Display for CpuTimes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cpu s: client {:.2}, postgres {:.2}, nats {:.2}",
+            self.client, self.postgres, self.nats
+        )
+    }
+}
+
+/// The command name and utime + stime (in seconds) of one `/proc/<pid>/stat`.
+fn ticks(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat[open + 1..close].to_owned();
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // After the command: state is field 0, utime field 11, stime field 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / TICKS_PER_SECOND))
+}
