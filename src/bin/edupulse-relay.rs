@@ -3,7 +3,7 @@
 //!
 //! Configured by environment: `DATABASE_URL`, `NATS_URL`, `EDUPULSE_SCHEMA` (search path,
 //! default `public`), `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default
-//! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 2000).
+//! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 10000).
 
 use std::str::FromStr;
 
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let config = RelayConfig {
-        batch_size: var("EDUPULSE_BATCH", "2000").parse()?,
+        batch_size: var("EDUPULSE_BATCH", "10000").parse()?,
         ..RelayConfig::default()
     };
     let mut terminate = signal(SignalKind::terminate())?;

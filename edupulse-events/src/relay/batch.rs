@@ -5,50 +5,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, Metadata};
 use crate::publish::{Publisher, event_headers};
 use crate::store::{Store, StoreError};
 
-#[derive(FromRow)]
-pub struct OutboxRow {
-    pub position: i64,
-    pub subject: String,
-    event_id: Uuid,
-    aggregate_type: String,
-    aggregate_id: Uuid,
-    sequence: i64,
-    event_type: String,
-    version: i32,
-    payload: String,
-    metadata: String,
-    occurred_at: DateTime<Utc>,
-}
-
-// The outbox rows first, then their events by a position range: joining the two tables
-// directly lets the planner merge-join from the start of the log, which grows with it.
-// A read starting above 0 leaves out aggregates with a row at or below its start (a late
-// commit): their later rows must wait until that row is published.
-const LOAD_BATCH: &str = "\
-    WITH o AS MATERIALIZED ( \
-        SELECT position, subject FROM outbox AS c \
-        WHERE partition = ANY($1) AND position > $2 \
-          AND ($2 = 0 OR NOT EXISTS ( \
-              SELECT 1 FROM outbox AS b \
-              WHERE b.aggregate_id = c.aggregate_id AND b.position <= $2)) \
-        ORDER BY position LIMIT $3) \
-    SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, \
-           e.event_type, e.version, e.payload::text AS payload, e.metadata::text AS metadata, \
-           e.occurred_at \
-    FROM o JOIN events e ON e.position = o.position \
-    WHERE e.position >= (SELECT min(position) FROM o) \
-      AND e.position <= (SELECT max(position) FROM o) \
-    ORDER BY o.position";
+use super::read::OutboxRow;
 
 /// What one step achieved.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,21 +26,6 @@ pub struct StepOutcome {
     pub dead_lettered: usize,
     /// Whether a publish failed and the rest of the batch was left for a retry.
     pub interrupted: bool,
-}
-
-/// Up to `limit` outbox rows of `partitions` after position `after`, in position order.
-pub async fn load_batch(
-    store: &Store,
-    partitions: &[i16],
-    after: i64,
-    limit: i64,
-) -> Result<Vec<OutboxRow>, StoreError> {
-    Ok(sqlx::query_as(LOAD_BATCH)
-        .bind(partitions)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(store.pool())
-        .await?)
 }
 
 impl OutboxRow {
@@ -143,6 +93,8 @@ pub async fn publish_batch(
     };
     let successor = successors(&rows);
     let mut ready: VecDeque<usize> = first_of_each_aggregate(&rows);
+    // Polled together: an acknowledgement's timeout runs from its first poll, so awaiting them
+    // one after another would, with the server gone, wait out each timeout in turn.
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < MAX_IN_FLIGHT && !outcome.interrupted {
@@ -217,29 +169,31 @@ pub async fn record(store: &Store, book: Bookkeeping) -> Result<(), StoreError> 
         .execute(&mut *tx)
         .await?;
     if !dead.is_empty() {
-        let positions: Vec<i64> = dead.iter().map(|(position, _)| *position).collect();
-        let reasons: Vec<&str> = dead.iter().map(|(_, r)| r.as_str()).collect();
+        let positions: Vec<i64> = dead.iter().map(|d| d.0).collect();
+        let reasons: Vec<&str> = dead.iter().map(|d| d.1.as_str()).collect();
         sqlx::query(
             "INSERT INTO dead_letters (position, event_id, aggregate_id, subject, reason) \
              SELECT e.position, e.event_id, e.aggregate_id, o.subject, d.reason \
              FROM unnest($1::bigint[], $2::text[]) AS d(position, reason) \
-             JOIN events e USING (position) JOIN outbox o USING (position)",
+             JOIN outbox o USING (position) JOIN events e USING (position)",
         )
         .bind(&positions)
         .bind(&reasons)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-            .bind(&positions)
-            .execute(&mut *tx)
-            .await?;
+        delete(&mut tx, &positions).await?;
     }
     if !acked.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-            .bind(&acked)
-            .execute(&mut *tx)
-            .await?;
+        delete(&mut tx, &acked).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn delete(tx: &mut sqlx::PgConnection, positions: &[i64]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
+        .bind(positions)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

@@ -17,12 +17,19 @@ pub struct Leadership {
     held: Vec<i16>,
     /// The partitions parked (see [`Leadership::park`]); empty while the relay works.
     parked: Vec<i16>,
+    last_confirmed: Option<Instant>,
     last_attempt: Option<Instant>,
 }
 
 /// How often a relay that leads some partitions tries for the others: a standby takes over a
 /// dead leader's partitions within this time.
 const RETRY_OTHERS: Duration = Duration::from_millis(500);
+
+/// How often the lock connection is checked before a batch. A relay whose connection died
+/// since may publish a batch beside the standby that took over: JetStream drops the
+/// duplicates, and order holds because each relay sends an aggregate's next event only after
+/// the previous one is in the stream.
+const CONFIRM_EVERY: Duration = Duration::from_millis(100);
 
 // The lock space: (hash of schema and purpose, partition). Scoped by schema so isolated stores
 // in one database have independent leaders.
@@ -33,6 +40,12 @@ const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
 const PARK: &str = "SELECT coalesce(array_agg(p) FILTER (WHERE pg_try_advisory_lock( \
          hashtext(current_schema() || ':edupulse-parked'), p)), '{}') \
      FROM unnest($1::int[]) AS p";
+// Waits for one partition's appends in flight to end, up to the connection's lock_timeout.
+const PARK_ONE: &str =
+    "SELECT pg_advisory_lock(hashtext(current_schema() || ':edupulse-parked'), $1)";
+/// How long parking waits for appending transactions to end: a moment, as most commit within
+/// a millisecond; a longer one (a slow transaction) leaves the relay looking on a timer.
+const PARK_WAIT: &str = "SET lock_timeout = '2ms'";
 const UNPARK: &str = "SELECT count(*) FILTER (WHERE pg_advisory_unlock( \
          hashtext(current_schema() || ':edupulse-parked'), p)) \
      FROM unnest($1::int[]) AS p";
@@ -44,6 +57,7 @@ impl Leadership {
             partitions,
             held: Vec::new(),
             parked: Vec::new(),
+            last_confirmed: None,
             last_attempt: None,
         }
     }
@@ -59,7 +73,9 @@ impl Leadership {
         }
         self.last_attempt = Some(Instant::now());
         if self.connection.is_none() {
-            self.connection = Some(pool.acquire().await?.detach());
+            let mut connection = pool.acquire().await?.detach();
+            sqlx::query(PARK_WAIT).execute(&mut connection).await?;
+            self.connection = Some(connection);
         }
         let connection = self.connection.as_mut().expect("set just above");
         for partition in 0..self.partitions as i16 {
@@ -86,13 +102,19 @@ impl Leadership {
         Ok(&self.held)
     }
 
-    /// Checks the lock connection is alive; if not, every partition is lost. Checked before
-    /// every batch: a relay whose locks died mid-batch may still finish that batch beside the
-    /// standby that took over, and JetStream's duplicate window absorbs the overlap.
+    /// Checks the lock connection is alive (at most every [`CONFIRM_EVERY`]); if not, every
+    /// partition is lost.
     pub async fn confirm(&mut self) -> bool {
         let Some(connection) = self.connection.as_mut() else {
             return true;
         };
+        if self
+            .last_confirmed
+            .is_some_and(|at| at.elapsed() < CONFIRM_EVERY)
+        {
+            return true;
+        }
+        self.last_confirmed = Some(Instant::now());
         if sqlx::query("SELECT 1")
             .execute(&mut *connection)
             .await
@@ -112,13 +134,15 @@ impl Leadership {
     }
 
     /// Parks every held partition: from now on an append to one of them notifies, until
-    /// [`Leadership::unpark`]. Fails (returns `false`, parking nothing) while any appending
-    /// transaction on them is still open: its commit would not notify, so the relay has to keep
-    /// looking until it can park.
+    /// [`Leadership::unpark`]. Waits a moment for appending transactions still open on them
+    /// (their commits will not notify); if one stays open longer, fails (returns `false`,
+    /// parking nothing), and the relay has to keep looking until it can park.
     pub async fn park(&mut self) -> Result<bool, StoreError> {
-        if !self.parked.is_empty() {
+        if self.all_parked() {
             return Ok(true);
         }
+        // Partitions won since parking are not parked yet: park all of them afresh.
+        self.unpark().await?;
         let Some(connection) = self.connection.as_mut() else {
             return Ok(false);
         };
@@ -134,6 +158,26 @@ impl Leadership {
                 return Err(err.into());
             }
         };
+        let mut taken = taken;
+        for &partition in &wanted {
+            if taken.contains(&partition) {
+                continue;
+            }
+            // An append holds this partition: its commit is due within moments, and waiting
+            // for it is quicker than looking again on a timer.
+            match sqlx::query(PARK_ONE)
+                .bind(partition)
+                .execute(&mut *connection)
+                .await
+            {
+                Ok(_) => taken.push(partition),
+                Err(err) if is_lock_timeout(&err) => break,
+                Err(err) => {
+                    self.lose();
+                    return Err(err.into());
+                }
+            }
+        }
         if taken.len() == wanted.len() {
             self.parked = self.held.clone();
             return Ok(true);
@@ -189,4 +233,11 @@ impl Leadership {
     pub fn held(&self) -> &[i16] {
         &self.held
     }
+}
+
+/// Whether `err` is PostgreSQL giving up a lock wait at `lock_timeout` (SQLSTATE 55P03).
+fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "55P03")
 }

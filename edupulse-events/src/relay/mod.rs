@@ -1,11 +1,13 @@
-//! The outbox relay: moves committed events from PostgreSQL to JetStream, woken by NOTIFY at
-//! commit, catching up by query on start, on reconnect and on a timer (NOTIFY is only a hint).
+//! The outbox relay: moves committed events from PostgreSQL to JetStream. It reads on while
+//! there is work; idle, it parks, and the next append wakes it with a NOTIFY. A timer catches
+//! up in case a notification is lost (NOTIFY is only a hint).
 
 mod batch;
 mod leadership;
+mod read;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 
@@ -14,11 +16,19 @@ use crate::store::{Store, StoreError};
 
 pub use batch::StepOutcome;
 use leadership::Leadership;
+use read::{OutboxRow, ReadFrom};
 
 /// The first pause before looking again when the relay cannot park (an appending transaction
-/// is open); it doubles up to [`MAX_BUSY_PAUSE`] while that lasts.
+/// is open); it doubles up to [`MAX_BUSY_PAUSE`] while looks find nothing. The maximum bounds
+/// the delay a commit can see while another appending transaction stays open.
 const MIN_BUSY_PAUSE: Duration = Duration::from_millis(1);
-const MAX_BUSY_PAUSE: Duration = Duration::from_millis(16);
+const MAX_BUSY_PAUSE: Duration = Duration::from_millis(4);
+
+/// A step that found this many rows ends parking: at that rate, a NOTIFY per commit would
+/// cost the appending transactions more (their commits take turns) than looking again does.
+/// Below it, a parked relay stays parked between the few rows each wake-up brings, which keeps
+/// a lightly loaded relay's latency down to one wake-up and one read per commit.
+const UNPARK_AT: usize = 4;
 
 /// What a running relay is doing, for monitoring (see [`Relay::state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +38,7 @@ pub enum RelayState {
     /// Nothing to publish and parked: the next append notifies it.
     Parked,
     /// Nothing to publish, but an appending transaction is still open, so it cannot park; it
-    /// looks again after a short pause (1 ms, doubling to 16 ms while this lasts).
+    /// looks again after a short pause (1 ms, doubling to 4 ms while this lasts).
     AwaitingOpenAppends,
 }
 
@@ -45,7 +55,9 @@ enum Idle {
 /// How the relay paces itself.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Rows read from the outbox per step.
+    /// Rows read from the outbox per step. Large batches keep many aggregates in flight at
+    /// once (each has at most one unacknowledged publish), which is what lets a backlog drain
+    /// fast; a small load makes small batches whatever this is. Memory: about 1 KB per row.
     pub batch_size: i64,
     /// The catch-up timer: how long to wait for a NOTIFY before looking anyway.
     pub poll_interval: Duration,
@@ -60,7 +72,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            batch_size: 2000,
+            batch_size: 10_000,
             poll_interval: Duration::from_millis(500),
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(5),
@@ -77,25 +89,19 @@ pub struct Relay {
     leadership: Leadership,
     /// The next batch, read while the current one is being published.
     prefetch: Option<Prefetch>,
-    /// Where the last fresh read found its first row. Reads start there rather than at the
-    /// beginning: after a large drain, the outbox index is full of deleted entries until
-    /// vacuum, and scanning them on every wake-up costs milliseconds.
-    floor: i64,
+    /// Where the next read starts (see `read`).
+    read_from: ReadFrom,
     /// The partitions led at the last step.
     partitions: Vec<i16>,
     /// The bookkeeping of the last batch, committing while the next one is published.
     recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// Where [`Relay::state`] watchers look.
     state: tokio::sync::watch::Sender<RelayState>,
-    /// When a read last started at the beginning of the outbox. Under constant load the floor
-    /// read never comes back empty, so a late commit below it is also looked for on this
-    /// clock, at most `poll_interval` apart.
-    last_full_scan: Instant,
 }
 
 /// A batch being read in the background (for the partitions in `Relay::partitions`).
 struct Prefetch {
-    task: tokio::task::JoinHandle<Result<Vec<batch::OutboxRow>, StoreError>>,
+    task: tokio::task::JoinHandle<Result<Vec<OutboxRow>, StoreError>>,
 }
 
 impl Relay {
@@ -108,11 +114,10 @@ impl Relay {
             config,
             leadership: Leadership::new(partitions),
             prefetch: None,
-            floor: 0,
+            read_from: ReadFrom::default(),
             partitions: Vec::new(),
             recording: None,
             state: tokio::sync::watch::Sender::new(RelayState::Working),
-            last_full_scan: Instant::now(),
         }
     }
 
@@ -130,55 +135,51 @@ impl Relay {
     /// One step: take the partitions it can, publish one batch from them.
     ///
     /// While a batch is published, the next one (the rows after it) is read in the background,
-    /// so PostgreSQL and NATS work overlap. Reads that start above the outbox's beginning (the
-    /// prefetch, the floor) skip every aggregate that still has a row below their start: such
-    /// a row belongs to a transaction that committed late, and publishing the aggregate's later
-    /// rows first would invert its order. A full read from the beginning, at least every
-    /// `poll_interval` and whenever a read finds nothing, publishes those rows.
+    /// so PostgreSQL and NATS work overlap. Each read continues after the last one and also
+    /// picks up rows that committed late below it (see `relay::read`), so no aggregate's event
+    /// is published before an earlier one, and no read goes back over the outbox's beginning.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
-            self.discard_prefetch();
+            self.start_over();
         }
         let held = match self.leadership.acquire(self.store.pool()).await {
             Ok(held) => held.to_vec(),
             Err(err) => {
-                self.discard_prefetch();
+                self.start_over();
                 return Err(err);
             }
         };
         if held != self.partitions {
-            // Partitions just won may hold rows far below this relay's floor.
-            self.discard_prefetch();
-            self.floor = 0;
+            // Partitions just won may hold rows anywhere in the outbox.
+            self.start_over();
             self.partitions = held.clone();
         }
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
-        let full_scan_due = self.last_full_scan.elapsed() >= self.config.poll_interval;
         let rows = match self.prefetch.take() {
-            Some(prefetch) if !full_scan_due => match prefetch.task.await {
-                Ok(Ok(rows)) if !rows.is_empty() => rows,
-                Ok(Err(err)) => return Err(err),
-                _ => self.fresh_load(&held).await?,
+            Some(prefetch) => match prefetch.task.await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(err)) => {
+                    self.start_over();
+                    return Err(err);
+                }
+                Err(_) => self.fresh_load(&held).await?,
             },
-            Some(stale) => {
-                stale.task.abort();
-                self.fresh_load(&held).await?
-            }
             None => self.fresh_load(&held).await?,
         };
+        self.read_from = self.read_from.after_batch(&rows);
         if rows.is_empty() {
             return Ok(StepOutcome::default());
         }
         if rows.len() as i64 >= self.config.batch_size {
             let store = self.store.clone();
             let partitions = held.clone();
-            let after = rows.last().map_or(0, |r| r.position);
+            let from = self.read_from.clone();
             let limit = self.config.batch_size;
             self.prefetch = Some(Prefetch {
                 task: tokio::spawn(async move {
-                    batch::load_batch(&store, &partitions, after, limit).await
+                    read::load_batch(&store, &partitions, &from, limit).await
                 }),
             });
         }
@@ -192,42 +193,41 @@ impl Relay {
             async move { batch::record(&store, book).await },
         ));
         if outcome.interrupted {
-            // Rows after a failure must not be published before it is retried.
-            self.discard_prefetch();
+            // The rows not acknowledged are behind the next read: start again from the
+            // beginning once this batch is recorded.
+            self.start_over();
         }
         Ok(outcome)
     }
 
-    /// Waits for the last batch's bookkeeping to commit.
-    async fn finish_recording(&mut self) -> Result<(), StoreError> {
-        match self.recording.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
+    /// Forgets the read position and any read in flight: the next read starts at the
+    /// beginning of the outbox.
+    fn start_over(&mut self) {
+        self.discard_prefetch();
+        self.read_from = ReadFrom::default();
     }
 
-    /// A read not continuing a prefetch. It starts at the floor; only when nothing is found
-    /// there does it look below, where a transaction that committed late may have left rows.
-    /// So no row is ever missed, and the full scan happens only when the relay is idle.
-    async fn fresh_load(&mut self, held: &[i16]) -> Result<Vec<batch::OutboxRow>, StoreError> {
-        self.finish_recording().await?;
-        let limit = self.config.batch_size;
-        let start = if self.last_full_scan.elapsed() >= self.config.poll_interval {
-            0
-        } else {
-            self.floor
+    /// Waits for the last batch's bookkeeping to commit.
+    async fn finish_recording(&mut self) -> Result<(), StoreError> {
+        let Some(task) = self.recording.take() else {
+            return Ok(());
         };
-        let mut rows = batch::load_batch(&self.store, held, start, limit).await?;
-        if rows.is_empty() && start > 0 {
-            rows = batch::load_batch(&self.store, held, 0, limit).await?;
+        let recorded = task.await.unwrap_or(Ok(()));
+        if recorded.is_err() {
+            // Published rows are still in the outbox, behind the read position: read them
+            // again (JetStream drops the duplicates) so they are deleted.
+            self.start_over();
         }
-        if start == 0 || rows.is_empty() {
-            self.last_full_scan = Instant::now();
+        recorded
+    }
+
+    /// A read not continuing a prefetch. A read from the beginning waits for the last
+    /// bookkeeping first, or it would publish that batch's rows again.
+    async fn fresh_load(&mut self, held: &[i16]) -> Result<Vec<OutboxRow>, StoreError> {
+        if self.read_from.is_from_start() {
+            self.finish_recording().await?;
         }
-        if let Some(first) = rows.first() {
-            self.floor = first.position - 1;
-        }
-        Ok(rows)
+        read::load_batch(&self.store, held, &self.read_from, self.config.batch_size).await
     }
 
     fn discard_prefetch(&mut self) {
@@ -253,16 +253,30 @@ impl Relay {
         loop {
             let wait = match self.step().await {
                 Ok(outcome) if outcome.interrupted => {
+                    self.unpark().await;
                     let delay = backoff;
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     Some(delay)
                 }
-                Ok(outcome) if outcome.loaded as i64 >= self.config.batch_size => {
+                Ok(outcome) if outcome.loaded >= UNPARK_AT => {
+                    // Appends are coming in quickly: stop them notifying (NOTIFY would make
+                    // their commits take turns) and look again at once.
                     backoff = self.config.min_backoff;
+                    busy_pause = MIN_BUSY_PAUSE;
+                    self.unpark().await;
                     None
                 }
-                Ok(_) => {
+                Ok(_) if self.leadership.all_parked() => {
+                    // Still parked since before this step: every commit since has notified.
                     backoff = self.config.min_backoff;
+                    Some(self.config.poll_interval)
+                }
+                Ok(outcome) => {
+                    backoff = self.config.min_backoff;
+                    if outcome.loaded > 0 {
+                        // Work came in: the pause escalates only over empty looks.
+                        busy_pause = MIN_BUSY_PAUSE;
+                    }
                     match self.park().await {
                         Idle::Parked => {
                             busy_pause = MIN_BUSY_PAUSE;
@@ -280,6 +294,7 @@ impl Relay {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "relay step failed; retrying");
+                    self.unpark().await;
                     let delay = backoff;
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     Some(delay)
@@ -300,15 +315,19 @@ impl Relay {
                     }
                 }
             }
-            if let Err(err) = self.leadership.unpark().await {
-                tracing::warn!(error = %err, "relay lost its lock connection while parked");
-            }
-            self.state.send_replace(RelayState::Working);
         }
         self.discard_prefetch();
         let recorded = self.finish_recording().await;
         self.leadership.release().await;
         recorded
+    }
+
+    /// Ends parking, if parked: appends stop notifying.
+    async fn unpark(&mut self) {
+        if let Err(err) = self.leadership.unpark().await {
+            tracing::warn!(error = %err, "relay lost its lock connection while parked");
+        }
+        self.state.send_replace(RelayState::Working);
     }
 
     /// Parks the led partitions so that appends notify, then reads once more: a transaction

@@ -66,13 +66,16 @@ macro_rules! wake_parked_relay {
     };
 }
 
-// The version check and both inserts in one round trip. `input` keeps the caller's order
+// The version check and both inserts in one round trip. `current` also gives the transaction
+// its id before the first position is drawn: the relay relies on every uncommitted position
+// belonging to a transaction its snapshots list as running (relay/batch.rs). `input` keeps the caller's order
 // (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
 // (sequence - version) picks its subject for the outbox row. `wake`: see the macro above.
 const APPEND_SQL: &str = concat!(
     r#"
 WITH current AS (
-    SELECT coalesce(max(sequence), 0) AS version FROM events WHERE aggregate_id = $1
+    SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
+    FROM events WHERE aggregate_id = $1
 ), input AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
                          $9::timestamptz[])
@@ -80,17 +83,17 @@ WITH current AS (
                              occurred_at, ord)
 ), inserted AS (
     INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
-                        data_subjects, payload, metadata, occurred_at)
+                        data_subjects, payload, metadata, occurred_at, tx_id)
     SELECT i.event_id, $2, $1, c.version + i.ord, i.event_type, i.version,
            coalesce(string_to_array(nullif(i.data_subjects, ''), ',')::uuid[], '{}'),
-           i.payload::jsonb, i.metadata::jsonb, i.occurred_at
+           i.payload::jsonb, i.metadata::jsonb, i.occurred_at, c.tx
     FROM input i CROSS JOIN current c
     WHERE $11::bigint IS NULL OR c.version = $11::bigint
     ORDER BY i.ord
     RETURNING position, sequence
 ), outboxed AS (
-    INSERT INTO outbox (position, aggregate_id, partition, subject)
-    SELECT ins.position, $1, $12, ($10::text[])[ins.sequence - c.version]
+    INSERT INTO outbox (position, partition, subject)
+    SELECT ins.position, $12, ($10::text[])[ins.sequence - c.version]
     FROM inserted ins CROSS JOIN current c
 )"#,
     wake_parked_relay!(),
@@ -101,17 +104,18 @@ WITH current AS (
 const APPEND_ONE_SQL: &str = concat!(
     r#"
 WITH current AS (
-    SELECT coalesce(max(sequence), 0) AS version FROM events WHERE aggregate_id = $1
+    SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
+    FROM events WHERE aggregate_id = $1
 ), inserted AS (
     INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
-                        data_subjects, payload, metadata, occurred_at)
-    SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9
+                        data_subjects, payload, metadata, occurred_at, tx_id)
+    SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9, c.tx
     FROM current c
     WHERE $11::bigint IS NULL OR c.version = $11::bigint
     RETURNING position, sequence
 ), outboxed AS (
-    INSERT INTO outbox (position, aggregate_id, partition, subject)
-    SELECT position, $1, $12, $10 FROM inserted
+    INSERT INTO outbox (position, partition, subject)
+    SELECT position, $12, $10 FROM inserted
 )"#,
     wake_parked_relay!(),
     "SELECT position, sequence FROM inserted, wake"

@@ -1,0 +1,142 @@
+//! Reading the outbox in position order without ever letting a late commit be overtaken.
+//!
+//! Positions are drawn when a row is inserted, not when it commits, so a read that has moved
+//! past position `p` can later find `p` committed below it. The relay must publish such a row
+//! before any later event of its aggregate. Two facts make this cheap to get exactly right:
+//!
+//! - An append takes its transaction id before it draws a position (store/append.rs), so every
+//!   position below a read's last row that the read could not see belongs to a transaction the
+//!   read's snapshot lists as running (`pg_current_snapshot()`'s xip list).
+//! - An aggregate's next event can only be inserted after the transaction holding its previous
+//!   one committed (the version check and the unique `(aggregate_id, sequence)` key), so by the
+//!   time any later event of that aggregate is visible, the late row is visible too.
+//!
+//! So each read also fetches the rows, at or below its start, of the transactions the previous
+//! read saw running, in the same statement (one snapshot): a late row and its aggregate's later
+//! rows always land in the same batch, in position order.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError};
+
+/// One outbox row with its event, as the relay publishes it.
+#[derive(FromRow)]
+pub struct OutboxRow {
+    pub position: i64,
+    pub subject: String,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub sequence: i64,
+    pub event_type: String,
+    pub version: i32,
+    pub payload: String,
+    pub metadata: String,
+    pub occurred_at: DateTime<Utc>,
+    /// The read's snapshot, `xmin:xmax:xip,...` (the same on every row of a read).
+    snapshot: String,
+}
+
+/// Where the next read starts: after `after`, plus whatever the transactions in `in_doubt`
+/// (running at the last read) have committed at or below it. The default reads everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadFrom {
+    after: i64,
+    in_doubt: Vec<i64>,
+}
+
+impl ReadFrom {
+    /// Whether this read starts at the beginning of the outbox.
+    pub fn is_from_start(&self) -> bool {
+        self.after == 0
+    }
+
+    /// Where the read after `rows` starts (`rows` as returned by [`load_batch`] from `self`).
+    pub fn after_batch(&self, rows: &[OutboxRow]) -> ReadFrom {
+        let Some(last) = rows.last() else {
+            return self.clone();
+        };
+        ReadFrom {
+            after: last.position.max(self.after),
+            in_doubt: running_transactions(&last.snapshot),
+        }
+    }
+}
+
+// The outbox rows first, then their events by a position range: joining the two tables
+// directly lets the planner merge-join from the start of the log, which grows with it. Late
+// rows (see the module documentation) are few; they are looked up by key (`= ANY(ARRAY(..))`),
+// as a join would let the planner scan a table whose deleted rows a long transaction keeps.
+const LOAD_BATCH: &str = "\
+    WITH fresh AS MATERIALIZED ( \
+        SELECT position, subject FROM outbox \
+        WHERE partition = ANY($1) AND position > $2 \
+        ORDER BY position LIMIT $3 \
+    ), late AS MATERIALIZED ( \
+        SELECT position, subject FROM outbox \
+        WHERE position = ANY(ARRAY( \
+                SELECT e.position FROM events e \
+                WHERE cardinality($4::bigint[]) > 0 \
+                  AND e.tx_id = ANY(ARRAY(SELECT x::text::xid8 FROM unnest($4::bigint[]) AS x)) \
+                  AND e.position <= $2)) \
+          AND partition = ANY($1) \
+    ), snap AS MATERIALIZED ( \
+        SELECT pg_current_snapshot()::text AS snapshot \
+    ) \
+    SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, \
+           e.sequence, e.event_type, e.version, e.payload::text AS payload, \
+           e.metadata::text AS metadata, e.occurred_at, snap.snapshot \
+    FROM fresh o JOIN events e ON e.position = o.position CROSS JOIN snap \
+    WHERE e.position >= (SELECT min(position) FROM fresh) \
+      AND e.position <= (SELECT max(position) FROM fresh) \
+    UNION ALL \
+    SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, \
+           e.sequence, e.event_type, e.version, e.payload::text, e.metadata::text, \
+           e.occurred_at, snap.snapshot \
+    FROM late o JOIN events e ON e.position = ANY(ARRAY(SELECT position FROM late)) \
+                            AND e.position = o.position \
+    CROSS JOIN snap";
+
+/// Up to `limit` outbox rows of `partitions` from `from`, in position order.
+pub async fn load_batch(
+    store: &Store,
+    partitions: &[i16],
+    from: &ReadFrom,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut rows: Vec<OutboxRow> = sqlx::query_as(LOAD_BATCH)
+        .bind(partitions)
+        .bind(from.after)
+        .bind(limit)
+        .bind(&from.in_doubt)
+        .fetch_all(store.pool())
+        .await?;
+    // Sorted here rather than by the server: the rows come nearly in order, which costs a
+    // stable sort one pass, where PostgreSQL would sort the whole batch with its payloads.
+    rows.sort_by_key(|row| row.position);
+    Ok(rows)
+}
+
+/// The xip list of a `pg_snapshot` in its text form `xmin:xmax:xip1,xip2,...`.
+fn running_transactions(snapshot: &str) -> Vec<i64> {
+    snapshot
+        .splitn(3, ':')
+        .nth(2)
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|xid| xid.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_transactions;
+
+    #[test]
+    fn the_running_transactions_are_the_snapshots_xip_list() {
+        assert_eq!(running_transactions("740:745:740,742"), vec![740, 742]);
+        assert_eq!(running_transactions("745:745:"), Vec::<i64>::new());
+    }
+}
