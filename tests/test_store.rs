@@ -298,3 +298,29 @@ async fn a_payload_postgres_cannot_store_is_refused_by_name_without_its_value() 
     tx.commit().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_database_error_names_the_failure_without_the_values_postgres_quotes() {
+    let env = TestEnv::new().await;
+    let canary = format!("canary-{}", Uuid::now_v7().simple());
+    // PostgreSQL's own message quotes the value: `invalid input syntax for type uuid: "..."`.
+    let raw = sqlx::query("SELECT $1::text::uuid")
+        .bind(&canary)
+        .execute(&env.pool)
+        .await
+        .unwrap_err();
+    assert!(
+        raw.to_string().contains(&canary),
+        "the server no longer quotes the value; pick another probe"
+    );
+    let err = StoreError::from(raw);
+    let StoreError::Database(db) = &err else {
+        panic!("not a database error: {err}");
+    };
+    assert_eq!(db.code().as_deref(), Some("22P02"));
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains(&canary), "the value leaked: {shown}");
+        assert!(shown.contains("22P02"), "the failure is not named: {shown}");
+    }
+    env.cleanup().await;
+}

@@ -68,7 +68,9 @@ impl TestEnv {
     pub async fn with_nats(nats_url: &str) -> Self {
         ensure_services();
         let id = Uuid::now_v7().simple().to_string();
-        let schema = format!("t_{id}");
+        // As long as PostgreSQL allows (63 bytes), so every test also covers names that do
+        // not fit inside a derived identifier such as the NOTIFY channel.
+        let schema = format!("t_{id}_{}", "s".repeat(63 - 3 - id.len()));
         let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
         let admin = PgPoolOptions::new()
             .max_connections(1)

@@ -30,6 +30,9 @@ const MAX_BUSY_PAUSE: Duration = Duration::from_millis(4);
 /// a lightly loaded relay's latency down to one wake-up and one read per commit.
 const UNPARK_AT: usize = 4;
 
+/// Rows read by a step that has no read in the background to continue.
+const FIRST_READ: i64 = 500;
+
 /// What a running relay is doing, for monitoring (see [`Relay::state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayState {
@@ -157,9 +160,9 @@ impl Relay {
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
-        let rows = match self.prefetch.take() {
+        let (rows, limit) = match self.prefetch.take() {
             Some(prefetch) => match prefetch.task.await {
-                Ok(Ok(rows)) => rows,
+                Ok(Ok(rows)) => (rows, self.config.batch_size),
                 Ok(Err(err)) => {
                     self.start_over();
                     return Err(err);
@@ -172,7 +175,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(StepOutcome::default());
         }
-        if rows.len() as i64 >= self.config.batch_size {
+        if rows.len() as i64 >= limit {
             let store = self.store.clone();
             let partitions = held.clone();
             let from = self.read_from.clone();
@@ -223,11 +226,15 @@ impl Relay {
 
     /// A read not continuing a prefetch. A read from the beginning waits for the last
     /// bookkeeping first, or it would publish that batch's rows again.
-    async fn fresh_load(&mut self, held: &[i16]) -> Result<Vec<OutboxRow>, StoreError> {
+    async fn fresh_load(&mut self, held: &[i16]) -> Result<(Vec<OutboxRow>, i64), StoreError> {
         if self.read_from.is_from_start() {
             self.finish_recording().await?;
         }
-        read::load_batch(&self.store, held, &self.read_from, self.config.batch_size).await
+        // Small, so that publishing starts soon; if it comes back full, the reads after it,
+        // overlapping the publishing, take whole batches.
+        let limit = self.config.batch_size.min(FIRST_READ);
+        let rows = read::load_batch(&self.store, held, &self.read_from, limit).await?;
+        Ok((rows, limit))
     }
 
     fn discard_prefetch(&mut self) {
@@ -243,9 +250,11 @@ impl Relay {
     /// notifies it or `poll_interval` passes; while an appending transaction is still open it
     /// cannot park, and looks again after a short pause instead.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
-        let channel: String = sqlx::query_scalar("SELECT 'edupulse_outbox_' || current_schema()")
-            .fetch_one(self.store.pool())
-            .await?;
+        // Hashed: a channel name is an identifier (63 bytes at most), and so is the schema's.
+        let channel: String =
+            sqlx::query_scalar("SELECT 'edupulse_outbox_' || md5(current_schema())")
+                .fetch_one(self.store.pool())
+                .await?;
         let mut listener = self.listen(&channel).await;
         tokio::pin!(shutdown);
         let mut backoff = self.config.min_backoff;

@@ -60,7 +60,7 @@ macro_rules! wake_parked_relay {
 , wake AS (
     SELECT CASE WHEN pg_try_advisory_xact_lock_shared(
                     hashtext(current_schema() || ':edupulse-parked'), $12) THEN 0
-                ELSE (SELECT 1 FROM pg_notify('edupulse_outbox_' || current_schema(), '')) END
+                ELSE (SELECT 1 FROM pg_notify('edupulse_outbox_' || md5(current_schema()), '')) END
 )
 "
     };
@@ -243,7 +243,7 @@ impl Store {
             .and_then(|db| db.constraint())
             .is_some_and(|c| c == "events_aggregate_sequence");
         if !lost_race {
-            return StoreError::Database(err);
+            return err.into();
         }
         match self.version(aggregate).await {
             Ok(actual) => StoreError::Conflict {

@@ -1,5 +1,7 @@
 //! Store errors. They name aggregates, types and positions, never payload values.
 
+use std::fmt;
+
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -43,7 +45,7 @@ pub enum StoreError {
     },
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(DatabaseError),
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -56,3 +58,68 @@ pub enum StoreError {
         reason: String,
     },
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::Database(DatabaseError(err))
+    }
+}
+
+/// A failure of PostgreSQL or of the connection to it.
+///
+/// Shown by its SQLSTATE and the schema objects involved, never by PostgreSQL's own text: its
+/// message and DETAIL quote the offending values (`invalid input syntax for type uuid:
+/// "<value>"`, `Key (...)=(<values>)`), and values are where personal data lives. Call
+/// [`DatabaseError::into_inner`] for the driver's full error where that is acceptable.
+pub struct DatabaseError(sqlx::Error);
+
+impl DatabaseError {
+    /// The SQLSTATE, for errors the server reported.
+    pub fn code(&self) -> Option<String> {
+        self.0
+            .as_database_error()
+            .and_then(|db| db.code())
+            .map(|code| code.into_owned())
+    }
+
+    /// The constraint that refused the statement, if any.
+    pub fn constraint(&self) -> Option<&str> {
+        self.0.as_database_error().and_then(|db| db.constraint())
+    }
+
+    /// The driver's error, with everything the server said.
+    pub fn into_inner(self) -> sqlx::Error {
+        self.0
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(db) = self.0.as_database_error() else {
+            // Connection, pool and protocol failures carry no row data.
+            return fmt::Display::fmt(&self.0, f);
+        };
+        write!(
+            f,
+            "PostgreSQL refused the statement (SQLSTATE {})",
+            db.code().as_deref().unwrap_or("unknown")
+        )?;
+        if let Some(table) = db.table() {
+            write!(f, " on table {table}")?;
+        }
+        if let Some(constraint) = db.constraint() {
+            write!(f, ", constraint {constraint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseError")
+            .field(&format_args!("{self}"))
+            .finish()
+    }
+}
+
+impl std::error::Error for DatabaseError {}

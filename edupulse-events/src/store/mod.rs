@@ -8,7 +8,7 @@ mod read;
 use sqlx::PgPool;
 
 pub use append::{Appended, ExpectedVersion};
-pub use error::StoreError;
+pub use error::{DatabaseError, StoreError};
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 
 /// The migrations in `migrations/`, embedded so an application can run them at start-up.
