@@ -1,16 +1,12 @@
-//! One relay step: read a batch from the outbox, publish it, record exactly what was acked.
+//! What a relay step reports, the message each outbox row becomes, and the bookkeeping that
+//! records exactly what was acknowledged.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, Metadata};
-use crate::publish::{Publisher, event_headers};
+use crate::publish::event_headers;
 use crate::store::{Store, StoreError};
 
 use super::read::OutboxRow;
@@ -31,7 +27,7 @@ pub struct StepOutcome {
 impl OutboxRow {
     /// The message for this row. Takes the payload and strings out of the row (each row is
     /// published once per batch) so the hot path copies nothing it does not have to.
-    fn take_message(&mut self, source: &str) -> PublishMessage {
+    pub(super) fn take_message(&mut self, source: &str) -> PublishMessage {
         // Metadata is `{}` for most events: skip the parse then.
         let metadata = if self.metadata.len() <= 2 {
             Metadata::default()
@@ -62,97 +58,11 @@ impl OutboxRow {
     }
 }
 
-/// How many publishes may await their acknowledgement at once.
-const MAX_IN_FLIGHT: usize = 1024;
-
 /// What a batch left to record in PostgreSQL: the acknowledged rows and the dead letters.
 #[derive(Debug, Default)]
 pub struct Bookkeeping {
-    acked: Vec<i64>,
-    dead: Vec<(i64, String)>,
-}
-
-/// Publishes `rows` with up to [`MAX_IN_FLIGHT`] acknowledgements outstanding, but at most one
-/// per aggregate: an aggregate's next event is sent only once its previous one was
-/// acknowledged (or set aside as a dead letter). A failed publish therefore can never be
-/// overtaken by a later event of its aggregate, even if the connection drops with messages in
-/// its buffers and the client sends them after reconnecting. After a failure nothing new is
-/// sent; the acknowledgements already on their way are still counted.
-pub async fn publish_batch(
-    publisher: &Publisher,
-    source: &str,
-    mut rows: Vec<OutboxRow>,
-) -> (StepOutcome, Bookkeeping) {
-    let mut outcome = StepOutcome {
-        loaded: rows.len(),
-        ..Default::default()
-    };
-    let mut book = Bookkeeping {
-        acked: Vec::with_capacity(rows.len()),
-        dead: Vec::new(),
-    };
-    let successor = successors(&rows);
-    let mut ready: VecDeque<usize> = first_of_each_aggregate(&rows);
-    // Polled together: an acknowledgement's timeout runs from its first poll, so awaiting them
-    // one after another would, with the server gone, wait out each timeout in turn.
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        while in_flight.len() < MAX_IN_FLIGHT && !outcome.interrupted {
-            let Some(i) = ready.pop_front() else { break };
-            let message = rows[i].take_message(source);
-            let subject = std::mem::take(&mut rows[i].subject);
-            match publisher.context().send_publish(subject, message).await {
-                Ok(ack) => in_flight.push(async move { (i, ack.await) }),
-                Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    book.dead.push((
-                        rows[i].position,
-                        "message exceeds the NATS server's max_payload".to_owned(),
-                    ));
-                    ready.extend(successor[i]);
-                }
-                Err(err) => {
-                    tracing::warn!(position = rows[i].position, error = %err, "publish failed");
-                    outcome.interrupted = true;
-                }
-            }
-        }
-        let Some((i, ack)) = in_flight.next().await else {
-            break;
-        };
-        match ack {
-            Ok(_) => {
-                book.acked.push(rows[i].position);
-                ready.extend(successor[i]);
-            }
-            Err(err) => {
-                tracing::warn!(position = rows[i].position, error = %err, "publish not acknowledged");
-                outcome.interrupted = true;
-            }
-        }
-    }
-    outcome.published = book.acked.len();
-    outcome.dead_lettered = book.dead.len();
-    (outcome, book)
-}
-
-/// For each row, the index of its aggregate's next row in the batch.
-fn successors(rows: &[OutboxRow]) -> Vec<Option<usize>> {
-    let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
-    let mut next = vec![None; rows.len()];
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(previous) = last.insert(row.aggregate_id, i) {
-            next[previous] = Some(i);
-        }
-    }
-    next
-}
-
-/// The first row of every aggregate in the batch, in position order.
-fn first_of_each_aggregate(rows: &[OutboxRow]) -> VecDeque<usize> {
-    let mut seen: HashSet<Uuid> = HashSet::with_capacity(rows.len());
-    (0..rows.len())
-        .filter(|&i| seen.insert(rows[i].aggregate_id))
-        .collect()
+    pub acked: Vec<i64>,
+    pub dead: Vec<(i64, String)>,
 }
 
 /// Deletes acknowledged rows and moves dead letters out of the outbox, in one transaction.

@@ -4,6 +4,7 @@
 
 mod batch;
 mod leadership;
+mod pipeline;
 mod read;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use crate::store::{Store, StoreError};
 
 pub use batch::StepOutcome;
 use leadership::Leadership;
+use pipeline::Pipeline;
 use read::{OutboxRow, ReadFrom};
 
 /// The first pause before looking again when the relay cannot park (an appending transaction
@@ -94,6 +96,8 @@ pub struct Relay {
     prefetch: Option<Prefetch>,
     /// Where the next read starts (see `read`).
     read_from: ReadFrom,
+    /// Rows being published; they outlive a step while the next batch is read.
+    pipeline: Pipeline,
     /// The partitions led at the last step.
     partitions: Vec<i16>,
     /// The bookkeeping of the last batch, committing while the next one is published.
@@ -118,6 +122,7 @@ impl Relay {
             leadership: Leadership::new(partitions),
             prefetch: None,
             read_from: ReadFrom::default(),
+            pipeline: Pipeline::default(),
             partitions: Vec::new(),
             recording: None,
             state: tokio::sync::watch::Sender::new(RelayState::Working),
@@ -135,10 +140,11 @@ impl Relay {
         self.leadership.held()
     }
 
-    /// One step: take the partitions it can, publish one batch from them.
+    /// One step: take the partitions it can, read a batch from them and publish it.
     ///
     /// While a batch is published, the next one (the rows after it) is read in the background,
-    /// so PostgreSQL and NATS work overlap. Each read continues after the last one and also
+    /// so PostgreSQL and NATS work overlap; when more is coming, the step returns with the
+    /// batch's tail still on its way, to be published beside the next batch. Each read continues after the last one and also
     /// picks up rows that committed late below it (see `relay::read`), so no aggregate's event
     /// is published before an earlier one, and no read goes back over the outbox's beginning.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
@@ -172,10 +178,12 @@ impl Relay {
             None => self.fresh_load(&held).await?,
         };
         self.read_from = self.read_from.after_batch(&rows);
-        if rows.is_empty() {
+        if rows.is_empty() && self.pipeline.is_idle() {
             return Ok(StepOutcome::default());
         }
-        if rows.len() as i64 >= limit {
+        let loaded = rows.len();
+        let more_coming = loaded as i64 >= limit;
+        if more_coming {
             let store = self.store.clone();
             let partitions = held.clone();
             let from = self.read_from.clone();
@@ -186,8 +194,24 @@ impl Relay {
                 }),
             });
         }
-        let (outcome, book) =
-            batch::publish_batch(&self.publisher, &self.config.source, rows).await;
+        self.pipeline.feed(rows);
+        // With the next batch on its way, return once less than a batch is queued: the rest of
+        // this one (its aggregates' long runs) goes on beside the next batch's rows.
+        let low_water = if more_coming {
+            (self.config.batch_size as usize).max(1)
+        } else {
+            0
+        };
+        self.pipeline
+            .run(&self.publisher, &self.config.source, low_water)
+            .await;
+        let book = self.pipeline.take_bookkeeping();
+        let outcome = StepOutcome {
+            loaded,
+            published: book.acked.len(),
+            dead_lettered: book.dead.len(),
+            interrupted: self.pipeline.failed(),
+        };
         // One bookkeeping commit at a time; it runs on while the next batch is published (a
         // relay that dies before it commits only republishes, and JetStream drops duplicates).
         self.finish_recording().await?;
@@ -201,6 +225,17 @@ impl Relay {
             self.start_over();
         }
         Ok(outcome)
+    }
+
+    /// Lets the publishes in flight finish, records them, and drops the rows still queued
+    /// (the next read from the beginning finds them again).
+    async fn flush_pipeline(&mut self) -> Result<(), StoreError> {
+        self.pipeline
+            .clear(&self.publisher, &self.config.source)
+            .await;
+        let book = self.pipeline.take_bookkeeping();
+        self.finish_recording().await?;
+        batch::record(&self.store, book).await
     }
 
     /// Forgets the read position and any read in flight: the next read starts at the
@@ -228,7 +263,7 @@ impl Relay {
     /// bookkeeping first, or it would publish that batch's rows again.
     async fn fresh_load(&mut self, held: &[i16]) -> Result<(Vec<OutboxRow>, i64), StoreError> {
         if self.read_from.is_from_start() {
-            self.finish_recording().await?;
+            self.flush_pipeline().await?;
         }
         // Small, so that publishing starts soon; if it comes back full, the reads after it,
         // overlapping the publishing, take whole batches.
@@ -255,7 +290,7 @@ impl Relay {
             sqlx::query_scalar("SELECT 'edupulse_outbox_' || md5(current_schema())")
                 .fetch_one(self.store.pool())
                 .await?;
-        let mut listener = self.listen(&channel).await;
+        let mut listener = Self::listen(&self.store, &channel).await;
         tokio::pin!(shutdown);
         let mut backoff = self.config.min_backoff;
         let mut busy_pause = MIN_BUSY_PAUSE;
@@ -320,13 +355,13 @@ impl Relay {
                 () = &mut shutdown => break,
                 woken = wait_for_notification(&mut listener, wait) => {
                     if !woken && listener.is_none() {
-                        listener = self.listen(&channel).await;
+                        listener = Self::listen(&self.store, &channel).await;
                     }
                 }
             }
         }
         self.discard_prefetch();
-        let recorded = self.finish_recording().await;
+        let recorded = self.flush_pipeline().await;
         self.leadership.release().await;
         recorded
     }
@@ -367,8 +402,8 @@ impl Relay {
         Idle::Parked
     }
 
-    async fn listen(&self, channel: &str) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(self.store.pool()).await.ok()?;
+    async fn listen(store: &Store, channel: &str) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(store.pool()).await.ok()?;
         listener.listen(channel).await.ok()?;
         Some(listener)
     }

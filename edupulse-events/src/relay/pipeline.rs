@@ -1,0 +1,165 @@
+//! Publishing that runs on across batches: rows queue per aggregate, each aggregate has at
+//! most one publish awaiting its acknowledgement, and the next batch joins while the last
+//! one's long runs are still being sent.
+//!
+//! One unacknowledged publish per aggregate is what keeps order when things fail: a publish
+//! that fails (even one lost with the connection, whose successors the client would send after
+//! reconnecting) is never overtaken by a later event of its aggregate. Keeping many aggregates
+//! in flight at once, across batch boundaries, is what keeps the stream busy.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use uuid::Uuid;
+
+use crate::publish::Publisher;
+
+use super::batch::Bookkeeping;
+use super::read::OutboxRow;
+
+/// How many publishes may await their acknowledgement at once.
+const MAX_IN_FLIGHT: usize = 1024;
+
+type Ack = Pin<Box<dyn Future<Output = (i64, Uuid, Result<(), PublishError>)> + Send>>;
+
+/// Rows on their way to the stream.
+#[derive(Default)]
+pub struct Pipeline {
+    /// Rows that may be sent now: no earlier row of their aggregate is waiting or in flight.
+    ready: VecDeque<OutboxRow>,
+    /// Rows behind an earlier row of their aggregate, in order.
+    waiting: HashMap<Uuid, VecDeque<OutboxRow>>,
+    /// Aggregates with a row ready or in flight.
+    active: HashSet<Uuid>,
+    waiting_rows: usize,
+    in_flight: FuturesUnordered<Ack>,
+    book: Bookkeeping,
+    failed: bool,
+}
+
+impl Pipeline {
+    /// Queues `rows` (in position order, after every row queued before).
+    pub fn feed(&mut self, rows: Vec<OutboxRow>) {
+        for row in rows {
+            if self.active.insert(row.aggregate_id) {
+                self.ready.push_back(row);
+            } else {
+                self.waiting
+                    .entry(row.aggregate_id)
+                    .or_default()
+                    .push_back(row);
+                self.waiting_rows += 1;
+            }
+        }
+    }
+
+    /// Rows queued, not yet sent.
+    pub fn queued(&self) -> usize {
+        self.ready.len() + self.waiting_rows
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.queued() == 0 && self.in_flight.is_empty()
+    }
+
+    /// Whether a publish failed since the last [`Pipeline::clear`].
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Sends and collects acknowledgements until at most `low_water` rows are queued (0: until
+    /// everything is acknowledged), or a publish fails; after a failure, nothing more is sent
+    /// and the acknowledgements already on their way are collected.
+    pub async fn run(&mut self, publisher: &Publisher, source: &str, low_water: usize) {
+        loop {
+            while self.in_flight.len() < MAX_IN_FLIGHT && !self.failed {
+                let Some(row) = self.ready.pop_front() else {
+                    break;
+                };
+                self.send(publisher, source, row).await;
+            }
+            if self.failed {
+                if self.in_flight.is_empty() {
+                    return;
+                }
+            } else if low_water > 0 && self.queued() <= low_water {
+                return;
+            }
+            let Some((position, aggregate, ack)) = self.in_flight.next().await else {
+                return;
+            };
+            match ack {
+                Ok(()) => {
+                    self.book.acked.push(position);
+                    self.release(aggregate);
+                }
+                Err(err) => {
+                    tracing::warn!(position, error = %err, "publish not acknowledged");
+                    self.failed = true;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, publisher: &Publisher, source: &str, mut row: OutboxRow) {
+        let message = row.take_message(source);
+        let subject = std::mem::take(&mut row.subject);
+        let (position, aggregate) = (row.position, row.aggregate_id);
+        match publisher.context().send_publish(subject, message).await {
+            Ok(ack) => self.in_flight.push(Box::pin(async move {
+                (position, aggregate, ack.await.map(|_| ()))
+            })),
+            Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                self.book.dead.push((
+                    position,
+                    "message exceeds the NATS server's max_payload".to_owned(),
+                ));
+                self.release(aggregate);
+            }
+            Err(err) => {
+                tracing::warn!(position, error = %err, "publish failed");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// The aggregate's row is done: its next row, if any, may go.
+    fn release(&mut self, aggregate: Uuid) {
+        match self
+            .waiting
+            .get_mut(&aggregate)
+            .and_then(VecDeque::pop_front)
+        {
+            Some(next) => {
+                self.waiting_rows -= 1;
+                self.ready.push_back(next);
+            }
+            None => {
+                self.waiting.remove(&aggregate);
+                self.active.remove(&aggregate);
+            }
+        }
+    }
+
+    /// What was acknowledged or set aside since the last call.
+    pub fn take_bookkeeping(&mut self) -> Bookkeeping {
+        std::mem::take(&mut self.book)
+    }
+
+    /// Waits for the publishes in flight, then drops every queued row (they are read again
+    /// from the outbox) and the failure mark.
+    pub async fn clear(&mut self, publisher: &Publisher, source: &str) {
+        self.failed = true;
+        self.run(publisher, source, 0).await;
+        self.ready.clear();
+        self.waiting.clear();
+        self.active.clear();
+        self.waiting_rows = 0;
+        self.failed = false;
+    }
+}
