@@ -74,6 +74,7 @@ mod descriptor;
 mod envelope;
 mod error;
 mod event;
+pub mod privacy;
 pub mod publish;
 mod registry;
 pub mod relay;

@@ -73,6 +73,12 @@ impl From<sqlx::Error> for StoreError {
 /// [`DatabaseError::into_inner`] for the driver's full error where that is acceptable.
 pub struct DatabaseError(sqlx::Error);
 
+impl From<sqlx::Error> for DatabaseError {
+    fn from(err: sqlx::Error) -> Self {
+        DatabaseError(err)
+    }
+}
+
 impl DatabaseError {
     /// The SQLSTATE, for errors the server reported.
     pub fn code(&self) -> Option<String> {

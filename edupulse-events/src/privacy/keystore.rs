@@ -1,0 +1,202 @@
+//! Data keys in PostgreSQL: created on first use (race-free), refused once a subject is
+//! erased, held briefly in memory for reading.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{PgConnection, PgPool};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::store::DatabaseError;
+
+use super::error::KeyError;
+use super::key::DataKey;
+use super::provider::KeyProvider;
+
+/// Why a key could not be had.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// The subject was erased: nothing may be sealed for it any more.
+    #[error("data subject {subject} was erased; no new personal data may be stored for it")]
+    SubjectErased {
+        /// The erased subject.
+        subject: Uuid,
+    },
+    /// A key could not be wrapped or unwrapped.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] DatabaseError),
+}
+
+impl From<sqlx::Error> for KeyStoreError {
+    fn from(err: sqlx::Error) -> Self {
+        KeyStoreError::Database(err.into())
+    }
+}
+
+/// How long an unwrapped key stays in memory for reading. Erasure evicts at once in this
+/// process; other processes evict when they see the erasure event, or after this long.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The data keys of one store.
+pub struct KeyStore {
+    provider: Arc<dyn KeyProvider>,
+    cache: Mutex<HashMap<(Uuid, u32), (Instant, DataKey)>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore").finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// Keys wrapped and unwrapped by `provider`.
+    pub fn new(provider: Arc<dyn KeyProvider>) -> Self {
+        KeyStore {
+            provider,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key to seal `subject`'s data with, inside the appending transaction `tx`: the
+    /// newest version, created if the subject has none.
+    ///
+    /// The key row stays locked (shared) until `tx` ends, so an erasure of the subject waits
+    /// for this append: the append lands before the erasure (and is shredded with it) or,
+    /// if the erasure committed first, fails with [`KeyStoreError::SubjectErased`].
+    pub async fn key_for_append(
+        &self,
+        tx: &mut PgConnection,
+        subject: Uuid,
+    ) -> Result<(u32, DataKey), KeyStoreError> {
+        loop {
+            let row: Option<(i32, Vec<u8>)> = sqlx::query_as(
+                "SELECT key_version, wrapped FROM subject_keys WHERE subject_id = $1 \
+                 ORDER BY key_version DESC LIMIT 1 FOR SHARE",
+            )
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((version, wrapped)) = row {
+                let version = version as u32;
+                let key = self.provider.unwrap(subject, version, &wrapped).await?;
+                return Ok((version, key));
+            }
+            let erased: Option<(bool, i32)> = sqlx::query_as(
+                "SELECT allow_new_keys, last_key_version FROM erased_subjects \
+                 WHERE subject_id = $1",
+            )
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let version: i32 = match erased {
+                Some((false, _)) => return Err(KeyStoreError::SubjectErased { subject }),
+                // Allowed again after an erasure: a version above every destroyed one.
+                Some((true, last)) => last + 1,
+                None => 1,
+            };
+            let key = DataKey::generate();
+            let wrapped = self.provider.wrap(subject, version as u32, &key).await?;
+            // A racing first use may have inserted the same version: then read its key instead
+            // (the loop), so every writer seals with the one stored key.
+            let inserted = sqlx::query(
+                "INSERT INTO subject_keys (subject_id, key_version, wrapped) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(subject)
+            .bind(version)
+            .bind(&wrapped)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok((version as u32, key));
+            }
+        }
+    }
+
+    /// The key to open data sealed for `subject` at `key_version`; `None` once it is destroyed.
+    pub async fn key_for_read(
+        &self,
+        pool: &PgPool,
+        subject: Uuid,
+        key_version: u32,
+    ) -> Result<Option<DataKey>, KeyStoreError> {
+        if let Some(key) = self.cached(subject, key_version) {
+            return Ok(Some(key));
+        }
+        let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT wrapped FROM subject_keys WHERE subject_id = $1 AND key_version = $2",
+        )
+        .bind(subject)
+        .bind(key_version as i32)
+        .fetch_optional(pool)
+        .await?;
+        let Some(wrapped) = wrapped else {
+            return Ok(None);
+        };
+        let key = self.provider.unwrap(subject, key_version, &wrapped).await?;
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .insert((subject, key_version), (Instant::now(), key.clone()));
+        Ok(Some(key))
+    }
+
+    /// Destroys every key of `subject` and records the tombstone, inside `tx`; waits for
+    /// appends still holding the subject's key. Evicts this process's cached keys.
+    pub async fn destroy(
+        &self,
+        tx: &mut PgConnection,
+        subject: Uuid,
+        reason: &str,
+    ) -> Result<u64, KeyStoreError> {
+        let destroyed: Vec<i32> = sqlx::query_scalar(
+            "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version",
+        )
+        .bind(subject)
+        .fetch_all(&mut *tx)
+        .await?;
+        let last = destroyed.iter().copied().max().unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO erased_subjects (subject_id, reason, last_key_version) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (subject_id) DO UPDATE SET erased_at = now(), reason = $2, \
+             allow_new_keys = false, \
+             last_key_version = greatest(erased_subjects.last_key_version, $3)",
+        )
+        .bind(subject)
+        .bind(reason)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        self.evict(subject);
+        Ok(destroyed.len() as u64)
+    }
+
+    /// Forgets `subject`'s cached keys (on seeing its erasure from another process).
+    pub fn evict(&self, subject: Uuid) {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .retain(|(s, _), _| *s != subject);
+    }
+
+    fn cached(&self, subject: Uuid, key_version: u32) -> Option<DataKey> {
+        let mut cache = self.cache.lock().expect("key cache lock");
+        match cache.get(&(subject, key_version)) {
+            Some((at, key)) if at.elapsed() < KEY_CACHE_TTL => Some(key.clone()),
+            Some(_) => {
+                cache.remove(&(subject, key_version));
+                None
+            }
+            None => None,
+        }
+    }
+}

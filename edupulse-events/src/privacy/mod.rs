@@ -1,0 +1,26 @@
+//! Crypto-shredding of personal data: every `#[event(pii)]` value is sealed with its data
+//! subject's own key before it leaves the process, so destroying that key erases the value from
+//! every copy at once: the log, the outbox, the stream, its mirrors and every backup.
+//!
+//! Rewriting stored rows reaches one copy; JetStream keeps its own, a filtered purge leaves the
+//! bytes on disk, deletes do not reach mirrors, and backups keep everything. A destroyed key
+//! reaches them all.
+//!
+//! This module holds the cryptography and the key wrapping: [`DataKey`] (one per data subject
+//! and key version, zeroized when dropped), [`seal`]/[`open`] (XChaCha20-Poly1305 with the
+//! event id, type, version, field path, subject and key version bound as associated data, so a
+//! sealed value moved to another field or event fails to open), [`SealedField`] (the
+//! self-describing JSON form stored and published in place of the value), and [`KeyProvider`]
+//! (who wraps data keys with a master key; [`LocalKeyProvider`] ships, a KMS adapter can follow).
+
+mod error;
+mod key;
+mod keystore;
+mod provider;
+mod seal;
+
+pub use error::{KeyError, PrivacyError};
+pub use key::DataKey;
+pub use keystore::{KEY_CACHE_TTL, KeyStore, KeyStoreError};
+pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV};
+pub use seal::{FieldContext, SealedField, open, seal};

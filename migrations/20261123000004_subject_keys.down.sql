@@ -1,0 +1,2 @@
+DROP TABLE erased_subjects;
+DROP TABLE subject_keys;

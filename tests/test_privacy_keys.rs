@@ -1,0 +1,165 @@
+//! Data keys against a real PostgreSQL: created once per subject even when first uses race,
+//! refused after erasure, and an erasure waits for an append that holds the subject's key.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestEnv;
+use edupulse_events::Uuid;
+use edupulse_events::privacy::{
+    DataKey, FieldContext, KeyStore, KeyStoreError, LocalKeyProvider, open, seal,
+};
+
+fn key_store() -> Arc<KeyStore> {
+    Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(
+        DataKey::generate(),
+    ))))
+}
+
+#[tokio::test]
+async fn racing_first_uses_of_a_subject_all_get_its_one_key() {
+    let env = TestEnv::new().await;
+    let keys = key_store();
+    let subject = Uuid::now_v7();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (pool, keys) = (env.pool.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            let (version, key) = keys.key_for_append(&mut tx, subject).await.unwrap();
+            tx.commit().await.unwrap();
+            (version, key)
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_keys WHERE subject_id = $1")
+        .bind(subject)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "one key row per subject");
+    let read = keys
+        .key_for_read(&env.pool, subject, 1)
+        .await
+        .unwrap()
+        .expect("the key is readable");
+    // Every writer's key opens what the stored key seals, and vice versa.
+    for (version, key) in &got {
+        assert_eq!(*version, 1);
+        let ctx = FieldContext {
+            event_id: Uuid::nil(),
+            event_type: "probe",
+            version: 1,
+            field: "probe",
+        };
+        let sealed = seal(key, subject, 1, &ctx, b"x");
+        assert!(open(&read, &ctx, &sealed).is_ok());
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
+    let env = TestEnv::new().await;
+    let keys = key_store();
+    let subject = Uuid::now_v7();
+    let mut tx = env.pool.begin().await.unwrap();
+    keys.key_for_append(&mut tx, subject).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        keys.key_for_read(&env.pool, subject, 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let mut tx = env.pool.begin().await.unwrap();
+    assert_eq!(
+        keys.destroy(&mut tx, subject, "request 42").await.unwrap(),
+        1
+    );
+    tx.commit().await.unwrap();
+
+    assert!(
+        keys.key_for_read(&env.pool, subject, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut tx = env.pool.begin().await.unwrap();
+    let err = keys.key_for_append(&mut tx, subject).await.unwrap_err();
+    assert!(
+        matches!(err, KeyStoreError::SubjectErased { subject: s } if s == subject),
+        "{err}"
+    );
+    tx.rollback().await.unwrap();
+    // Allowed again explicitly: a version above the destroyed one, never the old one revived.
+    sqlx::query("UPDATE erased_subjects SET allow_new_keys = true WHERE subject_id = $1")
+        .bind(subject)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let mut tx = env.pool.begin().await.unwrap();
+    let (version, _) = keys.key_for_append(&mut tx, subject).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(version, 2);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
+    let env = TestEnv::new().await;
+    let keys = key_store();
+    let subject = Uuid::now_v7();
+    let mut setup = env.pool.begin().await.unwrap();
+    keys.key_for_append(&mut setup, subject).await.unwrap();
+    setup.commit().await.unwrap();
+
+    let mut append = env.pool.begin().await.unwrap();
+    keys.key_for_append(&mut append, subject).await.unwrap();
+    let erasing = {
+        let (pool, keys) = (env.pool.clone(), keys.clone());
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            let destroyed = keys.destroy(&mut tx, subject, "request 43");
+            (pid, destroyed.await.map(|n| (n, tx)))
+        })
+    };
+    // The erasure must be seen waiting on the append's lock before the append commits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM subject_keys%'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !erasing.is_finished(),
+            "the erasure did not wait for the append"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    append.commit().await.unwrap();
+    let (_, destroyed) = erasing.await.unwrap();
+    let (n, tx) = destroyed.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 1);
+    env.cleanup().await;
+}
