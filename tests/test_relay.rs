@@ -428,3 +428,55 @@ async fn a_late_commit_holds_back_its_aggregates_later_events() {
     assert_exactly_once_in_order(&env.stream_messages().await, 4);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_late_commit_whose_transaction_began_after_the_last_finished_one_is_relayed_in_order() {
+    use edupulse_events::store::ExpectedVersion;
+    let env = TestEnv::new().await;
+    let mut relay = Relay::new(
+        env.store.clone(),
+        env.publisher().await,
+        RelayConfig::default(),
+    );
+    // The fast transaction takes its id first (say it wrote business rows before appending);
+    // the slow one takes a higher id and the lower position.
+    let mut fast = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *fast)
+        .await
+        .unwrap();
+    let mut slow = env.pool.begin().await.unwrap();
+    let late_aggregate = Uuid::now_v7();
+    let first = edupulse_events::Envelope::new(&response(late_aggregate, 1, None)).unwrap();
+    env.store
+        .append(
+            &mut slow,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&first),
+        )
+        .await
+        .unwrap();
+    let other = edupulse_events::Envelope::new(&response(Uuid::now_v7(), 1, None)).unwrap();
+    env.store
+        .append(
+            &mut fast,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&other),
+        )
+        .await
+        .unwrap();
+    fast.commit().await.unwrap();
+    // The relay reads past the slow position. Its snapshot's xmax is the fast id + 1, so the
+    // slow transaction, still running, is not in the snapshot's list of running ones.
+    assert_eq!(relay.step().await.unwrap().published, 1);
+    slow.commit().await.unwrap();
+    let second = edupulse_events::Envelope::new(&response(late_aggregate, 2, None)).unwrap();
+    env.store
+        .append_committed(ExpectedVersion::Exact(1), std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    drain(&mut relay, &env).await;
+    let messages = env.stream_messages().await;
+    assert_exactly_once_in_order(&messages, 3);
+    env.cleanup().await;
+}

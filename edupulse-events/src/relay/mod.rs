@@ -144,9 +144,11 @@ impl Relay {
     ///
     /// While a batch is published, the next one (the rows after it) is read in the background,
     /// so PostgreSQL and NATS work overlap; when more is coming, the step returns with the
-    /// batch's tail still on its way, to be published beside the next batch. Each read continues after the last one and also
-    /// picks up rows that committed late below it (see `relay::read`), so no aggregate's event
-    /// is published before an earlier one, and no read goes back over the outbox's beginning.
+    /// batch's tail still on its way, to be published beside the next batch. Each read
+    /// continues after the last one and also picks up rows that committed late below it (see
+    /// `relay::read`), so no aggregate's event is published before an earlier one, and no read
+    /// goes back over the outbox's beginning. A step dropped before it completes makes the
+    /// next one start over from the beginning of the outbox.
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
             self.start_over();
@@ -250,10 +252,18 @@ impl Relay {
         let Some(task) = self.recording.take() else {
             return Ok(());
         };
-        let recorded = task.await.unwrap_or(Ok(()));
-        if recorded.is_err() {
+        // A task that died (panicked, was aborted) recorded nothing, like one that failed.
+        let (recorded, lost) = match task.await {
+            Ok(recorded) => {
+                let lost = recorded.is_err();
+                (recorded, lost)
+            }
+            Err(_) => (Ok(()), true),
+        };
+        if lost {
             // Published rows are still in the outbox, behind the read position: read them
             // again (JetStream drops the duplicates) so they are deleted.
+            tracing::warn!("relay bookkeeping was lost; reading the outbox from the start");
             self.start_over();
         }
         recorded
@@ -302,13 +312,18 @@ impl Relay {
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     Some(delay)
                 }
-                Ok(outcome) if outcome.loaded >= UNPARK_AT => {
+                Ok(outcome) if outcome.loaded >= UNPARK_AT || self.prefetch.is_some() => {
                     // Appends are coming in quickly: stop them notifying (NOTIFY would make
                     // their commits take turns) and look again at once.
                     backoff = self.config.min_backoff;
                     busy_pause = MIN_BUSY_PAUSE;
                     self.unpark().await;
                     None
+                }
+                Ok(_) if self.leadership.held().is_empty() => {
+                    // A standby: nothing to park; try for partitions again on the timer.
+                    backoff = self.config.min_backoff;
+                    Some(self.config.poll_interval)
                 }
                 Ok(_) if self.leadership.all_parked() => {
                     // Still parked since before this step: every commit since has notified.

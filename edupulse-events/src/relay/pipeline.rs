@@ -39,6 +39,9 @@ pub struct Pipeline {
     in_flight: FuturesUnordered<Ack>,
     book: Bookkeeping,
     failed: bool,
+    /// Set while a row is handed to the client: still set on entry means the last run was
+    /// dropped mid-send (a cancelled step), and that row's fate is unknown.
+    sending: bool,
 }
 
 impl Pipeline {
@@ -76,6 +79,12 @@ impl Pipeline {
     /// everything is acknowledged), or a publish fails; after a failure, nothing more is sent
     /// and the acknowledgements already on their way are collected.
     pub async fn run(&mut self, publisher: &Publisher, source: &str, low_water: usize) {
+        if self.sending {
+            // The row being sent was dropped with its aggregate still marked active: treat it
+            // as a failed publish, so the relay starts over and reads the rows again.
+            self.sending = false;
+            self.failed = true;
+        }
         loop {
             while self.in_flight.len() < MAX_IN_FLIGHT && !self.failed {
                 let Some(row) = self.ready.pop_front() else {
@@ -110,7 +119,10 @@ impl Pipeline {
         let message = row.take_message(source);
         let subject = std::mem::take(&mut row.subject);
         let (position, aggregate) = (row.position, row.aggregate_id);
-        match publisher.context().send_publish(subject, message).await {
+        self.sending = true;
+        let sent = publisher.context().send_publish(subject, message).await;
+        self.sending = false;
+        match sent {
             Ok(ack) => self.in_flight.push(Box::pin(async move {
                 (position, aggregate, ack.await.map(|_| ()))
             })),

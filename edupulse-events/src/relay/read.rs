@@ -5,15 +5,20 @@
 //! before any later event of its aggregate. Two facts make this cheap to get exactly right:
 //!
 //! - An append takes its transaction id before it draws a position (store/append.rs), so every
-//!   position below a read's last row that the read could not see belongs to a transaction the
-//!   read's snapshot lists as running (`pg_current_snapshot()`'s xip list).
+//!   position below a read's last row that the read could not see belongs to a transaction
+//!   that was running at the read's snapshot: one in its xip list, or one whose id is at or
+//!   above its xmax (PostgreSQL lists running transactions only below xmax, which is the
+//!   newest finished id + 1, so a transaction that took its id after the newest one to finish
+//!   is running but not listed).
 //! - An aggregate's next event can only be inserted after the transaction holding its previous
 //!   one committed (the version check and the unique `(aggregate_id, sequence)` key), so by the
 //!   time any later event of that aggregate is visible, the late row is visible too.
 //!
 //! So each read also fetches the rows, at or below its start, of the transactions the previous
-//! read saw running, in the same statement (one snapshot): a late row and its aggregate's later
-//! rows always land in the same batch, in position order.
+//! read's snapshot saw running (listed, or at or above its xmax), in the same statement (one
+//! snapshot): a late row and its aggregate's later rows always land in the same batch, in
+//! position order. Looking up ids at or above xmax costs an index range over the transactions
+//! that began since the previous read, which is bounded by the append rate, not the backlog.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -39,12 +44,25 @@ pub struct OutboxRow {
     snapshot: String,
 }
 
-/// Where the next read starts: after `after`, plus whatever the transactions in `in_doubt`
-/// (running at the last read) have committed at or below it. The default reads everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where the next read starts: after `after`, plus whatever the transactions running at the
+/// last read (those in `in_doubt`, and every id at or above `xmax`) have committed at or below
+/// it. The default reads everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadFrom {
     after: i64,
     in_doubt: Vec<i64>,
+    xmax: i64,
+}
+
+impl Default for ReadFrom {
+    fn default() -> Self {
+        // From the beginning there is nothing below the start to be in doubt about.
+        ReadFrom {
+            after: 0,
+            in_doubt: Vec::new(),
+            xmax: i64::MAX,
+        }
+    }
 }
 
 impl ReadFrom {
@@ -58,9 +76,11 @@ impl ReadFrom {
         let Some(last) = rows.last() else {
             return self.clone();
         };
+        let (xmax, in_doubt) = running_transactions(&last.snapshot);
         ReadFrom {
             after: last.position.max(self.after),
-            in_doubt: running_transactions(&last.snapshot),
+            in_doubt,
+            xmax,
         }
     }
 }
@@ -80,7 +100,10 @@ const LOAD_BATCH: &str = "\
                 SELECT e.position FROM events e \
                 WHERE cardinality($4::bigint[]) > 0 \
                   AND e.tx_id = ANY(ARRAY(SELECT x::text::xid8 FROM unnest($4::bigint[]) AS x)) \
-                  AND e.position <= $2)) \
+                  AND e.position <= $2 \
+                UNION ALL \
+                SELECT e.position FROM events e \
+                WHERE e.tx_id >= $5::text::xid8 AND e.position <= $2)) \
           AND partition = ANY($1) \
     ), snap AS MATERIALIZED ( \
         SELECT pg_current_snapshot()::text AS snapshot \
@@ -111,6 +134,7 @@ pub async fn load_batch(
         .bind(from.after)
         .bind(limit)
         .bind(&from.in_doubt)
+        .bind(from.xmax.to_string())
         .fetch_all(store.pool())
         .await?;
     // Sorted here rather than by the server: the rows come nearly in order, which costs a
@@ -119,15 +143,19 @@ pub async fn load_batch(
     Ok(rows)
 }
 
-/// The xip list of a `pg_snapshot` in its text form `xmin:xmax:xip1,xip2,...`.
-fn running_transactions(snapshot: &str) -> Vec<i64> {
-    snapshot
-        .splitn(3, ':')
-        .nth(2)
+/// The xmax and the xip list of a `pg_snapshot` in its text form `xmin:xmax:xip1,xip2,...`.
+fn running_transactions(snapshot: &str) -> (i64, Vec<i64>) {
+    let mut parts = snapshot.splitn(3, ':');
+    let _xmin = parts.next();
+    // A snapshot always has an xmax; if it could not be read, doubt every id.
+    let xmax = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let xip = parts
+        .next()
         .unwrap_or("")
         .split(',')
         .filter_map(|xid| xid.parse().ok())
-        .collect()
+        .collect();
+    (xmax, xip)
 }
 
 #[cfg(test)]
@@ -135,8 +163,11 @@ mod tests {
     use super::running_transactions;
 
     #[test]
-    fn the_running_transactions_are_the_snapshots_xip_list() {
-        assert_eq!(running_transactions("740:745:740,742"), vec![740, 742]);
-        assert_eq!(running_transactions("745:745:"), Vec::<i64>::new());
+    fn the_running_transactions_are_the_snapshots_xip_list_and_everything_from_xmax() {
+        assert_eq!(
+            running_transactions("740:745:740,742"),
+            (745, vec![740, 742])
+        );
+        assert_eq!(running_transactions("745:745:"), (745, Vec::<i64>::new()));
     }
 }

@@ -68,9 +68,10 @@ macro_rules! wake_parked_relay {
 
 // The version check and both inserts in one round trip. `current` also gives the transaction
 // its id before the first position is drawn: the relay relies on every uncommitted position
-// belonging to a transaction its snapshots list as running (relay/batch.rs). `input` keeps the caller's order
-// (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
-// (sequence - version) picks its subject for the outbox row. `wake`: see the macro above.
+// belonging to a transaction its snapshots show as running (relay/read.rs). `input` keeps
+// the caller's order (WITH ORDINALITY) so sequences and positions ascend together, and an
+// event's ordinal (sequence - version) picks its subject for the outbox row. `wake`: see the
+// macro above.
 const APPEND_SQL: &str = concat!(
     r#"
 WITH current AS (
