@@ -20,7 +20,7 @@ pub struct StepOutcome {
     pub published: usize,
     /// Events set aside as dead letters.
     pub dead_lettered: usize,
-    /// Whether a publish failed and the rest of the batch was left for a retry.
+    /// Whether a publish failed; the rows not acknowledged are read again on the next step.
     pub interrupted: bool,
 }
 
