@@ -1,12 +1,21 @@
-//! What sealing costs per PII field: seal + open of one value, beside the JSON encode and
-//! decode of the same value that every field pays anyway (the baseline), in the same run.
-//! Run `cargo bench --bench privacy`.
+//! What privacy costs: seal + open of one PII field beside the JSON encode and decode of the
+//! same value that every field pays anyway (the baseline), in the same run; and the time to
+//! erase one data subject with 10,000 and with 1,000,000 events in the log (it must not grow).
+//! Run `scripts/services && cargo bench --bench privacy` (`BENCH_PART=field|erase`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use edupulse_events::Uuid;
-use edupulse_events::privacy::{DataKey, FieldContext, open, seal};
+use std::sync::Arc;
+
+use common::TestEnv;
+use edupulse_domain::QuizSubmitted;
+use edupulse_events::privacy::{DataKey, FieldContext, KeyStore, LocalKeyProvider, open, seal};
+use edupulse_events::store::ExpectedVersion;
+use edupulse_events::{Envelope, Uuid};
 
 const ROUNDS: usize = 200_000;
 
@@ -21,7 +30,73 @@ fn per_field(mut f: impl FnMut(usize)) -> Duration {
     start.elapsed() / ROUNDS as u32
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    if part.is_empty() || part == "field" {
+        field_cost();
+    }
+    if part.is_empty() || part == "erase" {
+        erasure_time().await;
+    }
+}
+
+/// Subjects erased at each log size; the figure is their median and slowest.
+const ERASURES: usize = 50;
+
+/// Erasure time with the log at 10,000 and at 1,000,000 events.
+async fn erasure_time() {
+    let env = TestEnv::new().await;
+    let keys = KeyStore::new(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    let mut stored = 0;
+    for size in [10_000, 1_000_000] {
+        while stored < size {
+            let quiz = Uuid::now_v7();
+            let batch: Vec<Envelope> = (0..100)
+                .map(|n| {
+                    Envelope::new(&QuizSubmitted {
+                        quiz_id: quiz,
+                        student_id: Uuid::now_v7(),
+                        student_name: format!("student {n}"),
+                        score: 0.5,
+                        answers: vec![],
+                    })
+                    .unwrap()
+                })
+                .collect();
+            env.store
+                .append_committed(ExpectedVersion::NoStream, &batch)
+                .await
+                .unwrap();
+            stored += 100;
+        }
+        sqlx::query("VACUUM ANALYZE events, outbox, subject_keys")
+            .execute(&env.pool)
+            .await
+            .unwrap();
+        let mut times = Vec::with_capacity(ERASURES);
+        for _ in 0..ERASURES {
+            let subject = Uuid::now_v7();
+            let mut tx = env.pool.begin().await.unwrap();
+            keys.key_for_append(&mut tx, subject).await.unwrap();
+            tx.commit().await.unwrap();
+            let start = Instant::now();
+            keys.erase_subject(&env.store, subject, "benchmark")
+                .await
+                .unwrap();
+            times.push(start.elapsed());
+        }
+        times.sort_unstable();
+        println!(
+            "erase one subject, {size:>9} events in the log: median {:?}, slowest of {ERASURES} {:?} (target: under 50 ms, flat)",
+            times[ERASURES / 2],
+            times[ERASURES - 1]
+        );
+    }
+    env.cleanup().await;
+}
+
+fn field_cost() {
     let key = DataKey::generate();
     let subject = Uuid::now_v7();
     let event_id = Uuid::now_v7();
@@ -53,10 +128,32 @@ fn main() {
         let text = serde_json::to_vec(&value).unwrap();
         let one = seal(&key, subject, 1, &ctx, &text);
         let form = one.to_json();
-        println!("    seal {:?}", per_field(|_| { black_box(seal(&key, subject, 1, &ctx, &text)); }));
-        println!("    open {:?}", per_field(|_| { black_box(open(&key, &ctx, &one).unwrap()); }));
-        println!("    to_json {:?}", per_field(|_| { black_box(one.to_json()); }));
-        println!("    from_json {:?}", per_field(|_| { black_box(edupulse_events::privacy::SealedField::from_json(&form, &ctx)); }));
+        println!(
+            "    seal {:?}",
+            per_field(|_| {
+                black_box(seal(&key, subject, 1, &ctx, &text));
+            })
+        );
+        println!(
+            "    open {:?}",
+            per_field(|_| {
+                black_box(open(&key, &ctx, &one).unwrap());
+            })
+        );
+        println!(
+            "    to_json {:?}",
+            per_field(|_| {
+                black_box(one.to_json());
+            })
+        );
+        println!(
+            "    from_json {:?}",
+            per_field(|_| {
+                black_box(edupulse_events::privacy::SealedField::from_json(
+                    &form, &ctx,
+                ));
+            })
+        );
     }
     println!(
         "per PII field, encode + decode: plain JSON {json:?} | sealed (seal, $pii form, parse, open) {sealed:?} | added {:?} (target: under 2 µs)",

@@ -163,3 +163,53 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
     assert_eq!(n, 1);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
+    let env = TestEnv::new().await;
+    let keys = key_store();
+    let subject = Uuid::now_v7();
+    let mut tx = env.pool.begin().await.unwrap();
+    keys.key_for_append(&mut tx, subject).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let reason = format!("GDPR request {}", Uuid::now_v7());
+    let receipt = keys
+        .erase_subject(&env.store, subject, &reason)
+        .await
+        .unwrap();
+    assert_eq!(receipt.subject, subject);
+    assert_eq!(receipt.keys_destroyed, 1);
+    assert!(
+        keys.key_for_read(&env.pool, subject, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The event is in the log and waiting for the relay, and it does not carry the reason.
+    let (event_type, aggregate, payload): (String, Uuid, String) = sqlx::query_as(
+        "SELECT event_type, aggregate_id, payload::text FROM events WHERE event_id = $1",
+    )
+    .bind(receipt.event_id)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(event_type, "privacy.subject_erased");
+    assert_eq!(aggregate, subject);
+    assert!(!payload.contains(&reason));
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE position = $1")
+        .bind(receipt.position)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 1);
+    let stored_reason: String =
+        sqlx::query_scalar("SELECT reason FROM erased_subjects WHERE subject_id = $1")
+            .bind(subject)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored_reason, reason);
+    env.cleanup().await;
+}

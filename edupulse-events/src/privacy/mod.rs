@@ -13,12 +13,14 @@
 //! self-describing JSON form stored and published in place of the value), and [`KeyProvider`]
 //! (who wraps data keys with a master key; [`LocalKeyProvider`] ships, a KMS adapter can follow).
 
+mod erasure;
 mod error;
 mod key;
 mod keystore;
 mod provider;
 mod seal;
 
+pub use erasure::{DataSubjectErased, ErasureError, ErasureReceipt};
 pub use error::{KeyError, PrivacyError};
 pub use key::DataKey;
 pub use keystore::{KEY_CACHE_TTL, KeyStore, KeyStoreError};
