@@ -291,7 +291,7 @@ impl Relay {
     /// Runs until `shutdown` completes, then finishes the batch in hand and gives its
     /// partitions back so a standby takes over at once.
     ///
-    /// With nothing to do the relay parks (see [`Relay::park`]) and sleeps until an append
+    /// With nothing to do the relay parks (see [`RelayState::Parked`]) and sleeps until an append
     /// notifies it or `poll_interval` passes; while an appending transaction is still open it
     /// cannot park, and looks again after a short pause instead.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
