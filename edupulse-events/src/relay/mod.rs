@@ -291,9 +291,9 @@ impl Relay {
     /// Runs until `shutdown` completes, then finishes the batch in hand and gives its
     /// partitions back so a standby takes over at once.
     ///
-    /// With nothing to do the relay parks (see [`RelayState::Parked`]) and sleeps until an append
-    /// notifies it or `poll_interval` passes; while an appending transaction is still open it
-    /// cannot park, and looks again after a short pause instead.
+    /// With nothing to do the relay parks (see [`RelayState::Parked`]) and sleeps until an
+    /// append notifies it or `poll_interval` passes; while an appending transaction is still
+    /// open it cannot park, and looks again after a short pause instead.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
         // Hashed: a channel name is an identifier (63 bytes at most), and so is the schema's.
         let channel: String =
