@@ -138,7 +138,7 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM subject_keys%'",
+             WHERE wait_event_type = 'Lock' AND query LIKE '%edupulse-subject%'",
         )
         .fetch_one(&env.pool)
         .await
@@ -188,15 +188,15 @@ async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
     );
 
     // The event is in the log and waiting for the relay, and it does not carry the reason.
-    let (event_type, aggregate, payload): (String, Uuid, String) = sqlx::query_as(
-        "SELECT event_type, aggregate_id, payload::text FROM events WHERE event_id = $1",
+    let (event_type, subjects, payload): (String, Vec<Uuid>, String) = sqlx::query_as(
+        "SELECT event_type, data_subjects, payload::text FROM events WHERE event_id = $1",
     )
     .bind(receipt.event_id)
     .fetch_one(&env.pool)
     .await
     .unwrap();
     assert_eq!(event_type, "privacy.subject_erased");
-    assert_eq!(aggregate, subject);
+    assert_eq!(subjects, vec![subject]);
     assert!(!payload.contains(&reason));
     let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE position = $1")
         .bind(receipt.position)
@@ -211,5 +211,60 @@ async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
             .await
             .unwrap();
     assert_eq!(stored_reason, reason);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_erasure_waits_for_an_append_creating_the_subjects_first_key() {
+    let env = TestEnv::new().await;
+    let keys = key_store();
+    let subject = Uuid::now_v7();
+    // The append creates the key; its row is not visible to anyone until it commits.
+    let mut append = env.pool.begin().await.unwrap();
+    keys.key_for_append(&mut append, subject).await.unwrap();
+    let erasing = {
+        let (store, keys) = (env.store.clone(), keys.clone());
+        tokio::spawn(async move { keys.erase_subject(&store, subject, "request 44").await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE '%edupulse-subject%'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !erasing.is_finished(),
+            "the erasure did not wait for the append"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    append.commit().await.unwrap();
+    let receipt = erasing.await.unwrap().unwrap();
+    assert_eq!(
+        receipt.keys_destroyed, 1,
+        "the key created meanwhile is destroyed"
+    );
+    assert!(
+        keys.key_for_read(&env.pool, subject, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut tx = env.pool.begin().await.unwrap();
+    assert!(matches!(
+        keys.key_for_append(&mut tx, subject).await,
+        Err(KeyStoreError::SubjectErased { .. })
+    ));
+    tx.rollback().await.unwrap();
     env.cleanup().await;
 }

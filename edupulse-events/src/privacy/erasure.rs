@@ -22,8 +22,11 @@ use super::keystore::{KeyStore, KeyStoreError};
     crate = "crate"
 )]
 pub struct DataSubjectErased {
-    /// The erased subject.
+    /// This erasure's own stream: the subject's id may also be an application aggregate's
+    /// (a student), whose stream must not receive this event.
     #[event(aggregate_id)]
+    pub erasure_id: Uuid,
+    /// The erased subject.
     #[event(data_subject)]
     pub subject_id: Uuid,
     /// How many key versions were destroyed.
@@ -77,6 +80,7 @@ impl KeyStore {
         let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
         let erased_at = Utc::now();
         let envelope = Envelope::new(&DataSubjectErased {
+            erasure_id: Uuid::now_v7(),
             subject_id: subject,
             keys_destroyed,
             erased_at,

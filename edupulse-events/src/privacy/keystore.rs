@@ -39,6 +39,12 @@ impl From<sqlx::Error> for KeyStoreError {
     }
 }
 
+// One lock per subject (per store schema): appends hold it shared, an erasure exclusively.
+const SUBJECT_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared( \
+     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))";
+const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock( \
+     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))";
+
 /// How long an unwrapped key stays in memory for reading. Erasure evicts at once in this
 /// process; other processes evict when they see the erasure event, or after this long.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -75,15 +81,27 @@ impl KeyStore {
         tx: &mut PgConnection,
         subject: Uuid,
     ) -> Result<(u32, DataKey), KeyStoreError> {
+        // Held until `tx` ends; an erasure takes it exclusively, so it waits for an append
+        // that is creating the subject's first key (a row the erasure could not yet see).
+        sqlx::query(SUBJECT_LOCK_SHARED)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?;
         loop {
-            let row: Option<(i32, Vec<u8>)> = sqlx::query_as(
-                "SELECT key_version, wrapped FROM subject_keys WHERE subject_id = $1 \
-                 ORDER BY key_version DESC LIMIT 1 FOR SHARE",
+            let row: Option<(i32, Vec<u8>, Option<bool>, Option<i32>)> = sqlx::query_as(
+                "SELECT k.key_version, k.wrapped, t.allow_new_keys, t.last_key_version \
+                 FROM subject_keys k LEFT JOIN erased_subjects t USING (subject_id) \
+                 WHERE k.subject_id = $1 ORDER BY k.key_version DESC LIMIT 1 FOR SHARE OF k",
             )
             .bind(subject)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((version, wrapped)) = row {
+            if let Some((version, wrapped, allowed, last_destroyed)) = row {
+                // A key that outlived its subject's erasure is never used.
+                let erased_since = allowed == Some(false) || last_destroyed >= Some(version);
+                if erased_since {
+                    return Err(KeyStoreError::SubjectErased { subject });
+                }
                 let version = version as u32;
                 let key = self.provider.unwrap(subject, version, &wrapped).await?;
                 return Ok((version, key));
@@ -150,13 +168,19 @@ impl KeyStore {
     }
 
     /// Destroys every key of `subject` and records the tombstone, inside `tx`; waits for
-    /// appends still holding the subject's key. Evicts this process's cached keys.
+    /// appends still holding or creating the subject's key. Evicts this process's cached keys
+    /// (call [`KeyStore::evict`] again after `tx` commits: a read racing the erasure may have
+    /// cached the key meanwhile).
     pub async fn destroy(
         &self,
         tx: &mut PgConnection,
         subject: Uuid,
         reason: &str,
     ) -> Result<u64, KeyStoreError> {
+        sqlx::query(SUBJECT_LOCK_EXCLUSIVE)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?;
         let destroyed: Vec<i32> = sqlx::query_scalar(
             "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version",
         )

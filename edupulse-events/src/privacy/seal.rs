@@ -143,7 +143,9 @@ fn parse_form(form: &Map<String, Value>) -> Result<SealedField, &'static str> {
     let key_version = form
         .get("kv")
         .and_then(Value::as_u64)
-        .and_then(|v| u32::try_from(v).ok())
+        .and_then(|v| i32::try_from(v).ok())
+        .filter(|v| *v >= 1)
+        .map(|v| v as u32)
         .ok_or("`kv` is not a key version")?;
     let nonce: [u8; 24] = form
         .get("n")
