@@ -39,6 +39,10 @@ impl From<sqlx::Error> for KeyStoreError {
     }
 }
 
+/// The newest key of a subject, with its tombstone's `allow_new_keys` and `last_key_version`
+/// if it was ever erased.
+type KeyRow = (i32, Vec<u8>, Option<bool>, Option<i32>);
+
 // One lock per subject (per store schema): appends hold it shared, an erasure exclusively.
 const SUBJECT_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared( \
      hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))";
@@ -88,7 +92,7 @@ impl KeyStore {
             .execute(&mut *tx)
             .await?;
         loop {
-            let row: Option<(i32, Vec<u8>, Option<bool>, Option<i32>)> = sqlx::query_as(
+            let row: Option<KeyRow> = sqlx::query_as(
                 "SELECT k.key_version, k.wrapped, t.allow_new_keys, t.last_key_version \
                  FROM subject_keys k LEFT JOIN erased_subjects t USING (subject_id) \
                  WHERE k.subject_id = $1 ORDER BY k.key_version DESC LIMIT 1 FOR SHARE OF k",
