@@ -17,6 +17,33 @@ fn key_store() -> Arc<KeyStore> {
     ))))
 }
 
+/// Waits until an erasure is seen blocked on the subject's lock (an append holds it), failing
+/// if the erasure finishes first.
+async fn until_erasure_waits<T>(env: &TestEnv, erasing: &tokio::task::JoinHandle<T>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE '%edupulse-subject%'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            !erasing.is_finished(),
+            "the erasure did not wait for the append"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn racing_first_uses_of_a_subject_all_get_its_one_key() {
     let env = TestEnv::new().await;
@@ -134,28 +161,7 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
         })
     };
     // The erasure must be seen waiting on the append's lock before the append commits.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE '%edupulse-subject%'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            !erasing.is_finished(),
-            "the erasure did not wait for the append"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the erasure never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_erasure_waits(&env, &erasing).await;
     append.commit().await.unwrap();
     let (_, destroyed) = erasing.await.unwrap();
     let (n, tx) = destroyed.unwrap();
@@ -226,28 +232,7 @@ async fn an_erasure_waits_for_an_append_creating_the_subjects_first_key() {
         let (store, keys) = (env.store.clone(), keys.clone());
         tokio::spawn(async move { keys.erase_subject(&store, subject, "request 44").await })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE '%edupulse-subject%'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            !erasing.is_finished(),
-            "the erasure did not wait for the append"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the erasure never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_erasure_waits(&env, &erasing).await;
     append.commit().await.unwrap();
     let receipt = erasing.await.unwrap().unwrap();
     assert_eq!(
