@@ -105,26 +105,42 @@ async fn appends_per_second(env: &Arc<TestEnv>, writers: usize, library: bool) -
     (per_writer * writers) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The figures of paired rounds (library, baseline), each side's median reported.
+#[derive(Default)]
+struct Rounds {
+    lib: Vec<f64>,
+    raw: Vec<f64>,
+}
+
+impl Rounds {
+    fn add(&mut self, lib: f64, raw: f64) {
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            println!(
+                "    round: library {lib:.0}, baseline {raw:.0}, ratio {:.2}",
+                lib / raw
+            );
+        }
+        self.lib.push(lib);
+        self.raw.push(raw);
+    }
+
+    fn medians(self) -> (f64, f64) {
+        (median(self.lib), median(self.raw))
+    }
+}
+
 /// Runs `measure` (library, baseline) `rounds` times; the median of each.
 async fn paired<F, Fut>(rounds: usize, mut measure: F) -> (f64, f64)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = (f64, f64)>,
 {
-    let mut lib = Vec::with_capacity(rounds);
-    let mut raw = Vec::with_capacity(rounds);
+    let mut figures = Rounds::default();
     for _ in 0..rounds {
-        let (l, r) = measure().await;
-        if std::env::var_os("BENCH_VERBOSE").is_some() {
-            println!(
-                "    round: library {l:.0}, baseline {r:.0}, ratio {:.2}",
-                l / r
-            );
-        }
-        lib.push(l);
-        raw.push(r);
+        let (lib, raw) = measure().await;
+        figures.add(lib, raw);
     }
-    (median(lib), median(raw))
+    figures.medians()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -386,21 +402,12 @@ async fn main() {
             None => vec![5, 100],
         };
         for run in shapes {
-            let relay = &mut relay;
-            let mut lib = Vec::with_capacity(ROUNDS);
-            let mut raw = Vec::with_capacity(ROUNDS);
+            let mut figures = Rounds::default();
             for _ in 0..ROUNDS {
-                let (l, r) = relay_backlog(&env, relay, run).await;
-                if std::env::var_os("BENCH_VERBOSE").is_some() {
-                    println!(
-                        "    round: library {l:.0}, baseline {r:.0}, ratio {:.2}",
-                        l / r
-                    );
-                }
-                lib.push(l);
-                raw.push(r);
+                let (lib, raw) = relay_backlog(&env, &mut relay, run).await;
+                figures.add(lib, raw);
             }
-            let (lib, raw) = (median(lib), median(raw));
+            let (lib, raw) = figures.medians();
             println!(
                 "relay, {BACKLOG} backlog, runs of {run:>3}: {lib:>8.0} ev/s | raw pipelined publish {raw:>8.0} ev/s | ratio {:.2} (target >= 0.6)",
                 lib / raw

@@ -17,6 +17,14 @@ fn key_store() -> Arc<KeyStore> {
     ))))
 }
 
+/// Takes (creating if need be) the subject's key in a committed transaction; its version.
+async fn key_in_own_transaction(env: &TestEnv, keys: &KeyStore, subject: Uuid) -> u32 {
+    let mut tx = env.pool.begin().await.unwrap();
+    let (version, _) = keys.key_for_append(&mut tx, subject).await.unwrap();
+    tx.commit().await.unwrap();
+    version
+}
+
 /// Waits until an erasure is seen blocked on the subject's lock (an append holds it), failing
 /// if the erasure finishes first.
 async fn until_erasure_waits<T>(env: &TestEnv, erasing: &tokio::task::JoinHandle<T>) {
@@ -94,9 +102,7 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
     let env = TestEnv::new().await;
     let keys = key_store();
     let subject = Uuid::now_v7();
-    let mut tx = env.pool.begin().await.unwrap();
-    keys.key_for_append(&mut tx, subject).await.unwrap();
-    tx.commit().await.unwrap();
+    key_in_own_transaction(&env, &keys, subject).await;
     assert!(
         keys.key_for_read(&env.pool, subject, 1)
             .await
@@ -130,9 +136,7 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
         .execute(&env.pool)
         .await
         .unwrap();
-    let mut tx = env.pool.begin().await.unwrap();
-    let (version, _) = keys.key_for_append(&mut tx, subject).await.unwrap();
-    tx.commit().await.unwrap();
+    let version = key_in_own_transaction(&env, &keys, subject).await;
     assert_eq!(version, 2);
     env.cleanup().await;
 }
@@ -142,9 +146,7 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
     let env = TestEnv::new().await;
     let keys = key_store();
     let subject = Uuid::now_v7();
-    let mut setup = env.pool.begin().await.unwrap();
-    keys.key_for_append(&mut setup, subject).await.unwrap();
-    setup.commit().await.unwrap();
+    key_in_own_transaction(&env, &keys, subject).await;
 
     let mut append = env.pool.begin().await.unwrap();
     keys.key_for_append(&mut append, subject).await.unwrap();
@@ -152,19 +154,14 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
         let (pool, keys) = (env.pool.clone(), keys.clone());
         tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
-            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap();
-            let destroyed = keys.destroy(&mut tx, subject, "request 43");
-            (pid, destroyed.await.map(|n| (n, tx)))
+            let destroyed = keys.destroy(&mut tx, subject, "request 43").await;
+            destroyed.map(|n| (n, tx))
         })
     };
     // The erasure must be seen waiting on the append's lock before the append commits.
     until_erasure_waits(&env, &erasing).await;
     append.commit().await.unwrap();
-    let (_, destroyed) = erasing.await.unwrap();
-    let (n, tx) = destroyed.unwrap();
+    let (n, tx) = erasing.await.unwrap().unwrap();
     tx.commit().await.unwrap();
     assert_eq!(n, 1);
     env.cleanup().await;
@@ -175,9 +172,7 @@ async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
     let env = TestEnv::new().await;
     let keys = key_store();
     let subject = Uuid::now_v7();
-    let mut tx = env.pool.begin().await.unwrap();
-    keys.key_for_append(&mut tx, subject).await.unwrap();
-    tx.commit().await.unwrap();
+    key_in_own_transaction(&env, &keys, subject).await;
 
     let reason = format!("GDPR request {}", Uuid::now_v7());
     let receipt = keys

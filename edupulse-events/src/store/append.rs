@@ -66,18 +66,25 @@ macro_rules! wake_parked_relay {
     };
 }
 
-// The version check and both inserts in one round trip. `current` also gives the transaction
-// its id before the first position is drawn: the relay relies on every uncommitted position
-// belonging to a transaction its snapshots show as running (relay/read.rs). `input` keeps
-// the caller's order (WITH ORDINALITY) so sequences and positions ascend together, and an
-// event's ordinal (sequence - version) picks its subject for the outbox row. `wake`: see the
-// macro above.
-const APPEND_SQL: &str = concat!(
-    r#"
+// The aggregate's version, and the transaction's id taken before the first position is drawn:
+// the relay relies on every uncommitted position belonging to a transaction its snapshots
+// show as running (relay/read.rs).
+macro_rules! version_check {
+    () => {
+        "
 WITH current AS (
     SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
     FROM events WHERE aggregate_id = $1
-), input AS (
+)"
+    };
+}
+
+// The version check and both inserts in one round trip. `input` keeps the caller's order
+// (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
+// (sequence - version) picks its subject for the outbox row. `wake`: see the macro above.
+const APPEND_SQL: &str = concat!(
+    version_check!(),
+    r#", input AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
                          $9::timestamptz[])
         WITH ORDINALITY AS t(event_id, event_type, version, data_subjects, payload, metadata,
@@ -103,11 +110,8 @@ WITH current AS (
 
 // The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
 const APPEND_ONE_SQL: &str = concat!(
-    r#"
-WITH current AS (
-    SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
-    FROM events WHERE aggregate_id = $1
-), inserted AS (
+    version_check!(),
+    r#", inserted AS (
     INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
                         data_subjects, payload, metadata, occurred_at, tx_id)
     SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9, c.tx
