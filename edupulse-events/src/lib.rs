@@ -67,6 +67,9 @@
 //! }
 //! ```
 
+#[macro_use]
+mod wakeup;
+
 mod any_event;
 mod catalog;
 mod cloudevents;

@@ -36,19 +36,22 @@ const CONFIRM_EVERY: Duration = Duration::from_millis(100);
 const TRY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':edupulse-relay'), $1)";
 const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
-// The parking locks, the other side of `outbox_wake` (migration `wake_parked_relay`).
-const PARK: &str = "SELECT coalesce(array_agg(p) FILTER (WHERE pg_try_advisory_lock( \
-         hashtext(current_schema() || ':edupulse-parked'), p)), '{}') \
-     FROM unnest($1::int[]) AS p";
+// The parking locks, the other side of `wake` in store/append.rs.
+const PARK: &str = concat!(
+    "SELECT coalesce(array_agg(p) FILTER (WHERE pg_try_advisory_lock(",
+    parked_lock_class!(),
+    ", p)), '{}') FROM unnest($1::int[]) AS p"
+);
 // Waits for one partition's appends in flight to end, up to the connection's lock_timeout.
-const PARK_ONE: &str =
-    "SELECT pg_advisory_lock(hashtext(current_schema() || ':edupulse-parked'), $1)";
+const PARK_ONE: &str = concat!("SELECT pg_advisory_lock(", parked_lock_class!(), ", $1)");
 /// How long parking waits for appending transactions to end: a moment, as most commit within
 /// a millisecond; a longer one (a slow transaction) leaves the relay looking on a timer.
 const PARK_WAIT: &str = "SET lock_timeout = '2ms'";
-const UNPARK: &str = "SELECT count(*) FILTER (WHERE pg_advisory_unlock( \
-         hashtext(current_schema() || ':edupulse-parked'), p)) \
-     FROM unnest($1::int[]) AS p";
+const UNPARK: &str = concat!(
+    "SELECT count(*) FILTER (WHERE pg_advisory_unlock(",
+    parked_lock_class!(),
+    ", p)) FROM unnest($1::int[]) AS p"
+);
 
 impl Leadership {
     pub fn new(partitions: u16) -> Self {

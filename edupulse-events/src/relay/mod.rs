@@ -295,11 +295,9 @@ impl Relay {
     /// append notifies it or `poll_interval` passes; while an appending transaction is still
     /// open it cannot park, and looks again after a short pause instead.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
-        // Hashed: a channel name is an identifier (63 bytes at most), and so is the schema's.
-        let channel: String =
-            sqlx::query_scalar("SELECT 'edupulse_outbox_' || md5(current_schema())")
-                .fetch_one(self.store.pool())
-                .await?;
+        let channel: String = sqlx::query_scalar(concat!("SELECT ", notify_channel!()))
+            .fetch_one(self.store.pool())
+            .await?;
         let mut listener = Self::listen(&self.store, &channel).await;
         tokio::pin!(shutdown);
         let mut backoff = self.config.min_backoff;

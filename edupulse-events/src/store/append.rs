@@ -56,13 +56,13 @@ pub struct Appended {
 // migration `wake_parked_relay`. Runs only when events were inserted (it is joined to them).
 macro_rules! wake_parked_relay {
     () => {
-        "
-, wake AS (
-    SELECT CASE WHEN pg_try_advisory_xact_lock_shared(
-                    hashtext(current_schema() || ':edupulse-parked'), $12) THEN 0
-                ELSE (SELECT 1 FROM pg_notify('edupulse_outbox_' || md5(current_schema()), '')) END
-)
-"
+        concat!(
+            ", wake AS (SELECT CASE WHEN pg_try_advisory_xact_lock_shared(",
+            parked_lock_class!(),
+            ", $12) THEN 0 ELSE (SELECT 1 FROM pg_notify(",
+            notify_channel!(),
+            ", '')) END) "
+        )
     };
 }
 
