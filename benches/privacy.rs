@@ -1,19 +1,20 @@
 //! What privacy costs: seal + open of one PII field beside the JSON encode and decode of the
 //! same value that every field pays anyway (the baseline), in the same run; and the time to
-//! erase one data subject with 10,000 and with 1,000,000 events in the log (it must not grow).
-//! Run `scripts/services && cargo bench --bench privacy` (`BENCH_PART=field|erase`).
+//! erase one data subject with 10,000 and with 1,000,000 events in the log (it must not grow);
+//! and single-event appends of an event with a PII field beside the same shape without one.
+//! Run `scripts/services && cargo bench --bench privacy` (`BENCH_PART=field|erase|append`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/plain_quiz.rs"]
+mod plain_quiz;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::privacy::{DataKey, FieldContext, KeyStore, LocalKeyProvider, open, seal};
+use edupulse_events::privacy::{DataKey, FieldContext, Scrub, open, seal};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 
@@ -36,28 +37,104 @@ async fn main() {
     if part.is_empty() || part == "field" {
         field_cost();
     }
+    if part.is_empty() || part == "append" {
+        append_cost().await;
+    }
     if part.is_empty() || part == "erase" {
         erasure_time().await;
     }
 }
 
+const APPENDS: usize = 3_000;
+/// Students whose keys exist: each append seals with one of them, as in a running school.
+const STUDENTS: usize = 300;
+
+/// One writer, one event per transaction: `QuizSubmitted` (its name sealed with the student's
+/// key, taken and locked in the appending transaction) against `QuizScored`, the same shape
+/// with the name in clear. Three alternating rounds, medians.
+async fn append_cost() {
+    let env = TestEnv::new().await;
+    let students: Vec<Uuid> = (0..STUDENTS).map(|_| Uuid::now_v7()).collect();
+    let with_pii = |n: usize| {
+        Envelope::new(&QuizSubmitted {
+            quiz_id: Uuid::now_v7(),
+            student_id: students[n % STUDENTS],
+            student_name: format!("student number {n}").into(),
+            score: 0.5,
+            answers: vec![],
+        })
+        .unwrap()
+    };
+    let without = |n: usize| {
+        Envelope::new(&plain_quiz::QuizScored {
+            quiz_id: Uuid::now_v7(),
+            student_id: students[n % STUDENTS],
+            student_label: format!("student number {n}"),
+            score: 0.5,
+            answers: vec![],
+        })
+        .unwrap()
+    };
+    // Warm-up: every student's key is created, and both statements are prepared.
+    for n in 0..STUDENTS {
+        for envelope in [with_pii(n), without(n)] {
+            env.store
+                .append_committed(ExpectedVersion::NoStream, &[envelope])
+                .await
+                .unwrap();
+        }
+    }
+    let mut plain_rates = Vec::new();
+    let mut pii_rates = Vec::new();
+    for _ in 0..3 {
+        for (rates, make) in [
+            (&mut plain_rates, &without as &dyn Fn(usize) -> Envelope),
+            (&mut pii_rates, &with_pii),
+        ] {
+            let envelopes: Vec<Envelope> = (0..APPENDS).map(make).collect();
+            let start = Instant::now();
+            for envelope in envelopes {
+                env.store
+                    .append_committed(ExpectedVersion::NoStream, &[envelope])
+                    .await
+                    .unwrap();
+            }
+            rates.push(APPENDS as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[1]
+    };
+    let (plain, pii) = (median(&mut plain_rates), median(&mut pii_rates));
+    println!(
+        "append, 1 writer, 1 event per transaction: without PII {plain:.0} ev/s | with one PII field {pii:.0} ev/s | ratio {:.2}",
+        pii / plain
+    );
+    env.cleanup().await;
+}
+
 /// Subjects erased at each log size; the figure is their median and slowest.
 const ERASURES: usize = 50;
 
-/// Erasure time with the log at 10,000 and at 1,000,000 events.
+/// Erasure time with the log at 10,000 and at 1,000,000 events, with and without a scrub.
 async fn erasure_time() {
     let env = TestEnv::new().await;
-    let keys = KeyStore::new(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    let keys = &env.keys;
     let mut stored = 0;
+    let mut students = Vec::new();
     for size in [10_000, 1_000_000] {
         while stored < size {
+            // A student's hundred attempts at one quiz: every name sealed with their key.
             let quiz = Uuid::now_v7();
+            let student = Uuid::now_v7();
+            students.push(student);
             let batch: Vec<Envelope> = (0..100)
                 .map(|n| {
                     Envelope::new(&QuizSubmitted {
                         quiz_id: quiz,
-                        student_id: Uuid::now_v7(),
-                        student_name: format!("student {n}"),
+                        student_id: student,
+                        student_name: format!("student {n}").into(),
                         score: 0.5,
                         answers: vec![],
                     })
@@ -91,6 +168,23 @@ async fn erasure_time() {
             "erase one subject, {size:>9} events in the log: median {:?}, slowest of {ERASURES} {:?} (target: under 50 ms, flat)",
             times[ERASURES / 2],
             times[ERASURES - 1]
+        );
+        // Scrubbing rewrites the subject's own events (100 each here), found by index.
+        let mut scrubs = Vec::with_capacity(ERASURES);
+        for subject in students.drain(..).rev().take(ERASURES) {
+            let start = Instant::now();
+            let receipt = keys
+                .erase_subject_with(&env.store, subject, "benchmark", Scrub::StoredCiphertext)
+                .await
+                .unwrap();
+            scrubs.push(start.elapsed());
+            assert_eq!(receipt.events_scrubbed, 100);
+        }
+        scrubs.sort_unstable();
+        println!(
+            "  with scrub of the subject's 100 events: median {:?}, slowest {:?}",
+            scrubs[scrubs.len() / 2],
+            scrubs[scrubs.len() - 1]
         );
     }
     env.cleanup().await;

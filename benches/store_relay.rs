@@ -13,6 +13,8 @@
 mod common;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/plain_quiz.rs"]
+mod plain_quiz;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +25,6 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use common::TestEnv;
 use cpu::CpuTimes;
-use edupulse_domain::QuizSubmitted;
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
@@ -41,10 +42,10 @@ const AGGREGATES: usize = 1_000;
 const SEED: usize = 50_000;
 
 fn event(quiz_id: Uuid, n: usize) -> Envelope {
-    Envelope::new(&QuizSubmitted {
+    Envelope::new(&plain_quiz::QuizScored {
         quiz_id,
         student_id: Uuid::now_v7(),
-        student_name: format!("student number {n}"),
+        student_label: format!("student number {n}"),
         score: 0.5,
         answers: vec![],
     })

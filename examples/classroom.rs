@@ -1,6 +1,8 @@
 //! The EduPulse flow end to end against PostgreSQL and NATS JetStream (start them with
 //! `scripts/services`): a teacher publishes a lesson, students submit quizzes, a badge is
 //! awarded; the relay moves every event to JetStream and a plain NATS subscriber reads them.
+//! Names are personal data: they are sealed before they leave the process, and once the
+//! student is erased, the badge read back from the stream says `Erased`.
 //!
 //! ```text
 //! scripts/services && cargo run --example classroom
@@ -9,10 +11,13 @@
 //! It works in its own schema (`edupulse_example`), subject prefix and stream, which it removes
 //! at the end.
 
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use edupulse_domain::{BadgeAwarded, LessonPublished, QuizSubmitted};
+use edupulse_events::privacy::{LocalKeyProvider, Scrub};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Runtime, Uuid};
 use futures::StreamExt;
@@ -39,9 +44,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let nats = async_nats::connect(&nats_url).await?;
 
+    // The master key wraps every data key. In production it comes from the environment (or a
+    // KMS); here a development key file is created on first run.
+    let master = LocalKeyProvider::from_env()
+        .or_else(|_| LocalKeyProvider::from_file_or_create(Path::new("target/edupulse-dev.key")))?;
     let runtime = Runtime::builder()
         .postgres(pool.clone())
         .nats(nats.clone())
+        .key_provider(Arc::new(master))
         .subject_prefix(PREFIX)
         .stream(STREAM)
         .build()
@@ -121,25 +131,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .append_committed(ExpectedVersion::NoStream, &[Envelope::new(&badge)?])
         .await?;
 
+    let mut badge_message = None;
     for _ in 0..5 {
         let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
             .await?
             .ok_or("subscription closed")?;
-        let headers = message.headers.as_ref().ok_or("no headers")?;
+        let (envelope, event) = runtime.decode_message(&message).await?;
+        // The raw body holds names only sealed; the decoded event has them, masked in Debug.
         println!(
-            "{:45} type {:28} aggregate {} seq {}",
+            "{:45} seq {} {:?}",
             message.subject.as_str(),
-            headers.get("ce-type").map(|v| v.as_str()).unwrap_or("?"),
-            headers
-                .get("ce-aggregateid")
-                .map(|v| v.as_str())
-                .unwrap_or("?"),
-            headers
-                .get("ce-sequence")
-                .map(|v| v.as_str())
-                .unwrap_or("?"),
+            envelope.sequence,
+            event
         );
+        if event.is::<BadgeAwarded>() {
+            badge_message = Some(message);
+        }
     }
+
+    // The best student asks to be forgotten: their key is destroyed, so every copy of their
+    // name (the log, the stream, any backup) is unreadable from now on.
+    let receipt = runtime
+        .erase_subject(*best, "support ticket 1234", Scrub::KeysOnly)
+        .await?;
+    println!(
+        "erased subject {} ({} key destroyed, event at position {})",
+        receipt.subject, receipt.keys_destroyed, receipt.position
+    );
+    let badge_message = badge_message.ok_or("the badge was not received")?;
+    let (_, badge) = runtime.decode_message(&badge_message).await?;
+    let badge = badge
+        .downcast::<BadgeAwarded>()
+        .map_err(|_| "not a badge")?;
+    println!(
+        "badge read again from the stream: student name erased: {}, teacher note still there: {}",
+        badge.student_name.is_erased(),
+        badge.teacher_note.present().is_some()
+    );
+    // The erasure event itself is relayed like any other.
+    let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
+        .await?
+        .ok_or("subscription closed")?;
+    println!(
+        "{:45} (the erasure, free of personal data)",
+        message.subject.as_str()
+    );
 
     stop.send(()).ok();
     relay.await??;

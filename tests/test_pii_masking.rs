@@ -39,15 +39,15 @@ fn debug_and_tracing_output_never_contain_pii() {
         award_id: Uuid::now_v7(),
         student_id: Uuid::now_v7(),
         teacher_id: Uuid::now_v7(),
-        student_name: student_name.clone(),
-        teacher_note: teacher_note.clone(),
+        student_name: student_name.clone().into(),
+        teacher_note: teacher_note.clone().into(),
         badge: "quiz-streak-5".into(),
     };
     let payment = PaymentProcessed {
         payment_id: Uuid::now_v7(),
         payer_id: Uuid::now_v7(),
-        cardholder_name: cardholder.clone(),
-        billing_email: email.clone(),
+        cardholder_name: cardholder.clone().into(),
+        billing_email: email.clone().into(),
         amount_cents: 4_900,
         currency: "EUR".into(),
         status: PaymentStatus::Captured,
@@ -55,7 +55,7 @@ fn debug_and_tracing_output_never_contain_pii() {
     let quiz = QuizSubmitted {
         quiz_id: Uuid::now_v7(),
         student_id: Uuid::now_v7(),
-        student_name: quiz_name.clone(),
+        student_name: quiz_name.clone().into(),
         score: 0.5,
         answers: vec![],
     };

@@ -15,7 +15,7 @@ fn response(pulse_id: Uuid, choice: u32, comment: Option<String>) -> LearningPul
         pulse_id,
         student_id: Uuid::now_v7(),
         choice,
-        comment,
+        comment: comment.map(Into::into),
     }
 }
 
@@ -171,7 +171,7 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
     let submitted = |n: u32| QuizSubmitted {
         quiz_id: quiz,
         student_id: Uuid::now_v7(),
-        student_name: format!("s{n}"),
+        student_name: format!("s{n}").into(),
         score: 1.0,
         answers: vec![],
     };
@@ -272,7 +272,7 @@ async fn a_running_relay_is_woken_by_commits() {
         .map(|n| QuizSubmitted {
             quiz_id: quiz,
             student_id: Uuid::now_v7(),
-            student_name: format!("s{n}"),
+            student_name: format!("s{n}").into(),
             score: 1.0,
             answers: vec![],
         })

@@ -6,6 +6,7 @@
 #![deny(warnings, missing_docs)]
 
 use edupulse_events::chrono::{DateTime, Utc};
+use edupulse_events::privacy::Pii;
 use edupulse_events::schemars::JsonSchema;
 use edupulse_events::{DomainEvent, Uuid};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ pub struct LessonPublished {
     pub teacher_id: Uuid,
     /// The teacher's display name, shown to students.
     #[event(pii)]
-    pub teacher_name: String,
+    pub teacher_name: Pii<String>,
     /// The lesson's title.
     pub title: String,
     /// When students can see it.
@@ -43,7 +44,7 @@ pub struct QuizSubmittedV1 {
     pub student_id: Uuid,
     /// The student's name as typed on the quiz.
     #[event(pii)]
-    pub student_name: String,
+    pub student_name: Pii<String>,
     /// Questions answered correctly.
     pub correct: u32,
     /// Questions in the quiz.
@@ -62,7 +63,7 @@ pub struct QuizSubmitted {
     pub student_id: Uuid,
     /// The student's name as typed on the quiz.
     #[event(pii)]
-    pub student_name: String,
+    pub student_name: Pii<String>,
     /// Share of correct answers, from 0.0 to 1.0.
     pub score: f32,
     /// The answers, in question order; empty for submissions recorded by v1.
@@ -116,10 +117,10 @@ pub struct BadgeAwarded {
     pub teacher_id: Uuid,
     /// The student's name as printed on the badge.
     #[event(pii(owner = student_id))]
-    pub student_name: String,
+    pub student_name: Pii<String>,
     /// The teacher's personal note to the student.
     #[event(pii(owner = teacher_id))]
-    pub teacher_note: String,
+    pub teacher_note: Pii<String>,
     /// Which badge, e.g. `quiz-streak-5`.
     pub badge: String,
 }
@@ -150,10 +151,10 @@ pub struct PaymentProcessed {
     pub payer_id: Uuid,
     /// The name on the card.
     #[event(pii)]
-    pub cardholder_name: String,
+    pub cardholder_name: Pii<String>,
     /// Where the receipt goes.
     #[event(pii)]
-    pub billing_email: String,
+    pub billing_email: Pii<String>,
     /// The amount in minor units.
     pub amount_cents: i64,
     /// ISO 4217 code.
@@ -194,7 +195,7 @@ pub struct LearningPulseResponded {
     pub choice: u32,
     /// Anything the student wrote besides: personal by nature.
     #[event(pii)]
-    pub comment: Option<String>,
+    pub comment: Option<Pii<String>>,
 }
 
 /// A user asked to be forgotten. The user is both the aggregate and the data subject; the

@@ -52,9 +52,11 @@ pub struct ContainerAttrs {
     pub krate: Attr<Path>,
 }
 
-/// `#[event(pii)]` or `#[event(pii(owner = field))]`.
+/// `#[event(pii)]` or `#[event(pii(owner = field, erased = expr))]`.
 pub struct PiiAttr {
     pub owner: Option<Ident>,
+    /// The replacement value readers get after erasure, for a type that cannot say so itself.
+    pub erased: Option<syn::Expr>,
 }
 
 /// `#[event(...)]` on a field.
@@ -170,12 +172,17 @@ impl FieldAttrs {
 
 fn parse_pii(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<PiiAttr> {
     let mut owner = Attr::<Ident>::none(OWNER);
+    let mut erased = Attr::<syn::Expr>::none(ERASED);
     if meta.input.peek(syn::token::Paren) {
         meta.parse_nested_meta(|inner| {
             if inner.path.is_ident(OWNER) {
                 // pii(owner = student_id)
                 let ident: Ident = inner.value()?.parse()?;
                 owner.set(cx, &inner.path, ident);
+            } else if inner.path.is_ident(ERASED) {
+                // pii(erased = String::from("[erased]"))
+                let expr: syn::Expr = inner.value()?.parse()?;
+                erased.set(cx, &inner.path, expr);
             } else {
                 unknown_key(cx, &inner, "pii", PII_KEYS)?;
             }
@@ -186,6 +193,7 @@ fn parse_pii(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<PiiAttr> {
     }
     Ok(PiiAttr {
         owner: owner.value.map(|(_, ident)| ident),
+        erased: erased.value.map(|(_, expr)| expr),
     })
 }
 

@@ -169,6 +169,15 @@ fn check_pii_owners<'a>(
             continue;
         };
         let key = field.attrs.pii.key_path();
+        if field.serde.flatten {
+            cx.error_spanned_by(
+                key,
+                "a #[serde(flatten)] field cannot be #[event(pii)]: its keys join the payload's, \
+                 so there is no one value to seal; make it a plain field",
+            );
+            ok = false;
+            continue;
+        }
         if field.attrs.aggregate_id.get().is_some() || field.attrs.data_subject.get().is_some() {
             cx.error_spanned_by(
                 key,

@@ -61,6 +61,26 @@ fn expand(model: &Model) -> TokenStream {
         let owner = field_name(&p, owner);
         quote!(#p::PiiField::new(#field, #owner))
     });
+    // What each PII field holds once its owner is erased: the type's own erased form, or the
+    // replacement the attribute declares. Spanned at the type or the expression, so a type that
+    // cannot represent erasure is reported where the user must change it.
+    let erased_arms = model.pii.iter().enumerate().map(|(index, (field, _))| {
+        let ty = field.ty;
+        let erased = field.attrs.pii.get().and_then(|pii| pii.erased.as_ref());
+        let value = match erased {
+            Some(expr) => quote_spanned! {expr.span()=>
+                #p::privacy::replacement_json::<#ty>(#expr)
+            },
+            None => quote_spanned! {ty.span()=>
+                <#ty as #p::privacy::Erasable>::erased_json()
+            },
+        };
+        quote!(#index => #value,)
+    });
+    let owner_checks = model.pii.iter().map(|(_, owner)| {
+        let ty = owner.ty;
+        quote_spanned!(ty.span()=> #p::privacy::assert_pii_owner::<#ty>();)
+    });
     let debug_fields = input.fields.iter().map(|f| {
         let member = f.ident;
         let label = f.ident.to_string();
@@ -126,6 +146,19 @@ fn expand(model: &Model) -> TokenStream {
                 }
             }
 
+            fn __erased_pii(index: usize) -> #p::JsonValue {
+                match index {
+                    #(#erased_arms)*
+                    _ => #p::JsonValue::Null,
+                }
+            }
+
+            // Never called: the bounds are the check.
+            #[allow(dead_code)]
+            fn __pii_owners_hold_one_id() {
+                #(#owner_checks)*
+            }
+
             fn __payload_schema() -> #p::JsonValue {
                 #p::schema::object_schema(#ident_str, &[#(#schema_fields),*])
             }
@@ -134,6 +167,7 @@ fn expand(model: &Model) -> TokenStream {
                 ::core::concat!(::core::module_path!(), "::", #ident_str),
                 #upcast,
                 __payload_schema,
+                __erased_pii,
             );
 
             #p::inventory::submit! {

@@ -20,7 +20,9 @@ pub const DATA_SUBJECT: &str = "data_subject";
 pub const PII: &str = "pii";
 /// Inside `pii(...)`: the data-subject field whose key encrypts this value.
 pub const OWNER: &str = "owner";
+/// Inside `pii(...)`: the value readers get once the owner is erased.
+pub const ERASED: &str = "erased";
 
 pub const CONTAINER_KEYS: &[&str] = &[NAME, VERSION, AGGREGATE, SUBJECT, UPCAST_FROM, CRATE];
 pub const FIELD_KEYS: &[&str] = &[AGGREGATE_ID, DATA_SUBJECT, PII];
-pub const PII_KEYS: &[&str] = &[OWNER];
+pub const PII_KEYS: &[&str] = &[OWNER, ERASED];

@@ -20,6 +20,7 @@ pub struct EventDescriptor {
     upcast: Option<Upcast>,
     decode: fn(&Value) -> Result<AnyEvent, PayloadError>,
     schema: fn() -> Value,
+    erased_pii: fn(usize) -> Value,
 }
 
 impl EventDescriptor {
@@ -29,6 +30,7 @@ impl EventDescriptor {
         rust_type: &'static str,
         upcast: Option<Upcast>,
         schema: fn() -> Value,
+        erased_pii: fn(usize) -> Value,
     ) -> Self {
         EventDescriptor {
             name: T::NAME,
@@ -43,6 +45,7 @@ impl EventDescriptor {
             upcast,
             decode: decode_as::<T>,
             schema,
+            erased_pii,
         }
     }
 
@@ -89,6 +92,12 @@ impl EventDescriptor {
     /// The `#[event(pii)]` fields with their owners.
     pub fn pii_fields(&self) -> &'static [PiiField] {
         self.pii_fields
+    }
+
+    /// What the `index`th of [`pii_fields`](Self::pii_fields) holds once its owner is erased:
+    /// the erased marker of [`Pii`](crate::privacy::Pii), or the attribute's replacement.
+    pub fn erased_pii(&self, index: usize) -> Value {
+        (self.erased_pii)(index)
     }
 
     /// The older version this one is upcast from, if any.

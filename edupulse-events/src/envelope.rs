@@ -98,6 +98,12 @@ pub struct EncodeError {
     pub category: serde_json::error::Category,
 }
 
+impl AsMut<Envelope> for Envelope {
+    fn as_mut(&mut self) -> &mut Envelope {
+        self
+    }
+}
+
 impl Envelope {
     /// Wraps an event with a fresh UUIDv7 id, the current time and empty metadata.
     pub fn new<T: DomainEvent>(event: &T) -> Result<Self, EncodeError> {

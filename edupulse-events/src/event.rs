@@ -17,6 +17,7 @@ use crate::descriptor::EventDescriptor;
 /// event can go into a log line or a panic message safely.
 ///
 /// ```
+/// use edupulse_events::privacy::Pii;
 /// use edupulse_events::{DomainEvent, Uuid};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -28,7 +29,7 @@ use crate::descriptor::EventDescriptor;
 ///     #[event(data_subject)]
 ///     student_id: Uuid,
 ///     #[event(pii)]
-///     student_name: String,
+///     student_name: Pii<String>,
 ///     score: f32,
 /// }
 ///

@@ -5,6 +5,7 @@
 //! # Defining an event
 //!
 //! ```
+//! use edupulse_events::privacy::Pii;
 //! use edupulse_events::{DomainEvent, Uuid};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -16,7 +17,7 @@
 //!     #[event(data_subject)]
 //!     student_id: Uuid,
 //!     #[event(pii)]
-//!     student_name: String,
+//!     student_name: Pii<String>,
 //!     score: f32,
 //! }
 //!
@@ -41,8 +42,10 @@
 //! On fields:
 //! - `aggregate_id`: exactly one; a [`Uuid`] or a newtype implementing [`EntityId`].
 //! - `data_subject`: the people the event is about (a `Uuid`, newtype, `Option` or `Vec`).
-//! - `pii`: personal data, masked in `Debug`; `pii(owner = field)` names its data subject
-//!   when there are several.
+//! - `pii`: personal data, sealed with its owner's key before it is stored or published and
+//!   masked in `Debug`; `pii(owner = field)` names its data subject when there are several.
+//!   Its type must say when the value was erased: [`privacy::Pii<T>`](privacy::Pii) (or an
+//!   `Option` of one), unless `pii(erased = expr)` declares what readers get instead.
 //!
 //! The derive also implements `Debug` (PII printed as `<pii>`): do not derive `Debug` as well.
 //!
@@ -98,7 +101,7 @@ pub use envelope::{EncodeError, Envelope, Metadata, TraceContext};
 pub use error::{DecodeError, PayloadError, RegistryError, RegistryProblem};
 pub use event::{DomainEvent, EntityId, FieldName, PiiField, SubjectIds};
 pub use registry::Registry;
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};
+pub use runtime::{MessageError, Runtime, RuntimeBuilder, RuntimeError};
 
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;

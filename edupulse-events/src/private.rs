@@ -10,3 +10,16 @@ pub use ::uuid::Uuid;
 pub use crate::descriptor::{EventDescriptor, Registration, Upcast};
 pub use crate::event::{DomainEvent, EntityId, FieldName, PiiField, PiiMask, SubjectIds};
 pub use crate::schema;
+
+/// What generated code needs for `#[event(pii)]` fields.
+pub mod privacy {
+    pub use crate::privacy::{Erasable, PiiOwner};
+
+    /// The JSON of a replacement declared with `pii(erased = ...)`; its type is the field's.
+    pub fn replacement_json<T: ::serde::Serialize>(value: T) -> ::serde_json::Value {
+        ::serde_json::to_value(value).unwrap_or(::serde_json::Value::Null)
+    }
+
+    /// Compiles only when `T` can own personal data.
+    pub fn assert_pii_owner<T: PiiOwner + ?Sized>() {}
+}

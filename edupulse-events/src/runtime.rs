@@ -2,12 +2,16 @@
 //! provisioned, and a relay ready to run.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use thiserror::Error;
 
-use crate::error::RegistryError;
+use crate::any_event::AnyEvent;
+use crate::error::{DecodeError, RegistryError};
+use crate::privacy::{ErasureError, ErasureReceipt, KeyProvider, KeyStore, Scrub};
 use crate::publish::{PublishError, Publisher, StreamSettings};
+use crate::publish::{ReceiveError, envelope_from_message};
 use crate::registry::Registry;
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Store, StoreError};
@@ -28,6 +32,24 @@ pub enum RuntimeError {
     /// A required part was not given to the builder.
     #[error("the runtime builder needs {0}")]
     Missing(&'static str),
+    /// The erasure follower could not subscribe.
+    #[error("cannot follow erasures: {0}")]
+    Follow(#[from] async_nats::SubscribeError),
+}
+
+/// Why a received message could not be turned into a typed event.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Not a message this library published.
+    #[error(transparent)]
+    Receive(#[from] ReceiveError),
+    /// Its personal data could not be opened (altered or moved ciphertext, or no key store).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The payload does not decode with this binary's types.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 /// The store, the publisher and the registry of one application.
@@ -47,6 +69,7 @@ pub struct Runtime {
     store: Store,
     publisher: Publisher,
     relay_config: RelayConfig,
+    keys: Option<Arc<KeyStore>>,
 }
 
 /// Configures a [`Runtime`].
@@ -59,6 +82,7 @@ pub struct RuntimeBuilder {
     partitions: u16,
     migrate: bool,
     relay_config: RelayConfig,
+    key_provider: Option<Arc<dyn KeyProvider>>,
 }
 
 impl Runtime {
@@ -72,7 +96,41 @@ impl Runtime {
             partitions: Store::DEFAULT_PARTITIONS,
             migrate: true,
             relay_config: RelayConfig::default(),
+            key_provider: None,
         }
+    }
+
+    /// The data keys sealing `#[event(pii)]` fields, if a key provider was given.
+    pub fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.keys.as_ref()
+    }
+
+    /// Erases a data subject everywhere: see [`KeyStore::erase_subject_with`].
+    pub async fn erase_subject(
+        &self,
+        subject: crate::Uuid,
+        reason: &str,
+        scrub: Scrub,
+    ) -> Result<ErasureReceipt, ErasureError> {
+        let keys = self.keys.as_ref().ok_or(ErasureError::NoKeyStore)?;
+        keys.erase_subject_with(&self.store, subject, reason, scrub)
+            .await
+    }
+
+    /// Decodes a message read from the stream: envelope from its headers, PII opened (or
+    /// erased), payload decoded through the registry and upcast to the newest version.
+    pub async fn decode_message(
+        &self,
+        message: &async_nats::Message,
+    ) -> Result<(crate::Envelope, AnyEvent), MessageError> {
+        let envelope = envelope_from_message(message.headers.as_ref(), &message.payload)?;
+        let mut envelopes = [envelope];
+        self.store.open(&mut envelopes).await?;
+        let [mut envelope] = envelopes;
+        let event =
+            Registry::global().decode(&envelope.event_type, envelope.version, &envelope.payload)?;
+        envelope.data_subjects = event.data_subjects();
+        Ok((envelope, event))
     }
 
     /// The event store.
@@ -151,6 +209,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Who wraps the data keys of `#[event(pii)]` fields (e.g.
+    /// [`LocalKeyProvider`](crate::privacy::LocalKeyProvider)). Required when any registered
+    /// event has such fields: the runtime never stores personal data in clear.
+    pub fn key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.key_provider = Some(provider);
+        self
+    }
+
     /// Validates the registry, migrates, provisions the stream.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
         Registry::global().validate()?;
@@ -158,7 +224,23 @@ impl RuntimeBuilder {
             .pool
             .ok_or(RuntimeError::Missing("a PostgreSQL pool"))?;
         let nats = self.nats.ok_or(RuntimeError::Missing("a NATS client"))?;
-        let store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
+        let mut store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
+        let has_pii = Registry::global()
+            .descriptors()
+            .any(|d| !d.pii_fields().is_empty());
+        let keys = match self.key_provider {
+            Some(provider) => Some(Arc::new(KeyStore::new(provider))),
+            None if has_pii => {
+                return Err(RuntimeError::Missing(
+                    "a key provider (key_provider): registered events have #[event(pii)] fields",
+                ));
+            }
+            None => None,
+        };
+        if let Some(keys) = &keys {
+            store = store.with_keys(keys.clone());
+            keys.follow_erasures(&nats, &self.prefix).await?;
+        }
         if self.migrate {
             store.migrate().await?;
         }
@@ -168,6 +250,7 @@ impl RuntimeBuilder {
             store,
             publisher,
             relay_config: self.relay_config,
+            keys,
         })
     }
 }

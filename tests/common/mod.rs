@@ -7,8 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_nats::jetstream;
+use edupulse_events::privacy::{DataKey, KeyStore, LocalKeyProvider};
 use edupulse_events::publish::{Publisher, StreamSettings};
 use edupulse_events::store::Store;
 use edupulse_events::{DomainEvent, Envelope, Uuid};
@@ -52,6 +54,10 @@ pub struct TestEnv {
     pub schema: String,
     pub pool: PgPool,
     pub store: Store,
+    /// The store's data keys, under a master key of this test's own.
+    pub keys: Arc<KeyStore>,
+    /// That master key, for a second key store over the same keys (another "process").
+    pub master: DataKey,
     pub prefix: String,
     pub stream: String,
     pub nats: async_nats::Client,
@@ -88,7 +94,13 @@ impl TestEnv {
             .await
             .unwrap();
         let prefix = format!("t{id}");
-        let store = Store::new(pool.clone(), prefix.clone()).with_partitions(4);
+        let master = DataKey::generate();
+        let keys = Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(
+            master.clone(),
+        ))));
+        let store = Store::new(pool.clone(), prefix.clone())
+            .with_partitions(4)
+            .with_keys(keys.clone());
         store.migrate().await.unwrap();
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -104,6 +116,8 @@ impl TestEnv {
             schema,
             pool,
             store,
+            keys,
+            master,
             stream: format!("T{id}").to_uppercase(),
             prefix,
             nats,

@@ -35,6 +35,20 @@ pub struct DataSubjectErased {
     pub erased_at: DateTime<Utc>,
 }
 
+/// How far an erasure goes beyond destroying the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scrub {
+    /// Destroy the keys only: every copy of the sealed values becomes unreadable at once.
+    #[default]
+    KeysOnly,
+    /// Also overwrite the subject's sealed values in the log with the erased marker, so the
+    /// ciphertext itself is gone from the live table. Costs a write per event of the subject
+    /// (found through the data-subject index, never by scanning the log); old row versions
+    /// stay on disk until PostgreSQL vacuums them, and copies elsewhere (the stream, backups)
+    /// are unreadable through the destroyed keys, not rewritten.
+    StoredCiphertext,
+}
+
 /// What an erasure did, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErasureReceipt {
@@ -46,9 +60,22 @@ pub struct ErasureReceipt {
     pub position: i64,
     /// How many key versions were destroyed.
     pub keys_destroyed: u32,
+    /// How many stored events had sealed values overwritten ([`Scrub::StoredCiphertext`]).
+    pub events_scrubbed: u64,
     /// When.
     pub erased_at: DateTime<Utc>,
 }
+
+// Replaces each top-level value sealed for $1 with the erased marker. The trigger of migration
+// 5 lets this through only while `edupulse.scrub` is on, and only for the payload.
+const SCRUB_SQL: &str = r#"
+UPDATE events SET payload = (
+    SELECT jsonb_object_agg(k, CASE WHEN v -> '$pii' ->> 'sub' = $1::text
+                                    THEN '{"$pii": "erased"}'::jsonb ELSE v END)
+    FROM jsonb_each(payload) AS f(k, v))
+WHERE data_subjects @> ARRAY[$1::uuid]
+  AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v) WHERE v -> '$pii' ->> 'sub' = $1::text)
+"#;
 
 /// Why an erasure did not happen (nothing was changed).
 #[derive(Debug, Error)]
@@ -63,6 +90,9 @@ pub enum ErasureError {
     /// The erasure event could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// There are no keys to destroy: the runtime was built without a key provider.
+    #[error("this runtime has no key store (RuntimeBuilder::key_provider), so it cannot erase")]
+    NoKeyStore,
 }
 
 impl KeyStore {
@@ -70,14 +100,48 @@ impl KeyStore {
     /// `reason` (kept in the store, never published), and appends a [`DataSubjectErased`]
     /// event, in one transaction. Waits for appends still holding the subject's key, so each
     /// either lands before the erasure (and is shredded with it) or is refused after it.
+    ///
+    /// `reason` is kept for the audit trail: a ticket or request reference, not personal data.
     pub async fn erase_subject(
         &self,
         store: &Store,
         subject: Uuid,
         reason: &str,
     ) -> Result<ErasureReceipt, ErasureError> {
+        self.erase_subject_with(store, subject, reason, Scrub::KeysOnly)
+            .await
+    }
+
+    /// [`erase_subject`](Self::erase_subject), optionally scrubbing the stored ciphertext too.
+    pub async fn erase_subject_with(
+        &self,
+        store: &Store,
+        subject: Uuid,
+        reason: &str,
+        scrub: Scrub,
+    ) -> Result<ErasureReceipt, ErasureError> {
         let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
         let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
+        let events_scrubbed = match scrub {
+            Scrub::KeysOnly => 0,
+            Scrub::StoredCiphertext => {
+                sqlx::query("SELECT set_config('edupulse.scrub', 'on', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                let scrubbed = sqlx::query(SCRUB_SQL)
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?
+                    .rows_affected();
+                sqlx::query("SELECT set_config('edupulse.scrub', 'off', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                scrubbed
+            }
+        };
         let erased_at = Utc::now();
         let envelope = Envelope::new(&DataSubjectErased {
             erasure_id: Uuid::now_v7(),
@@ -93,11 +157,14 @@ impl KeyStore {
             )
             .await?;
         tx.commit().await.map_err(StoreError::from)?;
+        // A read racing the erasure may have cached a key after `destroy` evicted it.
+        self.evict(subject);
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,
             position: appended.positions[0],
             keys_destroyed,
+            events_scrubbed,
             erased_at,
         })
     }

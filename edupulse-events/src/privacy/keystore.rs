@@ -56,7 +56,14 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 /// The data keys of one store.
 pub struct KeyStore {
     provider: Arc<dyn KeyProvider>,
-    cache: Mutex<HashMap<(Uuid, u32), (Instant, DataKey)>>,
+    cache: Mutex<Cache>,
+    evicted: tokio::sync::broadcast::Sender<Uuid>,
+}
+
+/// Unwrapped keys with the time each was fetched.
+struct Cache {
+    entries: HashMap<(Uuid, u32), (Instant, DataKey)>,
+    swept: Instant,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -70,7 +77,11 @@ impl KeyStore {
     pub fn new(provider: Arc<dyn KeyProvider>) -> Self {
         KeyStore {
             provider,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                entries: HashMap::new(),
+                swept: Instant::now(),
+            }),
+            evicted: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -107,7 +118,12 @@ impl KeyStore {
                     return Err(KeyStoreError::SubjectErased { subject });
                 }
                 let version = version as u32;
+                // The row is locked either way; the cache only spares the unwrapping.
+                if let Some(key) = self.cached(subject, version) {
+                    return Ok((version, key));
+                }
                 let key = self.provider.unwrap(subject, version, &wrapped).await?;
+                self.remember(subject, version, &key);
                 return Ok((version, key));
             }
             let erased: Option<(bool, i32)> = sqlx::query_as(
@@ -164,11 +180,68 @@ impl KeyStore {
             return Ok(None);
         };
         let key = self.provider.unwrap(subject, key_version, &wrapped).await?;
-        self.cache
-            .lock()
-            .expect("key cache lock")
-            .insert((subject, key_version), (Instant::now(), key.clone()));
+        self.remember(subject, key_version, &key);
         Ok(Some(key))
+    }
+
+    /// The keys to open each of `wanted` (subject, key version), fetched in one query for
+    /// those not cached. A destroyed key is simply absent from the map.
+    pub async fn keys_for_read(
+        &self,
+        pool: &PgPool,
+        wanted: &[(Uuid, u32)],
+    ) -> Result<HashMap<(Uuid, u32), DataKey>, KeyStoreError> {
+        let mut found = HashMap::new();
+        let mut missing = std::collections::HashSet::new();
+        for &(subject, version) in wanted {
+            if found.contains_key(&(subject, version)) {
+                continue;
+            }
+            match self.cached(subject, version) {
+                Some(key) => {
+                    found.insert((subject, version), key);
+                }
+                None => {
+                    missing.insert((subject, version as i32));
+                }
+            }
+        }
+        let (missing_subjects, missing_versions): (Vec<Uuid>, Vec<i32>) =
+            missing.into_iter().unzip();
+        if missing_subjects.is_empty() {
+            return Ok(found);
+        }
+        let rows: Vec<(Uuid, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT k.subject_id, k.key_version, k.wrapped FROM subject_keys k \
+             JOIN unnest($1::uuid[], $2::int[]) AS w(subject_id, key_version) \
+             USING (subject_id, key_version)",
+        )
+        .bind(&missing_subjects)
+        .bind(&missing_versions)
+        .fetch_all(pool)
+        .await?;
+        for (subject, version, wrapped) in rows {
+            let version = version as u32;
+            let key = self.provider.unwrap(subject, version, &wrapped).await?;
+            self.remember(subject, version, &key);
+            found.insert((subject, version), key);
+        }
+        Ok(found)
+    }
+
+    fn remember(&self, subject: Uuid, key_version: u32, key: &DataKey) {
+        let mut cache = self.cache.lock().expect("key cache lock");
+        // Expired keys are dropped once per TTL, so unwrapped keys of subjects no longer read
+        // do not stay in memory.
+        if cache.swept.elapsed() >= KEY_CACHE_TTL {
+            cache
+                .entries
+                .retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+            cache.swept = Instant::now();
+        }
+        cache
+            .entries
+            .insert((subject, key_version), (Instant::now(), key.clone()));
     }
 
     /// Destroys every key of `subject` and records the tombstone, inside `tx`; waits for
@@ -213,15 +286,24 @@ impl KeyStore {
         self.cache
             .lock()
             .expect("key cache lock")
+            .entries
             .retain(|(s, _), _| *s != subject);
+        // Nobody listening is fine.
+        let _ = self.evicted.send(subject);
+    }
+
+    /// Every subject evicted from now on, as it happens: how a test or a read model learns
+    /// that another process's erasure has reached this one.
+    pub fn evictions(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.evicted.subscribe()
     }
 
     fn cached(&self, subject: Uuid, key_version: u32) -> Option<DataKey> {
         let mut cache = self.cache.lock().expect("key cache lock");
-        match cache.get(&(subject, key_version)) {
+        match cache.entries.get(&(subject, key_version)) {
             Some((at, key)) if at.elapsed() < KEY_CACHE_TTL => Some(key.clone()),
             Some(_) => {
-                cache.remove(&(subject, key_version));
+                cache.entries.remove(&(subject, key_version));
                 None
             }
             None => None,

@@ -6,23 +6,30 @@
 //! bytes on disk, deletes do not reach mirrors, and backups keep everything. A destroyed key
 //! reaches them all.
 //!
-//! This module holds the cryptography and the key wrapping: [`DataKey`] (one per data subject
-//! and key version, zeroized when dropped), [`seal`]/[`open`] (XChaCha20-Poly1305 with the
-//! event id, type, version, field path, subject and key version bound as associated data, so a
-//! sealed value moved to another field or event fails to open), [`SealedField`] (the
-//! self-describing JSON form stored and published in place of the value), and [`KeyProvider`]
-//! (who wraps data keys with a master key; [`LocalKeyProvider`] ships, a KMS adapter can follow).
+//! The store seals on append and opens on read by itself (given a [`KeyStore`]); this module
+//! holds the parts: [`Pii`] (the field type that says whether a value was erased), [`DataKey`]
+//! (one per data subject and key version, zeroized when dropped), [`seal`]/[`open`]
+//! (XChaCha20-Poly1305 with the event id, type, version, field path, subject and key version
+//! bound as associated data, so a sealed value moved to another field or event fails to open),
+//! [`SealedField`] (the self-describing JSON form stored and published in place of the value),
+//! [`KeyProvider`] (who wraps data keys with a master key; [`LocalKeyProvider`] ships, a KMS
+//! adapter can follow), [`KeyStore::erase_subject`] and the [`canary`] scan.
 
+pub mod canary;
 mod erasure;
 mod error;
+mod follow;
 mod key;
 mod keystore;
+mod pii;
 mod provider;
 mod seal;
 
-pub use erasure::{DataSubjectErased, ErasureError, ErasureReceipt};
+pub use erasure::{DataSubjectErased, ErasureError, ErasureReceipt, Scrub};
 pub use error::{KeyError, PrivacyError};
 pub use key::DataKey;
 pub use keystore::{KEY_CACHE_TTL, KeyStore, KeyStoreError};
+pub(crate) use pii::is_erased_json;
+pub use pii::{Erasable, Pii, PiiOwner, erased_json};
 pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV};
 pub use seal::{FieldContext, SealedField, open, seal};

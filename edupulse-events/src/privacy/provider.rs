@@ -19,7 +19,7 @@ pub const MASTER_KEY_ENV: &str = "EDUPULSE_MASTER_KEY";
 
 /// Wraps and unwraps data keys with a master key. Asynchronous, so a KMS or Vault adapter can
 /// call out without blocking the runtime.
-pub trait KeyProvider: Send + Sync + 'static {
+pub trait KeyProvider: fmt::Debug + Send + Sync + 'static {
     /// `key` of `subject` at `key_version`, wrapped for storage.
     fn wrap<'a>(
         &'a self,
@@ -66,6 +66,46 @@ impl LocalKeyProvider {
             KeyError::MasterKey(format!("cannot read {}: {}", path.display(), err.kind()))
         })?);
         Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The master key from `path`, created there (random, readable by the owner only) when
+    /// the file does not exist yet: for development machines and examples. Losing the file
+    /// makes every sealed value unreadable, exactly as an erasure would.
+    pub fn from_file_or_create(path: &Path) -> Result<Self, KeyError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                KeyError::MasterKey(format!(
+                    "cannot create {}: {}",
+                    parent.display(),
+                    err.kind()
+                ))
+            })?;
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(mut file) => {
+                let key = DataKey::generate();
+                let text = Zeroizing::new(Base64::encode_string(key.bytes()));
+                file.write_all(text.as_bytes()).map_err(|err| {
+                    KeyError::MasterKey(format!("cannot write {}: {}", path.display(), err.kind()))
+                })?;
+                Ok(LocalKeyProvider::new(key))
+            }
+            // Another process may have created it first: read what it wrote.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
+            Err(err) => Err(KeyError::MasterKey(format!(
+                "cannot create {}: {}",
+                path.display(),
+                err.kind()
+            ))),
+        }
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, KeyError> {

@@ -28,6 +28,18 @@ pub mod names {
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C trace state.
     pub const TRACESTATE: &str = "tracestate";
+    /// The aggregate type.
+    pub const AGGREGATE_TYPE: &str = super::CE_AGGREGATE_TYPE;
+    /// The aggregate id.
+    pub const AGGREGATE_ID: &str = super::CE_AGGREGATE_ID;
+    /// The event's sequence in its aggregate.
+    pub const SEQUENCE: &str = super::CE_SEQUENCE;
+    /// The correlation id.
+    pub const CORRELATION_ID: &str = super::CE_CORRELATION_ID;
+    /// The causation id.
+    pub const CAUSATION_ID: &str = super::CE_CAUSATION_ID;
+    /// Who acted.
+    pub const ACTOR: &str = super::CE_ACTOR;
 }
 
 // The `ce-` form of each extension attribute, spelled out so the hot path formats nothing.

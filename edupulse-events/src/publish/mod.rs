@@ -2,7 +2,9 @@
 //! becomes (the JSON payload as body, CloudEvents attributes as headers).
 
 mod headers;
+mod received;
 mod stream;
 
-pub use headers::event_headers;
+pub use headers::{event_headers, names as header_names};
+pub use received::{ReceiveError, envelope_from_message};
 pub use stream::{PublishError, Publisher, StreamSettings};

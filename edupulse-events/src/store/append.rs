@@ -153,8 +153,9 @@ impl Store {
             });
         }
         let partition = self.partition_of(aggregate) as i16;
+        let sealed = super::sealing::seal_payloads(self.keys.as_deref(), tx, events).await?;
         let result = if let [event] = events {
-            let row = Row::of(self, event)?;
+            let row = Row::of(self, event, sealed[0].as_ref())?;
             sqlx::query_as::<_, (i64, i64)>(APPEND_ONE_SQL)
                 .bind(aggregate)
                 .bind(&event.aggregate_type)
@@ -171,7 +172,8 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await
         } else {
-            self.append_many(tx, expected, events, partition).await?
+            self.append_many(tx, expected, events, &sealed, partition)
+                .await?
         };
         let rows = match result {
             Ok(rows) => rows,
@@ -197,10 +199,11 @@ impl Store {
         tx: &mut PgConnection,
         expected: ExpectedVersion,
         events: &[Envelope],
+        sealed: &[Option<serde_json::Value>],
         partition: i16,
     ) -> Result<Result<Vec<(i64, i64)>, sqlx::Error>, StoreError> {
         let first = &events[0];
-        let columns = Columns::of(self, events)?;
+        let columns = Columns::of(self, events, sealed)?;
         Ok(sqlx::query_as::<_, (i64, i64)>(APPEND_SQL)
             .bind(first.aggregate_id)
             .bind(&first.aggregate_type)
@@ -283,11 +286,16 @@ struct Row {
 }
 
 impl Row {
-    fn of(store: &Store, e: &Envelope) -> Result<Self, StoreError> {
+    /// `sealed` is the payload with its PII sealed, when it has any.
+    fn of(
+        store: &Store,
+        e: &Envelope,
+        sealed: Option<&serde_json::Value>,
+    ) -> Result<Self, StoreError> {
         let descriptor = Registry::global()
             .get(&e.event_type, e.version)
             .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
-        let payload = e.payload.to_string();
+        let payload = sealed.unwrap_or(&e.payload).to_string();
         // jsonb cannot hold U+0000; refusing here keeps the caller's transaction usable and
         // names the type, where PostgreSQL's error would quote the payload.
         if payload.contains("\\u0000") {
@@ -317,7 +325,11 @@ struct Columns {
 }
 
 impl Columns {
-    fn of(store: &Store, events: &[Envelope]) -> Result<Self, StoreError> {
+    fn of(
+        store: &Store,
+        events: &[Envelope],
+        sealed: &[Option<serde_json::Value>],
+    ) -> Result<Self, StoreError> {
         let mut c = Columns {
             event_ids: Vec::with_capacity(events.len()),
             event_types: Vec::with_capacity(events.len()),
@@ -328,8 +340,8 @@ impl Columns {
             occurred_at: Vec::with_capacity(events.len()),
             subjects: Vec::with_capacity(events.len()),
         };
-        for e in events {
-            let row = Row::of(store, e)?;
+        for (e, sealed) in events.iter().zip(sealed) {
+            let row = Row::of(store, e, sealed.as_ref())?;
             c.event_ids.push(e.id);
             c.event_types.push(e.event_type.clone());
             c.versions.push(e.version as i32);

@@ -43,6 +43,42 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The event has `#[event(pii)]` fields but the store was built without a key store, so
+    /// they cannot be sealed. Nothing is written in clear instead.
+    #[error(
+        "event `{type_name}` has personal-data fields but this store has no key store; \
+         give it one with Store::with_keys (or RuntimeBuilder::key_provider)"
+    )]
+    NoKeyStore {
+        /// The event's type string.
+        type_name: String,
+    },
+    /// A `#[event(pii)]` field holds a value but its owner field holds no data-subject id.
+    #[error(
+        "event `{type_name}`: personal-data field `{field}` has a value but its owner `{owner}` \
+         holds no data-subject id, so there is no key to seal it with"
+    )]
+    PiiWithoutOwner {
+        /// The event's type string.
+        type_name: String,
+        /// The PII field's wire name.
+        field: &'static str,
+        /// The owner field's wire name.
+        owner: &'static str,
+    },
+    /// The data subject was erased: no personal data of theirs may be stored again (unless
+    /// the tombstone allows new keys).
+    #[error("data subject {subject} was erased; no new personal data may be stored for it")]
+    SubjectErased {
+        /// The erased subject.
+        subject: Uuid,
+    },
+    /// A data key could not be had (other than for an erased subject).
+    #[error(transparent)]
+    Keys(crate::privacy::KeyStoreError),
+    /// A stored sealed value does not open: moved, altered, or malformed.
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// The database failed.
     #[error("database error: {0}")]
     Database(DatabaseError),
@@ -57,6 +93,18 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<crate::privacy::KeyStoreError> for StoreError {
+    fn from(err: crate::privacy::KeyStoreError) -> Self {
+        match err {
+            crate::privacy::KeyStoreError::SubjectErased { subject } => {
+                StoreError::SubjectErased { subject }
+            }
+            crate::privacy::KeyStoreError::Database(db) => StoreError::Database(db),
+            other => StoreError::Keys(other),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

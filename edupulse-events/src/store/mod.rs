@@ -4,8 +4,14 @@
 mod append;
 mod error;
 mod read;
+mod sealing;
+
+use std::sync::Arc;
 
 use sqlx::PgPool;
+
+use crate::envelope::Envelope;
+use crate::privacy::KeyStore;
 
 pub use append::{Appended, ExpectedVersion};
 pub use error::{DatabaseError, StoreError};
@@ -24,6 +30,7 @@ pub struct Store {
     pool: PgPool,
     subject_prefix: String,
     partitions: u16,
+    keys: Option<Arc<KeyStore>>,
 }
 
 impl Store {
@@ -36,7 +43,28 @@ impl Store {
             pool,
             subject_prefix: subject_prefix.into(),
             partitions: Self::DEFAULT_PARTITIONS,
+            keys: None,
         }
+    }
+
+    /// Seals every `#[event(pii)]` value with its owner's key from `keys` on append, and opens
+    /// them on read. Without a key store, appending an event with PII fails with
+    /// [`StoreError::NoKeyStore`]: nothing personal is ever written in clear.
+    pub fn with_keys(mut self, keys: Arc<KeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The key store, if the store has one.
+    pub fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.keys.as_ref()
+    }
+
+    /// Opens the sealed PII values of events read elsewhere (from a JetStream message, say) in
+    /// place: plaintext where the owner's key exists, the field's erased form where it was
+    /// destroyed. Fails with [`StoreError::Privacy`] when a value does not open with its key.
+    pub async fn open(&self, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
+        sealing::open_events(self.keys.as_deref(), &self.pool, envelopes).await
     }
 
     /// Sets the number of outbox partitions (1 to 32,767: they are stored as `smallint`).

@@ -93,6 +93,12 @@ const COLUMNS: &str = "position, tx_id::text::bigint AS tx_id, event_id, aggrega
      aggregate_id, sequence, event_type, version, data_subjects, payload, metadata, \
      occurred_at, recorded_at";
 
+impl AsMut<Envelope> for StoredEvent {
+    fn as_mut(&mut self) -> &mut Envelope {
+        &mut self.envelope
+    }
+}
+
 impl TryFrom<Row> for StoredEvent {
     type Error = StoreError;
 
@@ -123,7 +129,8 @@ impl TryFrom<Row> for StoredEvent {
 }
 
 impl Store {
-    /// Every stored event of one aggregate, in sequence order, undecoded.
+    /// Every stored event of one aggregate, in sequence order, undecoded, with PII opened
+    /// (see [`Store::open`]).
     pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY sequence"
@@ -131,7 +138,16 @@ impl Store {
         .bind(aggregate_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
+        self.opened(rows).await
+    }
+
+    async fn opened(&self, rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = rows
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        super::sealing::open_events(self.keys.as_deref(), &self.pool, &mut events).await?;
+        Ok(events)
     }
 
     /// One aggregate's events decoded through the global registry (old versions upcast), with
@@ -147,7 +163,7 @@ impl Store {
         Ok(AggregateStream { version, events })
     }
 
-    /// Up to `limit` committed events after `cursor`, in commit-safe order. Events of
+    /// Up to `limit` committed events after `cursor`, in commit-safe order, PII opened. Events of
     /// transactions still running (and of any transaction younger than the oldest running
     /// one) wait for the next call; none is ever skipped.
     pub async fn read_all(
@@ -166,7 +182,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
+        self.opened(rows).await
     }
 }
 

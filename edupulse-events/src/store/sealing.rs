@@ -1,0 +1,198 @@
+//! The `#[event(pii)]` fields of stored payloads: sealed with their owners' keys on the way in,
+//! opened (or shown erased) on the way out. Works on the JSON by the descriptor's field list,
+//! so the store never needs the Rust type.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::descriptor::EventDescriptor;
+use crate::envelope::Envelope;
+use crate::privacy::{
+    DataKey, FieldContext, KeyStore, PrivacyError, SealedField, is_erased_json, open, seal,
+};
+use crate::registry::Registry;
+use crate::store::StoreError;
+
+/// The data subject a PII field belongs to, read from the owner field in the payload. `None`
+/// when the owner is absent (an `Option` owner set to `None`).
+fn owner_of(payload: &Value, owner: &str) -> Option<Uuid> {
+    payload
+        .get(owner)
+        .and_then(Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// Each PII value of `payload` that must be sealed (non-null), with its owner.
+fn pii_values<'p>(
+    envelope: &'p Envelope,
+    descriptor: &'static EventDescriptor,
+) -> impl Iterator<Item = Result<(&'static str, Uuid), StoreError>> + 'p {
+    descriptor.pii_fields().iter().filter_map(move |pii| {
+        let value = envelope.payload.get(pii.field.json)?;
+        if value.is_null() {
+            return None;
+        }
+        Some(
+            owner_of(&envelope.payload, pii.owner.json)
+                .map(|owner| (pii.field.json, owner))
+                .ok_or_else(|| StoreError::PiiWithoutOwner {
+                    type_name: envelope.type_string(),
+                    field: pii.field.json,
+                    owner: pii.owner.json,
+                }),
+        )
+    })
+}
+
+/// The payloads to store for `events`: each one with PII has its values sealed (`Some`), the
+/// others are stored as they are (`None`). Keys are taken inside `tx`, in subject order so two
+/// appends needing the same subjects cannot deadlock; each stays locked until `tx` ends.
+pub(super) async fn seal_payloads(
+    keys: Option<&KeyStore>,
+    tx: &mut PgConnection,
+    events: &[Envelope],
+) -> Result<Vec<Option<Value>>, StoreError> {
+    let registry = Registry::global();
+    let mut owners = BTreeSet::new();
+    let mut any = false;
+    for e in events {
+        let descriptor = registry
+            .get(&e.event_type, e.version)
+            .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+        for value in pii_values(e, descriptor) {
+            owners.insert(value?.1);
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(vec![None; events.len()]);
+    }
+    let keys = keys.ok_or_else(|| StoreError::NoKeyStore {
+        type_name: events[0].type_string(),
+    })?;
+    let mut subject_keys: HashMap<Uuid, (u32, DataKey)> = HashMap::with_capacity(owners.len());
+    for subject in owners {
+        subject_keys.insert(subject, keys.key_for_append(tx, subject).await?);
+    }
+    events.iter().map(|e| seal_one(e, &subject_keys)).collect()
+}
+
+fn seal_one(
+    e: &Envelope,
+    keys: &HashMap<Uuid, (u32, DataKey)>,
+) -> Result<Option<Value>, StoreError> {
+    let descriptor = Registry::global()
+        .get(&e.event_type, e.version)
+        .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+    let mut sealed = None::<Value>;
+    for value in pii_values(e, descriptor) {
+        let (field, owner) = value?;
+        let (key_version, key) = &keys[&owner];
+        let payload = sealed.get_or_insert_with(|| e.payload.clone());
+        let slot = payload.get_mut(field).expect("the field was just read");
+        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(slot).expect("JSON value"));
+        let ctx = FieldContext {
+            event_id: e.id,
+            event_type: &e.event_type,
+            version: e.version,
+            field,
+        };
+        *slot = seal(key, owner, *key_version, &ctx, &plaintext).to_json();
+    }
+    Ok(sealed)
+}
+
+/// One sealed value found in a read event: where it is, and what opens it.
+struct Found {
+    event: usize,
+    pii_index: usize,
+    sealed: SealedField,
+}
+
+/// Opens every sealed PII value of `events` in place: the plaintext when its key exists, the
+/// field's erased form when the key was destroyed (or the value scrubbed). A value that does not
+/// open with an existing key fails the read with a typed [`PrivacyError`]. Without a key store,
+/// sealed values are left as they are (decoding them then says so).
+pub(super) async fn open_events<E: AsMut<Envelope>>(
+    keys: Option<&KeyStore>,
+    pool: &sqlx::PgPool,
+    events: &mut [E],
+) -> Result<(), StoreError> {
+    let registry = Registry::global();
+    let mut found = Vec::new();
+    for (index, event) in events.iter_mut().enumerate() {
+        let e = event.as_mut();
+        let Some(descriptor) = registry.get(&e.event_type, e.version) else {
+            continue;
+        };
+        for (pii_index, pii) in descriptor.pii_fields().iter().enumerate() {
+            let Some(value) = e.payload.get(pii.field.json) else {
+                continue;
+            };
+            if is_erased_json(value) {
+                // Scrubbed: the ciphertext itself is gone.
+                e.payload[pii.field.json] = descriptor.erased_pii(pii_index);
+                continue;
+            }
+            let ctx = context(e, pii.field.json);
+            let Some(sealed) = SealedField::from_json(value, &ctx) else {
+                continue;
+            };
+            let sealed = sealed?;
+            if owner_of(&e.payload, pii.owner.json) != Some(sealed.subject) {
+                return Err(PrivacyError::Malformed {
+                    event_id: e.id,
+                    field: pii.field.json.to_owned(),
+                    reason: "sealed for someone other than the field's owner",
+                }
+                .into());
+            }
+            found.push(Found {
+                event: index,
+                pii_index,
+                sealed,
+            });
+        }
+    }
+    let Some(keys) = keys.filter(|_| !found.is_empty()) else {
+        return Ok(());
+    };
+    let wanted: Vec<(Uuid, u32)> = found
+        .iter()
+        .map(|f| (f.sealed.subject, f.sealed.key_version))
+        .collect();
+    let data_keys = keys.keys_for_read(pool, &wanted).await?;
+    for f in found {
+        let e = events[f.event].as_mut();
+        let descriptor = registry
+            .get(&e.event_type, e.version)
+            .expect("looked up above");
+        let field = descriptor.pii_fields()[f.pii_index].field.json;
+        let opened = match data_keys.get(&(f.sealed.subject, f.sealed.key_version)) {
+            Some(key) => {
+                let ctx = context(e, field);
+                let plaintext = open(key, &ctx, &f.sealed)?;
+                serde_json::from_slice(&plaintext).map_err(|_| PrivacyError::Malformed {
+                    event_id: e.id,
+                    field: field.to_owned(),
+                    reason: "the opened value is not JSON",
+                })?
+            }
+            None => descriptor.erased_pii(f.pii_index),
+        };
+        e.payload[field] = opened;
+    }
+    Ok(())
+}
+
+fn context<'e>(e: &'e Envelope, field: &'e str) -> FieldContext<'e> {
+    FieldContext {
+        event_id: e.id,
+        event_type: &e.event_type,
+        version: e.version,
+        field,
+    }
+}
