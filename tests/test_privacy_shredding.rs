@@ -196,14 +196,31 @@ async fn relay_everything(env: &TestEnv) {
     }
 }
 
-/// Every event in the log, decoded with PII opened, by event id.
+/// Every event in the log, decoded with PII opened, by event id. `read_all` holds back events
+/// until every older transaction in the cluster has ended (other tests run beside this one),
+/// so it is read until it has returned as many events as the table holds.
 async fn replay_from_postgres(store: &Store) -> HashMap<Uuid, Planted> {
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut out = HashMap::new();
+    let mut read = 0;
     let mut cursor = LogCursor::START;
-    loop {
+    while read < stored {
+        assert!(
+            Instant::now() < deadline,
+            "read_all returned {read} of {stored} events"
+        );
         let batch = store.read_all(cursor, 500).await.unwrap();
-        let Some(last) = batch.last() else { break };
+        let Some(last) = batch.last() else {
+            // Held back behind another test's open transaction: ask again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
         cursor = last.cursor();
+        read += batch.len() as i64;
         for stored in &batch {
             if stored.envelope.event_type.starts_with("privacy.") {
                 continue;
@@ -328,11 +345,11 @@ async fn a_replacement_declared_on_the_attribute_comes_back_after_erasure() {
     env.cleanup().await;
 }
 
-/// Overwrites one stored payload, as an attacker with write access to the table could; the
-/// scrub switch is the only way past the append-only trigger.
+/// Overwrites one stored payload, as someone with superuser access to the database could (the
+/// append-only trigger is bypassed, as a replica's apply process bypasses it).
 async fn tamper(env: &TestEnv, event_id: Uuid, payload: serde_json::Value) {
     let mut tx = env.pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('edupulse.scrub', 'on', true)")
+    sqlx::query("SET LOCAL session_replication_role = replica")
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -343,6 +360,24 @@ async fn tamper(env: &TestEnv, event_id: Uuid, payload: serde_json::Value) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// An UPDATE under the scrub switch, as anyone allowed to update the table could try.
+async fn update_while_scrubbing(
+    env: &TestEnv,
+    event_id: Uuid,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = env.pool.begin().await?;
+    sqlx::query("SELECT set_config('edupulse.scrub', 'on', true)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE events SET payload = $2 WHERE event_id = $1")
+        .bind(event_id)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 async fn stored_payload(env: &TestEnv, event_id: Uuid) -> serde_json::Value {
@@ -425,7 +460,8 @@ async fn a_scrub_also_overwrites_the_stored_ciphertext() {
         edupulse_events::privacy::erased_json()
     );
     // Bob's note in the same event keeps its ciphertext and still opens.
-    assert_eq!(badge["teacher_note"]["$pii"]["sub"], bob.to_string());
+    let note = badge["teacher_note"]["$pii"].as_str().unwrap();
+    assert_eq!(note.split('.').nth(1), Some(bob.to_string().as_str()));
     let replay = replay_from_postgres(&env.store).await;
     let erased = HashSet::from([ada]);
     for (id, event) in ids.iter().zip(&planted) {
@@ -437,6 +473,27 @@ async fn a_scrub_also_overwrites_the_stored_ciphertext() {
         .execute(&env.pool)
         .await;
     assert!(refused.is_err());
+    // And the scrub switch lets nothing through but a sealed value becoming the marker: not
+    // plaintext in its place, not another field, not another subject's value.
+    let mut plaintext = badge.clone();
+    plaintext["teacher_note"] = serde_json::json!("a note in clear");
+    let mut other_field = badge.clone();
+    other_field["badge"] = serde_json::json!("forged");
+    for forged in [plaintext, other_field] {
+        assert!(update_while_scrubbing(&env, ids[0], forged).await.is_err());
+    }
+    let mut outsider = stored_payload(&env, ids[1]).await;
+    outsider["score"] = serde_json::json!(1.0);
+    assert!(
+        update_while_scrubbing(&env, ids[1], outsider)
+            .await
+            .is_err()
+    );
+    let mut bob_scrubbed = badge.clone();
+    bob_scrubbed["teacher_note"] = edupulse_events::privacy::erased_json();
+    update_while_scrubbing(&env, ids[0], bob_scrubbed)
+        .await
+        .unwrap();
     env.cleanup().await;
 }
 
@@ -590,5 +647,85 @@ async fn a_store_without_keys_refuses_personal_data_and_writes_nothing() {
         .append_committed(ExpectedVersion::NoStream, &[quiet])
         .await
         .unwrap();
+    env.cleanup().await;
+}
+
+/// A provider whose first unwrap waits at a gate: a read caught between fetching a key and
+/// caching it.
+#[derive(Debug)]
+struct GatedProvider {
+    inner: LocalKeyProvider,
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl edupulse_events::privacy::KeyProvider for GatedProvider {
+    fn wrap<'a>(
+        &'a self,
+        subject: Uuid,
+        key_version: u32,
+        key: &'a edupulse_events::privacy::DataKey,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<u8>, edupulse_events::privacy::KeyError>> {
+        self.inner.wrap(subject, key_version, key)
+    }
+
+    fn unwrap<'a>(
+        &'a self,
+        subject: Uuid,
+        key_version: u32,
+        wrapped: &'a [u8],
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<edupulse_events::privacy::DataKey, edupulse_events::privacy::KeyError>,
+    > {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.gate.acquire().await.unwrap().forget();
+            self.inner.unwrap(subject, key_version, wrapped).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_key_fetched_while_its_subject_is_erased_is_not_cached() {
+    let env = TestEnv::new().await;
+    let student = Uuid::now_v7();
+    let mut canaries = Vec::new();
+    let quiz = Planted::new(0, student, student, &mut canaries);
+    append_all(&env, std::slice::from_ref(&quiz)).await;
+    let Planted::Quiz(q) = &quiz else { panic!() };
+
+    // Another process, whose read is caught between fetching the key and caching it.
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let keys = Arc::new(edupulse_events::privacy::KeyStore::new(Arc::new(
+        GatedProvider {
+            inner: LocalKeyProvider::new(env.master.clone()),
+            entered: entered.clone(),
+            gate: gate.clone(),
+        },
+    )));
+    let other = Store::new(env.pool.clone(), env.prefix.clone()).with_keys(keys.clone());
+    let read = tokio::spawn({
+        let other = other.clone();
+        let quiz_id = q.quiz_id;
+        async move { other.load(quiz_id).await }
+    });
+    entered.notified().await;
+    env.keys
+        .erase_subject(&env.store, student, "ticket 11")
+        .await
+        .unwrap();
+    // The erasure event reaches the other process (as follow_erasures would deliver it).
+    keys.evict(student);
+    gate.add_permits(1_000);
+    // The read that began before the erasure may finish with the value...
+    read.await.unwrap().unwrap();
+    // ...but the key it fetched must not outlive the erasure in the cache.
+    let after = other.load(q.quiz_id).await.unwrap();
+    assert_eq!(
+        Planted::decoded(after.events.into_iter().next().unwrap()),
+        quiz.after_erasure(&HashSet::from([student]))
+    );
     env.cleanup().await;
 }

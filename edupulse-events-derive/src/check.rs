@@ -30,6 +30,7 @@ pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Option<Model<'a>> {
     let subject = check_subject(cx, input, &name, version);
     let aggregate_id = check_exactly_one_aggregate_id(cx, input);
     let pii = check_pii_owners(cx, input);
+    check_pii_types_are_marked(cx, input);
     Some(Model {
         input,
         name: name?,
@@ -247,4 +248,29 @@ fn resolve_owner<'a>(cx: &Ctxt, input: &'a Input<'a>, owner: &Ident) -> Option<&
         return None;
     }
     Some(field)
+}
+
+// A `Pii<T>` value serializes as the bare value: only a field marked #[event(pii)] is sealed,
+// so an unmarked one would be stored and published in clear.
+fn check_pii_types_are_marked(cx: &Ctxt, input: &Input) {
+    for field in &input.fields {
+        if field.attrs.pii.get().is_none()
+            && mentions_pii(quote::ToTokens::to_token_stream(field.ty))
+        {
+            cx.error_spanned_by(
+                field.ty,
+                "`Pii` marks personal data, but this field is not #[event(pii)], so its value \
+                 would be stored and published in clear; add #[event(pii)] (a Pii value is \
+                 sealed only as a whole field of the event)",
+            );
+        }
+    }
+}
+
+fn mentions_pii(tokens: proc_macro2::TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == "Pii",
+        proc_macro2::TokenTree::Group(group) => mentions_pii(group.stream()),
+        _ => false,
+    })
 }

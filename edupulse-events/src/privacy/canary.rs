@@ -179,13 +179,15 @@ impl PlaintextScan {
         }
     }
 
-    /// Scans every row of every table in `schema`, each row as PostgreSQL's text form (which
-    /// shows `bytea` in hex and `jsonb` as JSON).
+    /// Scans every row of every table and materialized view in `schema`, each row as
+    /// PostgreSQL's text form (which shows `bytea` in hex and `jsonb` as JSON). Call it once
+    /// per schema that may hold copies.
     pub async fn postgres(mut self, pool: &PgPool, schema: &str) -> Result<Self, ScanError> {
         let db = |err: sqlx::Error| ScanError::Postgres(err.into());
+        // Tables and materialized views (a read model's copy counts too).
         let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY table_name",
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'm') ORDER BY c.relname",
         )
         .bind(schema)
         .fetch_all(pool)
@@ -243,6 +245,7 @@ impl PlaintextScan {
                 .messages()
                 .await
                 .map_err(|e| failed(e.to_string()))?;
+            let before = seen;
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| failed(e.to_string()))?;
                 seen += 1;
@@ -261,6 +264,10 @@ impl PlaintextScan {
                 text.push_str(&String::from_utf8_lossy(&message.payload));
                 let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
                 self.search(&text, || format!("jetstream:{stream}#{sequence}"));
+            }
+            // Messages removed since `info` (limits, purges) end the scan early.
+            if seen == before {
+                break;
             }
         }
         self.messages += seen;

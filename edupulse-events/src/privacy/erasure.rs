@@ -70,11 +70,12 @@ pub struct ErasureReceipt {
 // 5 lets this through only while `edupulse.scrub` is on, and only for the payload.
 const SCRUB_SQL: &str = r#"
 UPDATE events SET payload = (
-    SELECT jsonb_object_agg(k, CASE WHEN v -> '$pii' ->> 'sub' = $1::text
+    SELECT jsonb_object_agg(k, CASE WHEN split_part(v ->> '$pii', '.', 2) = $1::text
                                     THEN '{"$pii": "erased"}'::jsonb ELSE v END)
     FROM jsonb_each(payload) AS f(k, v))
 WHERE data_subjects @> ARRAY[$1::uuid]
-  AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v) WHERE v -> '$pii' ->> 'sub' = $1::text)
+  AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v)
+              WHERE split_part(v ->> '$pii', '.', 2) = $1::text)
 "#;
 
 /// Why an erasure did not happen (nothing was changed).

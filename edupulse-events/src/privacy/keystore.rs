@@ -64,6 +64,9 @@ pub struct KeyStore {
 struct Cache {
     entries: HashMap<(Uuid, u32), (Instant, DataKey)>,
     swept: Instant,
+    /// Evictions so far. A key fetched while an eviction happened is not cached: it may have
+    /// been read just before its subject's erasure committed.
+    evictions: u64,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -80,6 +83,7 @@ impl KeyStore {
             cache: Mutex::new(Cache {
                 entries: HashMap::new(),
                 swept: Instant::now(),
+                evictions: 0,
             }),
             evicted: tokio::sync::broadcast::channel(256).0,
         }
@@ -91,6 +95,13 @@ impl KeyStore {
     /// The key row stays locked (shared) until `tx` ends, so an erasure of the subject waits
     /// for this append: the append lands before the erasure (and is shredded with it) or,
     /// if the erasure committed first, fails with [`KeyStoreError::SubjectErased`].
+    ///
+    /// A first key is created inside `tx` and stays uncommitted until `tx` ends. One `append`
+    /// call takes its subjects' keys in a fixed order; a transaction that makes several calls
+    /// for new subjects should make them in subject order too, or two such transactions that
+    /// meet in opposite orders deadlock, and PostgreSQL aborts one (SQLSTATE 40P01: retry it).
+    /// Creating the key on a second connection instead would avoid this but could exhaust the
+    /// pool under load, every appending transaction waiting for a connection held by another.
     pub async fn key_for_append(
         &self,
         tx: &mut PgConnection,
@@ -122,8 +133,9 @@ impl KeyStore {
                 if let Some(key) = self.cached(subject, version) {
                     return Ok((version, key));
                 }
+                let epoch = self.epoch();
                 let key = self.provider.unwrap(subject, version, &wrapped).await?;
-                self.remember(subject, version, &key);
+                self.remember(subject, version, &key, epoch);
                 return Ok((version, key));
             }
             let erased: Option<(bool, i32)> = sqlx::query_as(
@@ -169,6 +181,7 @@ impl KeyStore {
         if let Some(key) = self.cached(subject, key_version) {
             return Ok(Some(key));
         }
+        let epoch = self.epoch();
         let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT wrapped FROM subject_keys WHERE subject_id = $1 AND key_version = $2",
         )
@@ -180,7 +193,7 @@ impl KeyStore {
             return Ok(None);
         };
         let key = self.provider.unwrap(subject, key_version, &wrapped).await?;
-        self.remember(subject, key_version, &key);
+        self.remember(subject, key_version, &key, epoch);
         Ok(Some(key))
     }
 
@@ -208,6 +221,7 @@ impl KeyStore {
         }
         let (missing_subjects, missing_versions): (Vec<Uuid>, Vec<i32>) =
             missing.into_iter().unzip();
+        let epoch = self.epoch();
         if missing_subjects.is_empty() {
             return Ok(found);
         }
@@ -223,14 +237,25 @@ impl KeyStore {
         for (subject, version, wrapped) in rows {
             let version = version as u32;
             let key = self.provider.unwrap(subject, version, &wrapped).await?;
-            self.remember(subject, version, &key);
+            self.remember(subject, version, &key, epoch);
             found.insert((subject, version), key);
         }
         Ok(found)
     }
 
-    fn remember(&self, subject: Uuid, key_version: u32, key: &DataKey) {
+    /// The eviction count to pass to [`remember`](Self::remember), taken before a key is read.
+    fn epoch(&self) -> u64 {
+        self.cache.lock().expect("key cache lock").evictions
+    }
+
+    /// Caches a key read when the eviction count was `epoch`, unless an eviction (of any
+    /// subject: they are rare) happened since: an erasure committing between the read and
+    /// this call must not leave its subject's key cached.
+    fn remember(&self, subject: Uuid, key_version: u32, key: &DataKey, epoch: u64) {
         let mut cache = self.cache.lock().expect("key cache lock");
+        if cache.evictions != epoch {
+            return;
+        }
         // Expired keys are dropped once per TTL, so unwrapped keys of subjects no longer read
         // do not stay in memory.
         if cache.swept.elapsed() >= KEY_CACHE_TTL {
@@ -283,11 +308,10 @@ impl KeyStore {
 
     /// Forgets `subject`'s cached keys (on seeing its erasure from another process).
     pub fn evict(&self, subject: Uuid) {
-        self.cache
-            .lock()
-            .expect("key cache lock")
-            .entries
-            .retain(|(s, _), _| *s != subject);
+        let mut cache = self.cache.lock().expect("key cache lock");
+        cache.entries.retain(|(s, _), _| *s != subject);
+        cache.evictions += 1;
+        drop(cache);
         // Nobody listening is fine.
         let _ = self.evicted.send(subject);
     }

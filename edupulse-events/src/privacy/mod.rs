@@ -9,7 +9,7 @@
 //! The store seals on append and opens on read by itself (given a [`KeyStore`]); this module
 //! holds the parts: [`Pii`] (the field type that says whether a value was erased), [`DataKey`]
 //! (one per data subject and key version, zeroized when dropped), [`seal`]/[`open`]
-//! (XChaCha20-Poly1305 with the event id, type, version, field path, subject and key version
+//! (AES-256-GCM-SIV with the event id, type, version, field path, subject and key version
 //! bound as associated data, so a sealed value moved to another field or event fails to open),
 //! [`SealedField`] (the self-describing JSON form stored and published in place of the value),
 //! [`KeyProvider`] (who wraps data keys with a master key; [`LocalKeyProvider`] ships, a KMS

@@ -14,7 +14,7 @@ use super::seal::SEALED_MARKER;
 /// What an erased field holds in a payload (and what a scrub writes over the ciphertext):
 /// `{"$pii": "erased"}`. Under the same member as a sealed value, so SQL and non-Rust readers
 /// see one convention.
-pub(crate) const ERASED: &str = "erased";
+pub(super) const ERASED: &str = "erased";
 
 /// The JSON of an erased value.
 pub fn erased_json() -> Value {

@@ -139,6 +139,16 @@ pub(super) async fn open_events<E: AsMut<Envelope>>(
             }
             let ctx = context(e, pii.field.json);
             let Some(sealed) = SealedField::from_json(value, &ctx) else {
+                // This store seals every value it writes: one in clear was put there by
+                // something else, and is refused rather than passed off as protected.
+                if keys.is_some() && !value.is_null() {
+                    return Err(PrivacyError::Malformed {
+                        event_id: e.id,
+                        field: pii.field.json.to_owned(),
+                        reason: "personal data stored in clear, not sealed",
+                    }
+                    .into());
+                }
                 continue;
             };
             let sealed = sealed?;
