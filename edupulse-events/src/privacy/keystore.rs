@@ -92,7 +92,7 @@ impl KeyStore {
     /// The key to seal `subject`'s data with, inside the appending transaction `tx`: the
     /// newest version, created if the subject has none.
     ///
-    /// The key row stays locked (shared) until `tx` ends, so an erasure of the subject waits
+    /// The subject's lock is held shared until `tx` ends, so an erasure of the subject waits
     /// for this append: the append lands before the erasure (and is shredded with it) or,
     /// if the erasure committed first, fails with [`KeyStoreError::SubjectErased`].
     ///
@@ -107,8 +107,11 @@ impl KeyStore {
         tx: &mut PgConnection,
         subject: Uuid,
     ) -> Result<(u32, DataKey), KeyStoreError> {
-        // Held until `tx` ends; an erasure takes it exclusively, so it waits for an append
-        // that is creating the subject's first key (a row the erasure could not yet see).
+        // Held until `tx` ends; an erasure takes it exclusively, so it waits for this append,
+        // also one creating the subject's first key (a row the erasure could not yet see).
+        // The key row itself needs no row lock: the SELECT below runs after this lock is
+        // granted, in a snapshot that already shows any erasure that held it (READ COMMITTED;
+        // under REPEATABLE READ a stale snapshot can only seal with a destroyed key: unreadable).
         sqlx::query(SUBJECT_LOCK_SHARED)
             .bind(subject)
             .execute(&mut *tx)
@@ -117,7 +120,7 @@ impl KeyStore {
             let row: Option<KeyRow> = sqlx::query_as(
                 "SELECT k.key_version, k.wrapped, t.allow_new_keys, t.last_key_version \
                  FROM subject_keys k LEFT JOIN erased_subjects t USING (subject_id) \
-                 WHERE k.subject_id = $1 ORDER BY k.key_version DESC LIMIT 1 FOR SHARE OF k",
+                 WHERE k.subject_id = $1 ORDER BY k.key_version DESC LIMIT 1",
             )
             .bind(subject)
             .fetch_optional(&mut *tx)
@@ -129,7 +132,7 @@ impl KeyStore {
                     return Err(KeyStoreError::SubjectErased { subject });
                 }
                 let version = version as u32;
-                // The row is locked either way; the cache only spares the unwrapping.
+                // The subject is locked either way; the cache only spares the unwrapping.
                 if let Some(key) = self.cached(subject, version) {
                     return Ok((version, key));
                 }
