@@ -14,9 +14,9 @@ use base64ct::{Base64, Encoding};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aes_gcm_siv::Nonce;
 use aes_gcm_siv::aead::rand_core::RngCore;
-use aes_gcm_siv::aead::{Aead, KeyInit, OsRng, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Key, Nonce};
+use aes_gcm_siv::aead::{Aead, OsRng, Payload};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -66,18 +66,18 @@ pub fn seal(
     ctx: &FieldContext<'_>,
     plaintext: &[u8],
 ) -> SealedField {
-    let cipher = Aes256GcmSiv::new(Key::<Aes256GcmSiv>::from_slice(key.bytes()));
+    let cipher = key.field_cipher();
     let nonce = next_nonce();
-    let aad = associated_data(ctx, subject, key_version);
-    let ciphertext = cipher
-        .encrypt(
+    let ciphertext = with_associated_data(ctx, subject, key_version, |aad| {
+        cipher.encrypt(
             &nonce,
             Payload {
                 msg: plaintext,
-                aad: &aad,
+                aad,
             },
         )
-        .expect("AES-GCM-SIV encrypts any message shorter than 64 GiB");
+    })
+    .expect("AES-GCM-SIV encrypts any message shorter than 64 GiB");
     SealedField {
         subject,
         key_version,
@@ -92,23 +92,23 @@ pub fn open(
     ctx: &FieldContext<'_>,
     sealed: &SealedField,
 ) -> Result<Zeroizing<Vec<u8>>, PrivacyError> {
-    let cipher = Aes256GcmSiv::new(Key::<Aes256GcmSiv>::from_slice(key.bytes()));
-    let aad = associated_data(ctx, sealed.subject, sealed.key_version);
-    cipher
-        .decrypt(
+    let cipher = key.field_cipher();
+    with_associated_data(ctx, sealed.subject, sealed.key_version, |aad| {
+        cipher.decrypt(
             Nonce::from_slice(&sealed.nonce),
             Payload {
                 msg: &sealed.ciphertext,
-                aad: &aad,
+                aad,
             },
         )
-        .map(Zeroizing::new)
-        .map_err(|_| PrivacyError::Undecryptable {
-            event_id: ctx.event_id,
-            field: ctx.field.to_owned(),
-            subject: sealed.subject,
-            key_version: sealed.key_version,
-        })
+    })
+    .map(Zeroizing::new)
+    .map_err(|_| PrivacyError::Undecryptable {
+        event_id: ctx.event_id,
+        field: ctx.field.to_owned(),
+        subject: sealed.subject,
+        key_version: sealed.key_version,
+    })
 }
 
 impl SealedField {
@@ -130,7 +130,12 @@ impl SealedField {
         // exactly as their concatenation would.
         let mut nonce = [0u8; NONCE_B64_LEN];
         text.push_str(Base64::encode(&self.nonce, &mut nonce).expect("sized for the nonce"));
-        text.push_str(&Base64::encode_string(&self.ciphertext));
+        let mut short = [0u8; 256];
+        match Base64::encode(&self.ciphertext, &mut short) {
+            Ok(encoded) => text.push_str(encoded),
+            // Longer than a name or an e-mail address: a buffer of its own.
+            Err(_) => text.push_str(&Base64::encode_string(&self.ciphertext)),
+        }
         let mut form = Map::new();
         form.insert(SEALED_MARKER.to_owned(), Value::String(text));
         Value::Object(form)
@@ -207,21 +212,39 @@ fn next_nonce() -> Nonce {
     nonce.into()
 }
 
-/// Length-prefixed parts, so no two different places share the same bytes.
-fn associated_data(ctx: &FieldContext<'_>, subject: Uuid, key_version: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(128);
-    let mut part = |bytes: &[u8]| {
-        aad.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        aad.extend_from_slice(bytes);
+/// Calls `f` with the associated data: length-prefixed parts, so no two different places
+/// share the same bytes. Built on the stack when it fits (it nearly always does).
+fn with_associated_data<R>(
+    ctx: &FieldContext<'_>,
+    subject: Uuid,
+    key_version: u32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let parts: [&[u8]; 7] = [
+        AAD_DOMAIN,
+        ctx.event_id.as_bytes(),
+        ctx.event_type.as_bytes(),
+        &ctx.version.to_be_bytes(),
+        ctx.field.as_bytes(),
+        subject.as_bytes(),
+        &key_version.to_be_bytes(),
+    ];
+    let len: usize = parts.iter().map(|part| 4 + part.len()).sum();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
     };
-    part(AAD_DOMAIN);
-    part(ctx.event_id.as_bytes());
-    part(ctx.event_type.as_bytes());
-    part(&ctx.version.to_be_bytes());
-    part(ctx.field.as_bytes());
-    part(subject.as_bytes());
-    part(&key_version.to_be_bytes());
-    aad
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_be_bytes());
+        buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
+        at += 4 + part.len();
+    }
+    f(buf)
 }
 
 #[cfg(test)]
