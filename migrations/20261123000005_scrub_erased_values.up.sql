@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('edupulse.scrub', true) = 'on'
+       AND jsonb_typeof(OLD.payload) = 'object' AND jsonb_typeof(NEW.payload) = 'object'
        AND (NEW.position, NEW.event_id, NEW.aggregate_type, NEW.aggregate_id, NEW.sequence,
             NEW.event_type, NEW.version, NEW.data_subjects, NEW.metadata, NEW.occurred_at,
             NEW.recorded_at, NEW.tx_id)
@@ -19,9 +20,12 @@ BEGIN
            FROM jsonb_each(OLD.payload) AS o(key, value)
                 FULL JOIN jsonb_each(NEW.payload) AS n(key, value) USING (key)
            WHERE o.value IS DISTINCT FROM n.value
-             AND NOT (n.value = '{"$pii": "erased"}'::jsonb
-                      AND jsonb_typeof(o.value -> '$pii') = 'string'
-                      AND split_part(o.value ->> '$pii', '.', 2) = ANY (OLD.data_subjects::text[])))
+             -- IS NOT TRUE, not NOT: a removed key, or a value that is not sealed, makes the
+             -- test NULL, and that must count as a forbidden change too.
+             AND (n.value = '{"$pii": "erased"}'::jsonb
+                  AND jsonb_typeof(o.value -> '$pii') = 'string'
+                  AND split_part(o.value ->> '$pii', '.', 2) = ANY (OLD.data_subjects::text[]))
+                 IS NOT TRUE)
     THEN
         RETURN NEW;
     END IF;

@@ -479,7 +479,22 @@ async fn a_scrub_also_overwrites_the_stored_ciphertext() {
     plaintext["teacher_note"] = serde_json::json!("a note in clear");
     let mut other_field = badge.clone();
     other_field["badge"] = serde_json::json!("forged");
-    for forged in [plaintext, other_field] {
+    let mut plain_to_marker = badge.clone();
+    plain_to_marker["badge"] = edupulse_events::privacy::erased_json();
+    let mut owner_to_marker = badge.clone();
+    owner_to_marker["teacher_id"] = edupulse_events::privacy::erased_json();
+    let mut removed = badge.clone();
+    removed.as_object_mut().unwrap().remove("teacher_note");
+    let mut added = badge.clone();
+    added["extra"] = edupulse_events::privacy::erased_json();
+    for forged in [
+        plaintext,
+        other_field,
+        plain_to_marker,
+        owner_to_marker,
+        removed,
+        added,
+    ] {
         assert!(update_while_scrubbing(&env, ids[0], forged).await.is_err());
     }
     let mut outsider = stored_payload(&env, ids[1]).await;
@@ -727,5 +742,54 @@ async fn a_key_fetched_while_its_subject_is_erased_is_not_cached() {
         Planted::decoded(after.events.into_iter().next().unwrap()),
         quiz.after_erasure(&HashSet::from([student]))
     );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn personal_data_is_appended_only_in_read_committed_transactions() {
+    let env = TestEnv::new().await;
+    let student = Uuid::now_v7();
+    let mut canaries = Vec::new();
+    let envelope = Planted::new(0, student, student, &mut canaries).envelope();
+    let mut tx = env.pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = env
+        .store
+        .append(
+            &mut tx,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&envelope),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Keys(edupulse_events::privacy::KeyStoreError::IsolationLevel { isolation })
+                if isolation == "repeatable read"
+        ),
+        "{err}"
+    );
+    tx.rollback().await.unwrap();
+    // A store's own transaction is READ COMMITTED whatever the database's default.
+    let strict = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(
+            env.connect_options()
+                .options([("default_transaction_isolation", "serializable")]),
+        )
+        .await
+        .unwrap();
+    let store = Store::new(strict.clone(), env.prefix.clone())
+        .with_partitions(4)
+        .with_keys(env.keys.clone());
+    store
+        .append_committed(ExpectedVersion::NoStream, &[envelope])
+        .await
+        .unwrap();
+    strict.close().await;
     env.cleanup().await;
 }

@@ -122,6 +122,11 @@ impl KeyStore {
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
         let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
+        // Whatever the database's default: see `KeyStoreError::IsolationLevel`.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
         let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
         let events_scrubbed = match scrub {
             Scrub::KeysOnly => 0,
@@ -157,9 +162,11 @@ impl KeyStore {
                 std::slice::from_ref(&envelope),
             )
             .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        // A read racing the erasure may have cached a key after `destroy` evicted it.
+        let committed = tx.commit().await;
+        // A read racing the erasure may have cached a key after `destroy` evicted it; and a
+        // commit that reports a lost connection may still have happened: evict either way.
         self.evict(subject);
+        committed.map_err(StoreError::from)?;
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,

@@ -25,12 +25,34 @@ pub enum KeyStoreError {
         /// The erased subject.
         subject: Uuid,
     },
+    /// Keys are taken and destroyed only in READ COMMITTED transactions.
+    #[error(
+        "personal data is appended and erased only in READ COMMITTED transactions (PostgreSQL's \
+         default); this one is {isolation}"
+    )]
+    IsolationLevel {
+        /// The transaction's level, as PostgreSQL names it.
+        isolation: String,
+    },
     /// A key could not be wrapped or unwrapped.
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] DatabaseError),
+}
+
+/// Appends and erasures are ordered by the subject's lock, and each reads the key table after
+/// taking it. That holds only when every statement sees what committed before it started:
+/// under REPEATABLE READ or SERIALIZABLE, an append that waited for an erasure would still see
+/// the destroyed key (and no tombstone), and an erasure would miss a key created while it
+/// waited.
+fn require_read_committed(isolation: String) -> Result<(), KeyStoreError> {
+    if isolation == "read committed" {
+        Ok(())
+    } else {
+        Err(KeyStoreError::IsolationLevel { isolation })
+    }
 }
 
 impl From<sqlx::Error> for KeyStoreError {
@@ -44,10 +66,13 @@ impl From<sqlx::Error> for KeyStoreError {
 type KeyRow = (i32, Vec<u8>, Option<bool>, Option<i32>);
 
 // One lock per subject (per store schema): appends hold it shared, an erasure exclusively.
-const SUBJECT_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared( \
-     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))";
-const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock( \
-     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))";
+// Each also reports the transaction's isolation level: see `require_read_committed`.
+const SUBJECT_LOCK_SHARED: &str = "SELECT current_setting('transaction_isolation') \
+     FROM (SELECT pg_advisory_xact_lock_shared( \
+     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))) AS locked";
+const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT current_setting('transaction_isolation') \
+     FROM (SELECT pg_advisory_xact_lock( \
+     hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))) AS locked";
 
 /// How long an unwrapped key stays in memory for reading. Erasure evicts at once in this
 /// process; other processes evict when they see the erasure event, or after this long.
@@ -110,12 +135,12 @@ impl KeyStore {
         // Held until `tx` ends; an erasure takes it exclusively, so it waits for this append,
         // also one creating the subject's first key (a row the erasure could not yet see).
         // The key row itself needs no row lock: the SELECT below runs after this lock is
-        // granted, in a snapshot that already shows any erasure that held it (READ COMMITTED;
-        // under REPEATABLE READ a stale snapshot can only seal with a destroyed key: unreadable).
-        sqlx::query(SUBJECT_LOCK_SHARED)
+        // granted, in a snapshot (READ COMMITTED, checked) that shows any erasure that held it.
+        let isolation: String = sqlx::query_scalar(SUBJECT_LOCK_SHARED)
             .bind(subject)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+        require_read_committed(isolation)?;
         loop {
             let row: Option<KeyRow> = sqlx::query_as(
                 "SELECT k.key_version, k.wrapped, t.allow_new_keys, t.last_key_version \
@@ -259,6 +284,8 @@ impl KeyStore {
         if cache.evictions != epoch {
             return;
         }
+        // Built once here, so every clone handed out from the cache carries it.
+        key.field_cipher();
         // Expired keys are dropped once per TTL, so unwrapped keys of subjects no longer read
         // do not stay in memory.
         if cache.swept.elapsed() >= KEY_CACHE_TTL {
@@ -282,10 +309,11 @@ impl KeyStore {
         subject: Uuid,
         reason: &str,
     ) -> Result<u64, KeyStoreError> {
-        sqlx::query(SUBJECT_LOCK_EXCLUSIVE)
+        let isolation: String = sqlx::query_scalar(SUBJECT_LOCK_EXCLUSIVE)
             .bind(subject)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+        require_read_committed(isolation)?;
         let destroyed: Vec<i32> = sqlx::query_scalar(
             "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version",
         )

@@ -168,14 +168,17 @@ fn parse_form(form: &str) -> Result<SealedField, &'static str> {
         .strip_prefix(FORM_PREFIX)
         .ok_or("unknown form version (sealed by a newer writer?)")?;
     let mut parts = rest.splitn(3, '.');
-    let subject = parts
-        .next()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or("no subject id")?;
+    // Only the canonical spelling of each part is accepted: SQL (the scrub) compares the text,
+    // so one sealed value must have exactly one form.
+    let subject_text = parts.next().ok_or("no subject id")?;
+    let subject = Uuid::parse_str(subject_text)
+        .ok()
+        .filter(|id| id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == subject_text)
+        .ok_or("no subject id in lowercase hyphenated form")?;
     let key_version = parts
         .next()
+        .filter(|v| v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
         .and_then(|v| v.parse::<i32>().ok())
-        .filter(|v| *v >= 1)
         .map(|v| v as u32)
         .ok_or("no key version")?;
     let sealed = parts.next().ok_or("no nonce and ciphertext")?;
@@ -183,7 +186,10 @@ fn parse_form(form: &str) -> Result<SealedField, &'static str> {
         .split_at_checked(NONCE_B64_LEN)
         .ok_or("no base64 nonce")?;
     let mut nonce = [0u8; NONCE_LEN];
-    Base64::decode(nonce_b64, &mut nonce).map_err(|_| "no base64 nonce")?;
+    let decoded = Base64::decode(nonce_b64, &mut nonce).map_err(|_| "no base64 nonce")?;
+    if decoded.len() != NONCE_LEN {
+        return Err("no 12-byte nonce");
+    }
     let ciphertext = Base64::decode_vec(ciphertext_b64).map_err(|_| "no base64 ciphertext")?;
     Ok(SealedField {
         subject,
@@ -323,6 +329,22 @@ mod tests {
         assert!(SealedField::from_json(&json!("Ada"), &c).is_none());
         assert!(SealedField::from_json(&json!({"name": "Ada"}), &c).is_none());
         assert!(SealedField::from_json(&json!({"$pii": "erased"}), &c).is_none());
+        let sealed = seal(&DataKey::generate(), Uuid::now_v7(), 1, &c, b"\"Ada\"");
+        let text = sealed.to_json()["$pii"].as_str().unwrap().to_owned();
+        let subject = sealed.subject.to_string();
+        for other_spelling in [
+            text.replace(&subject, &subject.to_uppercase()),
+            text.replace(&subject, &sealed.subject.simple().to_string()),
+            text.replacen(".1.", ".01.", 1),
+            text.replacen(".1.", ".+1.", 1),
+        ] {
+            assert!(
+                SealedField::from_json(&json!({ "$pii": other_spelling }), &c)
+                    .unwrap()
+                    .is_err(),
+                "{other_spelling}"
+            );
+        }
         let err = SealedField::from_json(&json!({"$pii": "9.x"}), &c)
             .unwrap()
             .unwrap_err();

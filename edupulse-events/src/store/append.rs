@@ -234,6 +234,13 @@ impl Store {
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.keys.is_some() {
+            // Keys are taken only in READ COMMITTED (KeyStoreError::IsolationLevel), whatever
+            // the database's default.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *tx)
+                .await?;
+        }
         let appended = self.append(&mut tx, expected, events).await?;
         tx.commit().await?;
         Ok(appended)
