@@ -131,11 +131,13 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
     );
     tx.rollback().await.unwrap();
     // Allowed again explicitly: a version above the destroyed one, never the old one revived.
-    sqlx::query("UPDATE erased_subjects SET allow_new_keys = true WHERE subject_id = $1")
-        .bind(subject)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    assert!(keys.allow_new_keys(&env.pool, subject).await.unwrap());
+    assert!(
+        !keys
+            .allow_new_keys(&env.pool, Uuid::now_v7())
+            .await
+            .unwrap()
+    );
     let version = key_in_own_transaction(&env, &keys, subject).await;
     assert_eq!(version, 2);
     env.cleanup().await;

@@ -337,6 +337,24 @@ impl KeyStore {
         Ok(destroyed.len() as u64)
     }
 
+    /// Lets an erased subject have personal data again (a person who comes back under the
+    /// same id): the next append creates a key of a version above every destroyed one, so
+    /// nothing sealed before the erasure ever opens again. `false` when the subject was never
+    /// erased.
+    pub async fn allow_new_keys(
+        &self,
+        pool: &PgPool,
+        subject: Uuid,
+    ) -> Result<bool, KeyStoreError> {
+        let updated =
+            sqlx::query("UPDATE erased_subjects SET allow_new_keys = true WHERE subject_id = $1")
+                .bind(subject)
+                .execute(pool)
+                .await?
+                .rows_affected();
+        Ok(updated == 1)
+    }
+
     /// Forgets `subject`'s cached keys (on seeing its erasure from another process).
     pub fn evict(&self, subject: Uuid) {
         let mut cache = self.cache.lock().expect("key cache lock");
