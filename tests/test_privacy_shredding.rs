@@ -345,39 +345,38 @@ async fn a_replacement_declared_on_the_attribute_comes_back_after_erasure() {
     env.cleanup().await;
 }
 
-/// Overwrites one stored payload, as someone with superuser access to the database could (the
-/// append-only trigger is bypassed, as a replica's apply process bypasses it).
-async fn tamper(env: &TestEnv, event_id: Uuid, payload: serde_json::Value) {
-    let mut tx = env.pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE events SET payload = $2 WHERE event_id = $1")
-        .bind(event_id)
-        .bind(payload)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-}
-
-/// An UPDATE under the scrub switch, as anyone allowed to update the table could try.
-async fn update_while_scrubbing(
+/// Overwrites one stored payload after `switch`: the scrub switch, or the replica role with
+/// which someone with superuser access to the database bypasses the append-only trigger.
+async fn update_payload(
     env: &TestEnv,
+    switch: &str,
     event_id: Uuid,
     payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     let mut tx = env.pool.begin().await?;
-    sqlx::query("SELECT set_config('edupulse.scrub', 'on', true)")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(switch).execute(&mut *tx).await?;
     sqlx::query("UPDATE events SET payload = $2 WHERE event_id = $1")
         .bind(event_id)
         .bind(payload)
         .execute(&mut *tx)
         .await?;
     tx.commit().await
+}
+
+async fn tamper(env: &TestEnv, event_id: Uuid, payload: serde_json::Value) {
+    let switch = "SET LOCAL session_replication_role = replica";
+    update_payload(env, switch, event_id, payload)
+        .await
+        .unwrap();
+}
+
+async fn update_while_scrubbing(
+    env: &TestEnv,
+    event_id: Uuid,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let switch = "SELECT set_config('edupulse.scrub', 'on', true)";
+    update_payload(env, switch, event_id, payload).await
 }
 
 async fn stored_payload(env: &TestEnv, event_id: Uuid) -> serde_json::Value {

@@ -58,10 +58,15 @@ pub(super) async fn seal_payloads(
     let registry = Registry::global();
     let mut owners = BTreeSet::new();
     let mut any = false;
-    for e in events {
-        let descriptor = registry
-            .get(&e.event_type, e.version)
-            .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
+    let descriptors = events
+        .iter()
+        .map(|e| {
+            registry
+                .get(&e.event_type, e.version)
+                .ok_or_else(|| StoreError::Unregistered(e.type_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (e, descriptor) in events.iter().zip(&descriptors) {
         for value in pii_values(e, descriptor) {
             owners.insert(value?.1);
             any = true;
@@ -77,16 +82,18 @@ pub(super) async fn seal_payloads(
     for subject in owners {
         subject_keys.insert(subject, keys.key_for_append(tx, subject).await?);
     }
-    events.iter().map(|e| seal_one(e, &subject_keys)).collect()
+    events
+        .iter()
+        .zip(descriptors)
+        .map(|(e, descriptor)| seal_one(e, descriptor, &subject_keys))
+        .collect()
 }
 
 fn seal_one(
     e: &Envelope,
+    descriptor: &'static EventDescriptor,
     keys: &HashMap<Uuid, (u32, DataKey)>,
 ) -> Result<Option<Value>, StoreError> {
-    let descriptor = Registry::global()
-        .get(&e.event_type, e.version)
-        .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
     let mut sealed = None::<Value>;
     for value in pii_values(e, descriptor) {
         let (field, owner) = value?;
