@@ -1,10 +1,10 @@
 //! The `#[derive(DomainEvent)]` macro of [`edupulse-events`]. Depend on `edupulse-events`, not on
 //! this crate: the runtime re-exports the derive and holds every path the generated code names.
 //!
-//! The implementation runs in stages, each in its own module: [`ast`] reads the input and its
-//! attributes (all errors collected in a [`ctxt::Ctxt`]), [`check`] applies the cross-field
-//! rules and resolves defaults, [`expand`] generates code, and [`fallback`] emits a stub impl
-//! beside the errors so they are not buried under follow-on ones.
+//! The implementation runs in stages, each in its own module: `ast` reads the input and its
+//! attributes (all errors collected in a `ctxt::Ctxt`), `check` applies the cross-field rules
+//! and resolves defaults, `expand` generates code, and `fallback` emits a stub impl beside the
+//! errors so they are not buried under follow-on ones.
 //!
 //! [`edupulse-events`]: https://docs.rs/edupulse-events
 
