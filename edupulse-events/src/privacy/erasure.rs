@@ -121,10 +121,10 @@ impl KeyStore {
         reason: &str,
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
-        let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
         // Whatever the database's default: see `KeyStoreError::IsolationLevel`.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .execute(&mut *tx)
+        let mut tx = store
+            .pool()
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
             .map_err(StoreError::from)?;
         let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
