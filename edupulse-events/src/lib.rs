@@ -76,6 +76,7 @@ mod wakeup;
 mod any_event;
 mod catalog;
 mod cloudevents;
+pub mod consume;
 mod descriptor;
 mod envelope;
 mod error;

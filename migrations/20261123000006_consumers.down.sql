@@ -1,0 +1,2 @@
+DROP TABLE consumer_dead_letters;
+DROP TABLE inbox;
