@@ -1,1 +1,4 @@
-//! x
+//! Read models of the EduPulse examples, shared by `examples/` and `src/bin/` (and the tests
+//! that run those binaries as processes).
+
+pub mod leaderboard;

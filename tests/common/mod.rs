@@ -58,6 +58,8 @@ pub struct TestEnv {
     pub keys: Arc<KeyStore>,
     /// That master key, for a second key store over the same keys (another "process").
     pub master: DataKey,
+    /// The same key in base64, as `EDUPULSE_MASTER_KEY` gives it to a child process.
+    pub master_base64: String,
     pub prefix: String,
     pub stream: String,
     pub nats: async_nats::Client,
@@ -94,7 +96,21 @@ impl TestEnv {
             .await
             .unwrap();
         let prefix = format!("t{id}");
-        let master = DataKey::generate();
+        let master_base64 = {
+            use base64ct::Encoding as _;
+            let mut bytes = [0u8; 32];
+            std::io::Read::read_exact(
+                &mut std::fs::File::open("/dev/urandom").unwrap(),
+                &mut bytes,
+            )
+            .unwrap();
+            base64ct::Base64::encode_string(&bytes)
+        };
+        let master = {
+            use base64ct::Encoding as _;
+            let bytes = base64ct::Base64::decode_vec(&master_base64).unwrap();
+            DataKey::from_bytes(bytes.try_into().unwrap())
+        };
         let keys = Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(
             master.clone(),
         ))));
@@ -118,11 +134,27 @@ impl TestEnv {
             store,
             keys,
             master,
+            master_base64,
             stream: format!("T{id}").to_uppercase(),
             prefix,
             nats,
             cleaned: false,
         }
+    }
+
+    /// A runtime over this environment's schema, stream and master key, as an application
+    /// builds it.
+    pub async fn runtime(&self) -> edupulse_events::Runtime {
+        edupulse_events::Runtime::builder()
+            .postgres(self.pool.clone())
+            .nats(self.nats.clone())
+            .subject_prefix(self.prefix.clone())
+            .stream(self.stream.clone())
+            .partitions(self.store.partitions())
+            .key_provider(Arc::new(LocalKeyProvider::new(self.master.clone())))
+            .build()
+            .await
+            .unwrap()
     }
 
     pub fn stream_settings(&self) -> StreamSettings {

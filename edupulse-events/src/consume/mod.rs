@@ -5,4 +5,4 @@ mod inbox;
 mod subscriber;
 
 pub use inbox::{Applied, Inbox, InboxError};
-pub use subscriber::{ConsumeError, HandlerError, Subscriber, SubscriberBuilder};
+pub use subscriber::{CatchUpError, ConsumeError, HandlerError, Subscriber, SubscriberBuilder};

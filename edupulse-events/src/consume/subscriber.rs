@@ -64,6 +64,31 @@ pub enum ConsumeError {
     Database(#[from] DatabaseError),
 }
 
+/// Why [`Subscriber::catch_up`] stopped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CatchUpError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A stored event does not decode with this binary's types.
+    #[error(transparent)]
+    Decode(#[from] crate::error::DecodeError),
+    /// The database failed around a handler.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A handler failed on a stored event: the projection stops before it.
+    #[error("the handler failed on event {event_id} (position {position}): {reason}")]
+    Handler {
+        /// The event.
+        event_id: uuid::Uuid,
+        /// Its position in the log.
+        position: i64,
+        /// The handler's error.
+        reason: String,
+    },
+}
+
 /// Configures a [`Subscriber`].
 pub struct SubscriberBuilder {
     runtime: Runtime,
@@ -178,6 +203,35 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Calls `hook` when a data subject is erased (on the relayed
+    /// [`DataSubjectErased`](crate::privacy::DataSubjectErased) event), inside the inbox
+    /// transaction: delete or anonymise the subject's rows there. A read model keeps copies
+    /// the destroyed keys cannot reach.
+    ///
+    /// The erasure event is not ordered after the subject's events in other aggregates, so
+    /// some may arrive after it; they decode with their PII fields `Erased`, and a handler
+    /// should skip (or anonymise) such events rather than recreate the subject's rows.
+    pub fn on_erasure<F>(self, hook: F) -> Self
+    where
+        F: for<'c> Fn(uuid::Uuid, &'c mut PgConnection) -> BoxFuture<'c, Result<(), HandlerError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        // The subject's key goes from this process's cache before the hook runs: events of
+        // theirs still in flight (other aggregates are not ordered after the erasure) then
+        // decode with their personal data erased, and a handler can tell and skip them.
+        let keys = self.runtime.keys().cloned();
+        self.on(
+            move |erased: crate::privacy::DataSubjectErased, _envelope: &Envelope, tx| {
+                if let Some(keys) = &keys {
+                    keys.evict(erased.subject_id);
+                }
+                hook(erased.subject_id, tx)
+            },
+        )
+    }
+
     /// Only subjects matching `filter` (default: every event under the runtime's prefix).
     pub fn filter(mut self, filter: impl Into<String>) -> Self {
         self.filter = Some(filter.into());
@@ -240,8 +294,10 @@ impl SubscriberBuilder {
 
 /// What became of one message.
 enum Outcome {
-    /// Applied now or before, or no handler wants it: acknowledged.
+    /// Applied now: acknowledged.
     Done,
+    /// Applied before, or no handler wants it: acknowledged.
+    Skipped,
     /// Failed; delivered again after this wait.
     Retry(Duration),
     /// Given up on, with the reason.
@@ -280,7 +336,7 @@ impl Subscriber {
         };
         let outcome = self.apply(message, delivered).await;
         let ack = match outcome {
-            Outcome::Done => AckKind::Ack,
+            Outcome::Done | Outcome::Skipped => AckKind::Ack,
             Outcome::Retry(wait) => AckKind::Nak(Some(wait)),
             Outcome::SetAside(reason) => {
                 self.set_aside(message, sequence, delivered, &reason)
@@ -300,8 +356,13 @@ impl Subscriber {
             // Never decodable here, however often it is delivered.
             Err(err) => return Outcome::SetAside(format!("cannot decode: {err}")),
         };
+        self.dispatch(&envelope, event, delivered).await
+    }
+
+    /// Runs the event's handler in the inbox transaction; `delivered` is its delivery count.
+    async fn dispatch(&self, envelope: &Envelope, event: AnyEvent, delivered: i64) -> Outcome {
         let Some(handler) = self.handlers.get(event.descriptor().name()) else {
-            return Outcome::Done;
+            return Outcome::Skipped;
         };
         let pool = self.runtime.store().pool();
         let retry = || {
@@ -310,10 +371,10 @@ impl Subscriber {
         };
         let mut tx = match self.inbox.begin(pool, envelope.id).await {
             Ok(Some(tx)) => tx,
-            Ok(None) => return Outcome::Done,
+            Ok(None) => return Outcome::Skipped,
             Err(_) => return retry(),
         };
-        match handler(event, &envelope, &mut tx).await {
+        match handler(event, envelope, &mut tx).await {
             Ok(()) => match tx.commit().await {
                 Ok(()) => Outcome::Done,
                 Err(_) => retry(),
@@ -326,6 +387,45 @@ impl Subscriber {
                     Outcome::SetAside(format!("handler failed {delivered} times; last: {err}"))
                 } else {
                     retry()
+                }
+            }
+        }
+    }
+
+    /// Applies every event already in the store, from the first, through the same handlers
+    /// and inbox: how a new or rebuilt projection catches up before (or while) it runs live.
+    /// Events it applies are skipped when the stream delivers them, and events the stream
+    /// delivered before are skipped here, so together they apply each event once, with no
+    /// gap. An event whose handler fails stops the catch-up with the handler's error, since a
+    /// projection built past a hole would be wrong. Returns how many events were applied now.
+    pub async fn catch_up(&self) -> Result<u64, CatchUpError> {
+        let store = self.runtime.store();
+        let registry = Registry::global();
+        let mut cursor = crate::store::LogCursor::START;
+        let mut applied = 0;
+        loop {
+            let batch = store.read_all(cursor, 1_000).await?;
+            let Some(last) = batch.last() else {
+                return Ok(applied);
+            };
+            cursor = last.cursor();
+            for stored in &batch {
+                let event = stored.decode(registry)?;
+                match self.dispatch(&stored.envelope, event, i64::MAX).await {
+                    Outcome::Done => applied += 1,
+                    Outcome::Skipped => {}
+                    Outcome::Retry(_) => {
+                        return Err(CatchUpError::Database(
+                            "the inbox transaction failed; run the catch-up again".into(),
+                        ));
+                    }
+                    Outcome::SetAside(reason) => {
+                        return Err(CatchUpError::Handler {
+                            event_id: stored.envelope.id,
+                            position: stored.position,
+                            reason,
+                        });
+                    }
                 }
             }
         }
