@@ -1,8 +1,14 @@
 //! Consuming events with effects that happen exactly once, although JetStream delivers at
 //! least once: a typed [`Subscriber`] whose handlers run inside an [`Inbox`] transaction.
 
+mod builder;
+mod catch_up;
+mod dispatch;
+mod error;
 mod inbox;
 mod subscriber;
 
+pub use builder::SubscriberBuilder;
+pub use error::{CatchUpError, ConsumeError, HandlerError};
 pub use inbox::{Applied, Inbox, InboxError};
-pub use subscriber::{CatchUpError, ConsumeError, HandlerError, Subscriber, SubscriberBuilder};
+pub use subscriber::Subscriber;

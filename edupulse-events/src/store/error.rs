@@ -149,9 +149,19 @@ impl DatabaseError {
 
 impl fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Redacted(&self.0), f)
+    }
+}
+
+/// Shows a driver error the way [`DatabaseError`] does, without the values the server quoted,
+/// for errors that are only borrowed (a handler's, before it is stored as a reason).
+pub(crate) struct Redacted<'a>(pub(crate) &'a sqlx::Error);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Some(db) = self.0.as_database_error() else {
             // Connection, pool and protocol failures carry no row data.
-            return fmt::Display::fmt(&self.0, f);
+            return fmt::Display::fmt(self.0, f);
         };
         write!(
             f,

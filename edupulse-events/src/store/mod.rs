@@ -14,6 +14,7 @@ use crate::envelope::Envelope;
 use crate::privacy::KeyStore;
 
 pub use append::{Appended, ExpectedVersion};
+pub(crate) use error::Redacted;
 pub use error::{DatabaseError, StoreError};
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 

@@ -1,0 +1,245 @@
+//! Configuring a [`Subscriber`]: its handlers, what it listens to, how it retries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+
+use crate::any_event::AnyEvent;
+use crate::envelope::Envelope;
+use crate::event::DomainEvent;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+
+use super::dispatch::{Dispatcher, Handler};
+use super::error::{ConsumeError, HandlerError};
+use super::inbox::Inbox;
+use super::subscriber::Subscriber;
+
+/// Configures a [`Subscriber`]; from [`Subscriber::builder`].
+pub struct SubscriberBuilder {
+    runtime: Runtime,
+    name: String,
+    filter: Option<String>,
+    handlers: HashMap<&'static str, Handler>,
+    unhandled: Option<Handler>,
+    errors: Vec<ConsumeError>,
+    max_deliveries: i64,
+    backoff: Vec<Duration>,
+    max_batch: usize,
+}
+
+impl std::fmt::Debug for SubscriberBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberBuilder")
+            .field("name", &self.name)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubscriberBuilder {
+    pub(super) fn new(runtime: &Runtime, name: String) -> Self {
+        SubscriberBuilder {
+            runtime: runtime.clone(),
+            name,
+            filter: None,
+            handlers: HashMap::new(),
+            unhandled: None,
+            errors: Vec::new(),
+            max_deliveries: 5,
+            backoff: vec![
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            ],
+            max_batch: 100,
+        }
+    }
+}
+
+impl SubscriberBuilder {
+    /// Calls `handler` for every event of type `T` (the newest version of its event; older
+    /// versions arrive upcast), inside the inbox transaction: write through the connection
+    /// given, and the writes commit with the record that the event was applied.
+    ///
+    /// ```no_run
+    /// # async fn run(runtime: edupulse_events::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    /// # use edupulse_events::{DomainEvent, Uuid};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, DomainEvent)]
+    /// # struct QuizSubmitted { #[event(aggregate_id)] quiz_id: Uuid, student_id: Uuid, score: f32 }
+    /// use edupulse_events::consume::Subscriber;
+    ///
+    /// let subscriber = Subscriber::builder(&runtime, "leaderboard")
+    ///     .on(|quiz: QuizSubmitted, _envelope, tx| {
+    ///         Box::pin(async move {
+    ///             sqlx::query("INSERT INTO scores (student, score) VALUES ($1, $2)")
+    ///                 .bind(quiz.student_id)
+    ///                 .bind(quiz.score)
+    ///                 .execute(&mut *tx)
+    ///                 .await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// subscriber.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on<T, F>(mut self, handler: F) -> Self
+    where
+        T: DomainEvent,
+        F: for<'c> Fn(
+                T,
+                &'c Envelope,
+                &'c mut PgConnection,
+            ) -> BoxFuture<'c, Result<(), HandlerError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let newest = Registry::global().latest(T::NAME);
+        if newest.is_some_and(|d| d.version() != T::VERSION) {
+            self.errors.push(ConsumeError::NotNewestVersion {
+                registered: T::TYPE,
+                newest: newest.expect("checked").type_name(),
+            });
+        }
+        if self.handlers.contains_key(T::NAME) {
+            self.errors.push(ConsumeError::DuplicateHandler(T::NAME));
+        }
+        let erased: Handler = Box::new(move |event, envelope, tx| match event.downcast::<T>() {
+            Ok(event) => handler(event, envelope, tx),
+            Err(other) => {
+                let type_name = other.type_name();
+                Box::pin(async move {
+                    Err(format!("`{type_name}` reached the handler of `{}`", T::TYPE).into())
+                })
+            }
+        });
+        self.handlers.insert(T::NAME, erased);
+        self
+    }
+
+    /// Calls `hook` when a data subject is erased (on the relayed
+    /// [`DataSubjectErased`](crate::privacy::DataSubjectErased) event), inside the inbox
+    /// transaction: delete or anonymise the subject's rows there. A read model keeps copies
+    /// the destroyed keys cannot reach.
+    ///
+    /// The erasure event is not ordered after the subject's events in other aggregates, so
+    /// some may arrive after it; they decode with their PII fields `Erased`, and a handler
+    /// should skip (or anonymise) such events rather than recreate the subject's rows.
+    pub fn on_erasure<F>(self, hook: F) -> Self
+    where
+        F: for<'c> Fn(uuid::Uuid, &'c mut PgConnection) -> BoxFuture<'c, Result<(), HandlerError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        // The subject's key goes from this process's cache before the hook runs: events of
+        // theirs still in flight (other aggregates are not ordered after the erasure) then
+        // decode with their personal data erased, and a handler can tell and skip them.
+        let keys = self.runtime.keys().cloned();
+        self.on(
+            move |erased: crate::privacy::DataSubjectErased, _envelope: &Envelope, tx| {
+                if let Some(keys) = &keys {
+                    keys.evict(erased.subject_id);
+                }
+                hook(erased.subject_id, tx)
+            },
+        )
+    }
+
+    /// Calls `handler` for every event that has no handler of its own (by default those are
+    /// acknowledged and skipped): to route them elsewhere, count them, or refuse them by
+    /// returning an error, which retries and finally sets them aside.
+    pub fn on_unhandled<F>(mut self, handler: F) -> Self
+    where
+        F: for<'c> Fn(
+                AnyEvent,
+                &'c Envelope,
+                &'c mut PgConnection,
+            ) -> BoxFuture<'c, Result<(), HandlerError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.unhandled = Some(Box::new(handler));
+        self
+    }
+
+    /// Only subjects matching `filter` (default: every event under the runtime's prefix).
+    pub fn filter(mut self, filter: impl Into<String>) -> Self {
+        self.filter = Some(filter.into());
+        self
+    }
+
+    /// Deliveries before a failing message is set aside (default 5, at least 1).
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = i64::from(deliveries.max(1));
+        self
+    }
+
+    /// The wait before each redelivery of a failed message: the first entry after the first
+    /// failure, and so on, the last repeating (default 0.1 s, 1 s, 5 s).
+    pub fn backoff(mut self, waits: Vec<Duration>) -> Self {
+        if !waits.is_empty() {
+            self.backoff = waits;
+        }
+        self
+    }
+
+    /// Events applied in one transaction at most (default 100, at least 1). Messages already
+    /// waiting are taken together, so a batch forms only under load and a lone message waits
+    /// for nothing; one commit then serves many events. A failing handler does not fail its
+    /// batch: the others are applied again without it.
+    pub fn max_batch(mut self, events: usize) -> Self {
+        self.max_batch = events.max(1);
+        self
+    }
+
+    /// Binds (creating if need be) the durable pull consumer.
+    pub async fn build(mut self) -> Result<Subscriber, ConsumeError> {
+        if let Some(first) = self.errors.drain(..).next() {
+            return Err(first);
+        }
+        let publisher = self.runtime.publisher();
+        let settings = publisher.settings();
+        let filter = self
+            .filter
+            .unwrap_or_else(|| format!("{}.>", settings.prefix));
+        let stream = publisher
+            .context()
+            .get_stream(&settings.name)
+            .await
+            .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                &self.name,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(self.name.clone()),
+                    filter_subject: filter,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
+        Ok(Subscriber::new(
+            self.runtime,
+            consumer,
+            Dispatcher {
+                inbox: Inbox::new(self.name),
+                handlers: self.handlers,
+                unhandled: self.unhandled,
+                max_deliveries: self.max_deliveries,
+                backoff: self.backoff,
+            },
+            self.max_batch,
+        ))
+    }
+}
