@@ -77,6 +77,7 @@ mod any_event;
 mod catalog;
 mod cloudevents;
 pub mod consume;
+pub mod contract;
 mod descriptor;
 mod envelope;
 mod error;
