@@ -73,7 +73,9 @@
 #[macro_use]
 mod wakeup;
 
+pub mod admin;
 mod any_event;
+mod asyncapi;
 mod catalog;
 mod cloudevents;
 pub mod consume;
@@ -96,6 +98,7 @@ pub mod store;
 pub mod __private;
 
 pub use any_event::AnyEvent;
+pub use asyncapi::AsyncApiInfo;
 pub use catalog::{Catalog, CatalogEntry};
 pub use cloudevents::{CloudEventError, attr as cloudevent_attr};
 pub use descriptor::{EventDescriptor, Upcast};

@@ -1,0 +1,257 @@
+//! The operator's commands, as a clap subcommand group an application mounts in its own
+//! binary, so they run with the application's own event types, configuration and keys:
+//!
+//! ```no_run
+//! use clap::{Parser, Subcommand};
+//! use edupulse_events::admin::AdminCommand;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     command: Command,
+//! }
+//!
+//! #[derive(Subcommand)]
+//! enum Command {
+//!     /// Event store and stream administration.
+//!     #[command(subcommand)]
+//!     Events(AdminCommand),
+//!     // ... the application's own commands
+//! }
+//!
+//! # async fn runtime() -> Result<edupulse_events::Runtime, edupulse_events::RuntimeError> { unimplemented!() }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! match Cli::parse().command {
+//!     Command::Events(admin) => admin.run(runtime, &mut std::io::stdout()).await?,
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `myapp events status`, `myapp events erase <subject-id> --reason "ticket 1234"`,
+//! `myapp events catalog > asyncapi.json`, `myapp events tail 'quiz.>'`, and so on.
+
+mod status;
+mod tail;
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::asyncapi::AsyncApiInfo;
+use crate::contract::{ContractViolations, Contracts};
+use crate::privacy::{ErasureError, Scrub};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::store::{DatabaseError, StoreError};
+
+/// The commands; mount with `#[command(subcommand)]`.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum AdminCommand {
+    /// Applies the embedded migrations (the runtime does at start too) and lists them.
+    Migrate,
+    /// Relays the outbox to JetStream until interrupted (Ctrl-C finishes the batch in hand).
+    Relay,
+    /// Erases a data subject: destroys their keys, so every copy of their personal data in
+    /// the log, the outbox and the stream becomes unreadable, and records why.
+    Erase {
+        /// The data subject's id.
+        subject: Uuid,
+        /// Why (a ticket, a request): kept in the audit trail, never published.
+        #[arg(long)]
+        reason: String,
+        /// Also overwrite their sealed values in the stored log.
+        #[arg(long)]
+        scrub: bool,
+    },
+    /// Prints every registered event type: an AsyncAPI 3.0 document, or the catalog as JSON.
+    Catalog {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CatalogFormat::Asyncapi)]
+        format: CatalogFormat,
+        /// The application's name, for the AsyncAPI info.
+        #[arg(long, default_value = "EduPulse events")]
+        title: String,
+        /// The application's version, for the AsyncAPI info.
+        #[arg(long, default_value = "1.0.0")]
+        api_version: String,
+        /// The subject prefix the runtime publishes under.
+        #[arg(long, default_value = "edupulse")]
+        prefix: String,
+    },
+    /// Prints events from the stream as they arrive, decoded, personal data masked.
+    Tail {
+        /// Subject filter below the runtime's prefix, NATS wildcards allowed (`quiz.>`).
+        #[arg(default_value = ">")]
+        filter: String,
+        /// Start at the first event in the stream instead of the next one.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Outbox depth and lag, dead letters, and the stream's state.
+    Status,
+    /// Checks the event contracts in a directory of snapshots, or writes the missing ones.
+    Contracts {
+        /// The snapshots' directory.
+        dir: PathBuf,
+        /// Write snapshots for versions that have none (never rewrites one).
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+/// How `catalog` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatalogFormat {
+    /// An AsyncAPI 3.0 document.
+    Asyncapi,
+    /// The registry's catalog as JSON.
+    Json,
+}
+
+/// Why a command failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The runtime could not start (connecting, migrating, provisioning).
+    #[error("cannot start the runtime: {0}")]
+    Start(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    /// The erasure failed.
+    #[error(transparent)]
+    Erasure(#[from] ErasureError),
+    /// Contracts are broken.
+    #[error(transparent)]
+    Contracts(#[from] ContractViolations),
+    /// JetStream failed.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// Writing the output failed.
+    #[error("output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(err: sqlx::Error) -> Self {
+        AdminError::Database(err.into())
+    }
+}
+
+impl AdminCommand {
+    /// Runs the command, writing its report to `out` (progress goes to standard error).
+    /// `runtime` is called only by commands that need the servers: `catalog` and
+    /// `contracts` work from the binary's registry alone.
+    pub async fn run<F, Fut, E>(self, runtime: F, out: &mut dyn Write) -> Result<(), AdminError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Runtime, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let runtime = || async { runtime().await.map_err(|e| AdminError::Start(e.into())) };
+        match self {
+            AdminCommand::Catalog {
+                format,
+                title,
+                api_version,
+                prefix,
+            } => {
+                let catalog = Registry::global().catalog();
+                let document = match format {
+                    CatalogFormat::Json => {
+                        serde_json::to_value(&catalog).expect("the catalog serializes")
+                    }
+                    CatalogFormat::Asyncapi => {
+                        let mut info = AsyncApiInfo::new(title, api_version);
+                        info.subject_prefix = prefix;
+                        catalog.to_asyncapi(&info)
+                    }
+                };
+                serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+            AdminCommand::Contracts { dir, write } => {
+                let contracts = Contracts::new(dir);
+                let check = if write {
+                    contracts.write_new()?
+                } else {
+                    contracts.check()?
+                };
+                for written in &check.written {
+                    writeln!(out, "wrote the snapshot of {written}")?;
+                }
+                writeln!(
+                    out,
+                    "{} event versions match their snapshots in {}",
+                    check.checked,
+                    contracts.dir().display()
+                )?;
+            }
+            AdminCommand::Migrate => {
+                eprintln!("connecting and applying migrations...");
+                let runtime = runtime().await?;
+                status::migrations(&runtime, out).await?;
+            }
+            AdminCommand::Relay => {
+                let runtime = runtime().await?;
+                eprintln!("relaying; Ctrl-C stops after the batch in hand");
+                runtime
+                    .spawn_relay(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .map_err(|e| AdminError::JetStream(format!("the relay task failed: {e}")))??;
+                writeln!(out, "relay stopped")?;
+            }
+            AdminCommand::Erase {
+                subject,
+                reason,
+                scrub,
+            } => {
+                let runtime = runtime().await?;
+                let scrub = if scrub {
+                    eprintln!("erasing {subject} and scrubbing their stored values...");
+                    Scrub::StoredCiphertext
+                } else {
+                    Scrub::KeysOnly
+                };
+                let receipt = runtime.erase_subject(subject, &reason, scrub).await?;
+                writeln!(
+                    out,
+                    "erased {}: {} key version(s) destroyed, {} stored event(s) scrubbed, \
+                     recorded as event {} at position {} ({})",
+                    receipt.subject,
+                    receipt.keys_destroyed,
+                    receipt.events_scrubbed,
+                    receipt.event_id,
+                    receipt.position,
+                    receipt.erased_at.to_rfc3339()
+                )?;
+            }
+            AdminCommand::Tail {
+                filter,
+                from_start,
+                limit,
+            } => {
+                let runtime = runtime().await?;
+                tail::tail(&runtime, &filter, from_start, limit, out).await?;
+            }
+            AdminCommand::Status => {
+                let runtime = runtime().await?;
+                status::status(&runtime, out).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! `tail`: the stream as a person reads it, decoded through the binary's types, personal data
+//! masked (the events' `Debug`), without disturbing any consumer (an ordered, ephemeral one).
+
+use std::io::Write;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use futures::StreamExt;
+
+use crate::runtime::Runtime;
+
+use super::AdminError;
+
+pub(super) async fn tail(
+    runtime: &Runtime,
+    filter: &str,
+    from_start: bool,
+    limit: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), AdminError> {
+    let publisher = runtime.publisher();
+    let settings = publisher.settings();
+    let jetstream = |e: &dyn std::fmt::Display| AdminError::JetStream(e.to_string());
+    let stream = publisher
+        .context()
+        .get_stream(&settings.name)
+        .await
+        .map_err(|e| jetstream(&e))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("{}.{filter}", settings.prefix),
+            deliver_policy: if from_start {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::New
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| jetstream(&e))?;
+    let mut messages = consumer.messages().await.map_err(|e| jetstream(&e))?;
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut shown = 0;
+    while limit.is_none_or(|limit| shown < limit) {
+        let message = tokio::select! {
+            biased;
+            _ = &mut interrupted => break,
+            next = messages.next() => match next {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => return Err(jetstream(&err)),
+                None => break,
+            },
+        };
+        let sequence = message.info().map_or(0, |info| info.stream_sequence);
+        match runtime.decode_message(&message).await {
+            Ok((envelope, event)) => writeln!(
+                out,
+                "#{sequence} {} {}.v{} aggregate {} seq {}: {event:?}",
+                envelope.occurred_at.to_rfc3339(),
+                envelope.event_type,
+                envelope.version,
+                envelope.aggregate_id,
+                envelope.sequence
+            )?,
+            Err(err) => writeln!(out, "#{sequence} {}: cannot decode: {err}", message.subject)?,
+        }
+        out.flush()?;
+        shown += 1;
+    }
+    Ok(())
+}

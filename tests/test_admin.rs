@@ -1,0 +1,166 @@
+//! The admin commands, mounted under an application's own clap parser as the docs show, run
+//! against real PostgreSQL and nats-server.
+
+mod common;
+
+use clap::{Parser, Subcommand};
+use common::TestEnv;
+use edupulse_domain::QuizSubmitted;
+use edupulse_events::admin::AdminCommand;
+use edupulse_events::relay::{Relay, RelayConfig};
+use edupulse_events::{RuntimeError, Uuid};
+
+/// An application's command line with the admin group mounted under `events`.
+#[derive(Parser)]
+#[command(name = "myapp")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Event administration.
+    #[command(subcommand)]
+    Events(AdminCommand),
+}
+
+/// Runs `myapp events <args>` and returns what it printed.
+async fn admin(env: &TestEnv, args: &[&str]) -> String {
+    let cli = Cli::try_parse_from(["myapp", "events"].iter().chain(args)).unwrap();
+    let Command::Events(command) = cli.command;
+    let mut out = Vec::new();
+    command
+        .run(
+            || async { Ok::<_, RuntimeError>(env.runtime().await) },
+            &mut out,
+        )
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+async fn relay_everything(env: &TestEnv) {
+    let mut relay = Relay::new(
+        env.store.clone(),
+        env.publisher().await,
+        RelayConfig::default(),
+    );
+    while env.count("outbox").await > 0 {
+        relay.step().await.unwrap();
+    }
+}
+
+fn submission(student_id: Uuid, name: &str) -> QuizSubmitted {
+    QuizSubmitted {
+        quiz_id: Uuid::now_v7(),
+        student_id,
+        student_name: name.to_owned().into(),
+        score: 0.75,
+        answers: vec![],
+    }
+}
+
+#[tokio::test]
+async fn status_tail_and_erase_report_what_the_servers_hold() {
+    let env = TestEnv::new().await;
+    let student = Uuid::now_v7();
+    for _ in 0..3 {
+        env.append(&[submission(student, "Canary Lovelace")]).await;
+    }
+    let status = admin(&env, &["status"]).await;
+    assert!(status.contains("outbox: 3 event(s) waiting"), "{status}");
+    assert!(status.contains("log: 3 event(s)"), "{status}");
+    assert!(
+        status.contains(&format!("stream {}: 0 message(s)", env.stream)),
+        "{status}"
+    );
+
+    relay_everything(&env).await;
+    let status = admin(&env, &["status"]).await;
+    assert!(status.contains("outbox: empty"), "{status}");
+    assert!(status.contains("relay dead letters: 0"), "{status}");
+    assert!(
+        status.contains(&format!("stream {}: 3 message(s)", env.stream)),
+        "{status}"
+    );
+
+    let tail = admin(&env, &["tail", "quiz.>", "--from-start", "--limit", "3"]).await;
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), 3, "{tail}");
+    for (n, line) in lines.iter().enumerate() {
+        assert!(line.contains("quiz.submitted.v2"), "{line}");
+        assert!(line.contains(&format!("#{}", n + 1)), "{line}");
+        assert!(line.contains(&student.to_string()), "{line}");
+    }
+    assert!(!tail.contains("Canary"), "personal data shown: {tail}");
+
+    let erased = admin(
+        &env,
+        &["erase", &student.to_string(), "--reason", "ticket 1234"],
+    )
+    .await;
+    assert!(
+        erased.starts_with(&format!("erased {student}: 1 key version(s) destroyed")),
+        "{erased}"
+    );
+    let status = admin(&env, &["status"]).await;
+    assert!(status.contains("log: 4 event(s)"), "{status}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn migrate_lists_the_applied_migrations() {
+    let env = TestEnv::new().await;
+    let migrated = admin(&env, &["migrate"]).await;
+    let embedded = edupulse_events::store::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .count();
+    assert!(
+        migrated.contains(&format!("{embedded} of {embedded} migration(s) applied")),
+        "{migrated}"
+    );
+    assert_eq!(
+        migrated
+            .lines()
+            .filter(|l| l.starts_with("applied "))
+            .count(),
+        embedded
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn catalog_and_contracts_need_no_server() {
+    let _ = <QuizSubmitted as edupulse_events::DomainEvent>::NAME;
+    let mut out = Vec::new();
+    let never = || async { Err::<edupulse_events::Runtime, _>("no runtime is needed") };
+    let cli = Cli::try_parse_from(["myapp", "events", "catalog"]).unwrap();
+    let Command::Events(command) = cli.command;
+    command.run(never, &mut out).await.unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(document["asyncapi"], "3.0.0");
+    assert_eq!(
+        document["channels"]["quiz_submitted_v2"]["address"],
+        "edupulse.quiz.submitted.v2"
+    );
+
+    let mut out = Vec::new();
+    let cli = Cli::try_parse_from(["myapp", "events", "catalog", "--format", "json"]).unwrap();
+    let Command::Events(command) = cli.command;
+    command.run(never, &mut out).await.unwrap();
+    let catalog: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(catalog["events"].as_array().unwrap().len() >= 9);
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/edupulse-domain/contracts");
+    let mut out = Vec::new();
+    let cli = Cli::try_parse_from(["myapp", "events", "contracts", dir]).unwrap();
+    let Command::Events(command) = cli.command;
+    command.run(never, &mut out).await.unwrap();
+    let said = String::from_utf8(out).unwrap();
+    assert!(
+        said.contains("event versions match their snapshots"),
+        "{said}"
+    );
+}
