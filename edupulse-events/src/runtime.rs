@@ -119,6 +119,7 @@ impl Runtime {
 
     /// Decodes a message read from the stream: envelope from its headers, PII opened (or
     /// erased), payload decoded through the registry and upcast to the newest version.
+    #[tracing::instrument(name = "edupulse.decode", level = "trace", skip_all, fields(subject = %message.subject))]
     pub async fn decode_message(
         &self,
         message: &async_nats::Message,

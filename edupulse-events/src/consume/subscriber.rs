@@ -102,6 +102,7 @@ impl Subscriber {
 
     /// Decodes the messages in order and applies them; a data subject's erasure ends a group,
     /// so the messages after it decode once its key has left the cache.
+    #[tracing::instrument(name = "edupulse.consume_batch", level = "debug", skip_all, fields(consumer = self.dispatcher.inbox.consumer(), messages = messages.len()))]
     async fn process(&self, messages: &[jetstream::Message]) {
         let pool = self.runtime.store().pool();
         let mut received = Vec::with_capacity(messages.len());

@@ -114,6 +114,7 @@ impl KeyStore {
     }
 
     /// [`erase_subject`](Self::erase_subject), optionally scrubbing the stored ciphertext too.
+    #[tracing::instrument(name = "edupulse.erase", level = "info", skip_all)]
     pub async fn erase_subject_with(
         &self,
         store: &Store,

@@ -149,6 +149,7 @@ impl Relay {
     /// `relay::read`), so no aggregate's event is published before an earlier one, and no read
     /// goes back over the outbox's beginning. A step dropped before it completes makes the
     /// next one start over from the beginning of the outbox.
+    #[tracing::instrument(name = "edupulse.relay_batch", level = "debug", skip_all)]
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
             self.start_over();

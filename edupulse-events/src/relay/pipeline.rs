@@ -78,6 +78,7 @@ impl Pipeline {
     /// Sends and collects acknowledgements until at most `low_water` rows are queued (0: until
     /// everything is acknowledged), or a publish fails; after a failure, nothing more is sent
     /// and the acknowledgements already on their way are collected.
+    #[tracing::instrument(name = "edupulse.publish", level = "debug", skip_all)]
     pub async fn run(&mut self, publisher: &Publisher, source: &str, low_water: usize) {
         if self.sending {
             // The row being sent was dropped with its aggregate still marked active: treat it

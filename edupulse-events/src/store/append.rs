@@ -132,6 +132,7 @@ impl Store {
     ///
     /// On [`StoreError::Conflict`] roll the transaction back: after a lost race PostgreSQL has
     /// already aborted it.
+    #[tracing::instrument(name = "edupulse.append", level = "debug", skip_all, fields(events = events.len(), aggregate = ?events.first().map(|e| e.aggregate_id)))]
     pub async fn append(
         &self,
         tx: &mut PgConnection,
