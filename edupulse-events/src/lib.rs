@@ -84,6 +84,7 @@ mod descriptor;
 mod envelope;
 mod error;
 mod event;
+pub mod metrics;
 pub mod privacy;
 pub mod publish;
 mod registry;

@@ -170,12 +170,25 @@ impl Subscriber {
         delivered: i64,
         outcome: Outcome,
     ) {
+        let consumer = self.dispatcher.inbox.consumer().to_owned();
         let ack = match outcome {
-            Outcome::Done | Outcome::Skipped => AckKind::Ack,
+            Outcome::Done => {
+                ::metrics::counter!(crate::metrics::CONSUMER_APPLIED, "consumer" => consumer)
+                    .increment(1);
+                AckKind::Ack
+            }
+            Outcome::Skipped => AckKind::Ack,
             Outcome::Retry(wait) => AckKind::Nak(Some(wait)),
             Outcome::SetAside(reason) => {
                 match self.set_aside(message, sequence, delivered, &reason).await {
-                    Ok(()) => AckKind::Term,
+                    Ok(()) => {
+                        ::metrics::counter!(
+                            crate::metrics::CONSUMER_DEAD_LETTERS,
+                            "consumer" => consumer
+                        )
+                        .increment(1);
+                        AckKind::Term
+                    }
                     // Not recorded, so not terminated: it comes back and is set aside then.
                     Err(err) => {
                         tracing::warn!(

@@ -168,6 +168,7 @@ impl KeyStore {
         // commit that reports a lost connection may still have happened: evict either way.
         self.evict(subject);
         committed.map_err(StoreError::from)?;
+        ::metrics::counter!(crate::metrics::ERASURES).increment(1);
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,

@@ -182,9 +182,17 @@ impl Relay {
         };
         self.read_from = self.read_from.after_batch(&rows);
         if rows.is_empty() && self.pipeline.is_idle() {
+            ::metrics::gauge!(crate::metrics::OUTBOX_LAG).set(0.0);
             return Ok(StepOutcome::default());
         }
         let loaded = rows.len();
+        let lag = rows.first().map_or(0.0, |row| {
+            (chrono::Utc::now() - row.occurred_at)
+                .as_seconds_f64()
+                .max(0.0)
+        });
+        ::metrics::gauge!(crate::metrics::OUTBOX_LAG).set(lag);
+        ::metrics::histogram!(crate::metrics::RELAY_BATCH_EVENTS).record(loaded as f64);
         let more_coming = loaded as i64 >= limit;
         if more_coming {
             let store = self.store.clone();
@@ -205,10 +213,15 @@ impl Relay {
         } else {
             0
         };
+        let publishing = std::time::Instant::now();
         self.pipeline
             .run(&self.publisher, &self.config.source, low_water)
             .await;
+        ::metrics::histogram!(crate::metrics::RELAY_PUBLISH_SECONDS)
+            .record(publishing.elapsed().as_secs_f64());
         let book = self.pipeline.take_bookkeeping();
+        ::metrics::counter!(crate::metrics::RELAY_PUBLISHED).increment(book.acked.len() as u64);
+        ::metrics::counter!(crate::metrics::RELAY_DEAD_LETTERS).increment(book.dead.len() as u64);
         let outcome = StepOutcome {
             loaded,
             published: book.acked.len(),

@@ -1,0 +1,30 @@
+//! What the runtime reports through the [`metrics`] facade: install any recorder (Prometheus,
+//! StatsD, ...) in the application and these appear; without one they cost nothing.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `edupulse_relay_published_total` | counter | events published and acknowledged by JetStream |
+//! | `edupulse_relay_dead_letters_total` | counter | events the relay set aside in `dead_letters` |
+//! | `edupulse_outbox_lag_seconds` | gauge | age of the oldest event in the relay's last batch (0 when idle) |
+//! | `edupulse_relay_batch_events` | histogram | events per relay batch |
+//! | `edupulse_relay_publish_seconds` | histogram | time to publish a batch and collect its acknowledgements |
+//! | `edupulse_erasures_total` | counter | data subjects erased |
+//! | `edupulse_consumer_applied_total{consumer}` | counter | events a subscriber applied |
+//! | `edupulse_consumer_dead_letters_total{consumer}` | counter | messages a subscriber set aside |
+
+/// Events published and acknowledged.
+pub const RELAY_PUBLISHED: &str = "edupulse_relay_published_total";
+/// Events the relay set aside.
+pub const RELAY_DEAD_LETTERS: &str = "edupulse_relay_dead_letters_total";
+/// Age of the oldest event in the last batch.
+pub const OUTBOX_LAG: &str = "edupulse_outbox_lag_seconds";
+/// Events per relay batch.
+pub const RELAY_BATCH_EVENTS: &str = "edupulse_relay_batch_events";
+/// Publishing a batch.
+pub const RELAY_PUBLISH_SECONDS: &str = "edupulse_relay_publish_seconds";
+/// Data subjects erased.
+pub const ERASURES: &str = "edupulse_erasures_total";
+/// Events a subscriber applied.
+pub const CONSUMER_APPLIED: &str = "edupulse_consumer_applied_total";
+/// Messages a subscriber set aside.
+pub const CONSUMER_DEAD_LETTERS: &str = "edupulse_consumer_dead_letters_total";
