@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::admin::AdminCommand;
-use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::{RuntimeError, Uuid};
 
 /// An application's command line with the admin group mounted under `events`.
@@ -40,17 +39,6 @@ async fn admin(env: &TestEnv, args: &[&str]) -> String {
     String::from_utf8(out).unwrap()
 }
 
-async fn relay_everything(env: &TestEnv) {
-    let mut relay = Relay::new(
-        env.store.clone(),
-        env.publisher().await,
-        RelayConfig::default(),
-    );
-    while env.count("outbox").await > 0 {
-        relay.step().await.unwrap();
-    }
-}
-
 fn submission(student_id: Uuid, name: &str) -> QuizSubmitted {
     QuizSubmitted {
         quiz_id: Uuid::now_v7(),
@@ -76,7 +64,7 @@ async fn status_tail_and_erase_report_what_the_servers_hold() {
         "{status}"
     );
 
-    relay_everything(&env).await;
+    env.relay_everything().await;
     let status = admin(&env, &["status"]).await;
     assert!(status.contains("outbox: empty"), "{status}");
     assert!(status.contains("relay dead letters: 0"), "{status}");

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 use edupulse_suite::leaderboard;
@@ -60,22 +59,6 @@ async fn submit(
     }
 }
 
-async fn relay_everything(env: &TestEnv) {
-    let mut relay = Relay::new(
-        env.store.clone(),
-        env.publisher().await,
-        RelayConfig::default(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.count("outbox").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the relay left rows in the outbox"
-        );
-        relay.step().await.unwrap();
-    }
-}
-
 async fn applied(env: &TestEnv, consumer: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM inbox WHERE consumer = $1")
         .bind(consumer)
@@ -116,7 +99,7 @@ async fn a_projection_rebuilt_from_the_store_equals_the_one_built_live() {
             .unwrap();
     }
     submit(&env, &students[3..], 50, 100, 5_000).await;
-    relay_everything(&env).await;
+    env.relay_everything().await;
 
     let runtime = env.runtime().await;
     let live = leaderboard::subscriber(&runtime, "leaderboard")
@@ -213,7 +196,7 @@ async fn a_consumer_killed_mid_stream_applies_every_event_once_after_a_restart()
     leaderboard::create_table(&env.pool).await.unwrap();
     let students = students();
     submit(&env, &students, 40, 100, 0).await;
-    relay_everything(&env).await;
+    env.relay_everything().await;
 
     let mut first = Consumer::start(&env);
     until_applied(&env, "leaderboard", 500).await;

@@ -180,22 +180,6 @@ async fn append_all(env: &TestEnv, planted: &[Planted]) -> Vec<Uuid> {
     ids
 }
 
-async fn relay_everything(env: &TestEnv) {
-    let mut relay = Relay::new(
-        env.store.clone(),
-        env.publisher().await,
-        RelayConfig::default(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env.count("outbox").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the relay left rows in the outbox"
-        );
-        relay.step().await.unwrap();
-    }
-}
-
 /// Every event in the log, decoded with PII opened, by event id. `read_all` holds back events
 /// until every older transaction in the cluster has ended (other tests run beside this one),
 /// so it is read until it has returned as many events as the table holds.
@@ -290,7 +274,7 @@ fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
                     })
                     .collect();
                 let ids = append_all(&env, &planted).await;
-                relay_everything(&env).await;
+                env.relay_everything().await;
                 assert_no_plaintext(&env, &canaries, "before erasure").await;
 
                 let erased: HashSet<Uuid> = subjects
@@ -305,7 +289,7 @@ fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
                         .await
                         .unwrap();
                 }
-                relay_everything(&env).await;
+                env.relay_everything().await;
                 assert_no_plaintext(&env, &canaries, "after erasure").await;
 
                 let from_log = replay_from_postgres(&env.store).await;

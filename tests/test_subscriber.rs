@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::TestEnv;
 use edupulse_events::consume::{ConsumeError, Subscriber};
 use edupulse_events::privacy::LocalKeyProvider;
-use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::{DomainEvent, Envelope, Runtime, Uuid};
 use serde::{Deserialize, Serialize};
 
@@ -47,22 +46,6 @@ async fn runtime(env: &TestEnv) -> Runtime {
         .unwrap()
 }
 
-async fn relay_everything(env: &TestEnv) {
-    let mut relay = Relay::new(
-        env.store.clone(),
-        env.publisher().await,
-        RelayConfig::default(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env.count("outbox").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the relay left rows in the outbox"
-        );
-        relay.step().await.unwrap();
-    }
-}
-
 /// Waits until `done` holds, checking the database every few milliseconds.
 async fn eventually(env: &TestEnv, what: &str, done: impl AsyncFn(&TestEnv) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -74,6 +57,10 @@ async fn eventually(env: &TestEnv, what: &str, done: impl AsyncFn(&TestEnv) -> b
 
 #[tokio::test]
 async fn failing_handlers_are_retried_or_set_aside_without_holding_up_the_others() {
+    // The test's runtime is single-threaded: a thread-local recorder sees the subscriber.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let env = TestEnv::new().await;
     sqlx::query("CREATE TABLE awarded (award_id UUID, points INTEGER)")
         .execute(&env.pool)
@@ -96,7 +83,7 @@ async fn failing_handlers_are_retried_or_set_aside_without_holding_up_the_others
         award_id: Uuid::now_v7(),
     }])
     .await;
-    relay_everything(&env).await;
+    env.relay_everything().await;
 
     let runtime = runtime(&env).await;
     let attempts: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
@@ -151,6 +138,25 @@ async fn failing_handlers_are_retried_or_set_aside_without_holding_up_the_others
             .unwrap();
     assert_eq!(applied.len(), 19);
     assert!(applied.iter().all(|(_, n)| *n == 1), "{applied:?}");
+    let counted: HashMap<String, metrics_util::debugging::DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "consumer" && l.value() == "awards")
+        })
+        .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+        .collect();
+    assert_eq!(
+        counted.get(edupulse_events::metrics::CONSUMER_APPLIED),
+        Some(&metrics_util::debugging::DebugValue::Counter(19))
+    );
+    assert_eq!(
+        counted.get(edupulse_events::metrics::CONSUMER_DEAD_LETTERS),
+        Some(&metrics_util::debugging::DebugValue::Counter(1))
+    );
     assert!(applied.iter().any(|(id, _)| *id == flaky.award_id));
     assert!(!applied.iter().any(|(id, _)| *id == hopeless.award_id));
     // A failing handler runs once per delivery: the hopeless one four times, the flaky one
@@ -315,7 +321,7 @@ async fn a_swallowed_statement_failure_is_not_acknowledged_as_applied_and_reason
     for event in &events {
         env.append(std::slice::from_ref(event)).await;
     }
-    relay_everything(&env).await;
+    env.relay_everything().await;
     let runtime = runtime(&env).await;
     let subscriber = misbehaving_subscriber(&runtime).build().await.unwrap();
     run_until(
@@ -366,7 +372,7 @@ async fn events_without_a_handler_go_to_the_unhandled_handler_when_there_is_one(
         fail_first: 0,
     }])
     .await;
-    relay_everything(&env).await;
+    env.relay_everything().await;
     let runtime = runtime(&env).await;
     let subscriber = Subscriber::builder(&runtime, "router")
         .on(|_: PointsAwarded, _envelope: &Envelope, _tx| Box::pin(async { Ok(()) }))

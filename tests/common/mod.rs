@@ -167,6 +167,23 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Relays the whole outbox to this environment's stream with a relay of its own.
+    pub async fn relay_everything(&self) {
+        let mut relay = edupulse_events::relay::Relay::new(
+            self.store.clone(),
+            self.publisher().await,
+            edupulse_events::relay::RelayConfig::default(),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while self.count("outbox").await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay left rows in the outbox"
+            );
+            relay.step().await.unwrap();
+        }
+    }
+
     /// Appends typed events to one aggregate in a transaction of their own.
     pub async fn append<T: DomainEvent>(&self, events: &[T]) -> Vec<i64> {
         let envelopes: Vec<Envelope> = events.iter().map(|e| Envelope::new(e).unwrap()).collect();

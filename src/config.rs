@@ -1,0 +1,108 @@
+//! Configuration from the environment, as the workspace's processes and examples read it:
+//! `DATABASE_URL`, `EDUPULSE_SCHEMA` (search path, default `public`), `NATS_URL`,
+//! `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default `EDUPULSE`),
+//! `EDUPULSE_PARTITIONS` (default 8) and `EDUPULSE_MASTER_KEY` (32 bytes, base64).
+
+use std::error::Error;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use edupulse_events::Runtime;
+use edupulse_events::privacy::{KeyError, LocalKeyProvider, MASTER_KEY_ENV};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// What the environment failed to give.
+pub type ConfigError = Box<dyn Error + Send + Sync>;
+
+/// `name`'s value, or `default` when it is unset.
+pub fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The schema named by `EDUPULSE_SCHEMA`.
+pub fn schema() -> String {
+    var("EDUPULSE_SCHEMA", "public")
+}
+
+/// The subject prefix named by `EDUPULSE_PREFIX`.
+pub fn prefix() -> String {
+    var("EDUPULSE_PREFIX", "edupulse")
+}
+
+/// The stream named by `EDUPULSE_STREAM`.
+pub fn stream() -> String {
+    var("EDUPULSE_STREAM", "EDUPULSE")
+}
+
+/// The outbox partitions given by `EDUPULSE_PARTITIONS`.
+pub fn partitions() -> Result<u16, ConfigError> {
+    Ok(var("EDUPULSE_PARTITIONS", "8").parse()?)
+}
+
+/// A pool on `DATABASE_URL` with the schema first on the search path.
+pub async fn pool(max_connections: u32) -> Result<PgPool, ConfigError> {
+    let database = var(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let schema = schema();
+    let options =
+        PgConnectOptions::from_str(&database)?.options([("search_path", schema.as_str())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await?)
+}
+
+/// A client of `NATS_URL`. A long-running process `wait`s for a server that is not up yet; a
+/// command is better told at once.
+pub async fn nats(wait: bool) -> Result<async_nats::Client, ConfigError> {
+    let options = if wait {
+        async_nats::ConnectOptions::new().retry_on_initial_connect()
+    } else {
+        async_nats::ConnectOptions::new()
+    };
+    Ok(options
+        .connect(var("NATS_URL", "nats://127.0.0.1:4222"))
+        .await?)
+}
+
+/// The master key from `EDUPULSE_MASTER_KEY`; with `development` and the variable unset, a
+/// key kept in `target/edupulse-dev.key` (created on first use) instead. A process holding
+/// real data never wants that fallback: it would seal under a key nobody manages.
+pub fn key_provider(development: bool) -> Result<LocalKeyProvider, KeyError> {
+    if development && std::env::var(MASTER_KEY_ENV).is_err() {
+        LocalKeyProvider::from_file_or_create(Path::new("target/edupulse-dev.key"))
+    } else {
+        LocalKeyProvider::from_env()
+    }
+}
+
+/// The runtime over `pool` and `nats` as configured by the environment.
+pub async fn runtime(
+    pool: PgPool,
+    nats: async_nats::Client,
+    keys: LocalKeyProvider,
+) -> Result<Runtime, ConfigError> {
+    Ok(Runtime::builder()
+        .postgres(pool)
+        .nats(nats)
+        .subject_prefix(prefix())
+        .stream(stream())
+        .partitions(partitions()?)
+        .key_provider(Arc::new(keys))
+        .build()
+        .await?)
+}
+
+/// Completes on Ctrl-C or SIGTERM: how a process is asked to stop.
+pub async fn terminated() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
