@@ -81,6 +81,7 @@ mod cloudevents;
 pub mod consume;
 pub mod contract;
 mod descriptor;
+pub mod embedded;
 mod envelope;
 mod error;
 mod event;

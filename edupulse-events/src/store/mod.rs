@@ -2,9 +2,10 @@
 //! transactional outbox written in the caller's own transaction.
 
 mod append;
+mod backend;
 mod error;
 mod read;
-mod sealing;
+pub(crate) mod sealing;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::envelope::Envelope;
 use crate::privacy::KeyStore;
 
 pub use append::{Appended, ExpectedVersion};
+pub use backend::EventStore;
 pub(crate) use error::Redacted;
 pub use error::{DatabaseError, StoreError};
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};

@@ -47,14 +47,17 @@ fn pii_values<'p>(
     })
 }
 
-/// The payloads to store for `events`: each one with PII has its values sealed (`Some`), the
-/// others are stored as they are (`None`). Keys are taken inside `tx`, in subject order so two
-/// appends needing the same subjects cannot deadlock; each stays locked until `tx` ends.
-pub(super) async fn seal_payloads(
-    keys: Option<&KeyStore>,
-    tx: &mut PgConnection,
-    events: &[Envelope],
-) -> Result<Vec<Option<Value>>, StoreError> {
+/// What sealing `events` needs: their descriptors and the subjects whose keys seal them.
+/// `None` when no event carries a present PII value.
+pub(crate) struct SealPlan {
+    descriptors: Vec<&'static EventDescriptor>,
+    /// The owners of the PII values, in order (keys are taken in this order).
+    pub(crate) owners: BTreeSet<Uuid>,
+}
+
+/// Finds the PII values of `events` and their owners; refuses unregistered types and PII
+/// without an owner. Backend-neutral: the store then fetches the owners' keys its own way.
+pub(crate) fn plan_seal(events: &[Envelope]) -> Result<Option<SealPlan>, StoreError> {
     let registry = Registry::global();
     let mut owners = BTreeSet::new();
     let mut any = false;
@@ -72,21 +75,45 @@ pub(super) async fn seal_payloads(
             any = true;
         }
     }
-    if !any {
+    Ok(any.then_some(SealPlan {
+        descriptors,
+        owners,
+    }))
+}
+
+/// The payloads to store for `events` under `plan`: each one with PII has its values sealed
+/// with its owner's key from `keys` (`Some`), the others are stored as they are (`None`).
+pub(crate) fn seal_planned(
+    events: &[Envelope],
+    plan: SealPlan,
+    keys: &HashMap<Uuid, (u32, DataKey)>,
+) -> Result<Vec<Option<Value>>, StoreError> {
+    events
+        .iter()
+        .zip(plan.descriptors)
+        .map(|(e, descriptor)| seal_one(e, descriptor, keys))
+        .collect()
+}
+
+/// The payloads to store for `events`: each one with PII has its values sealed (`Some`), the
+/// others are stored as they are (`None`). Keys are taken inside `tx`, in subject order so two
+/// appends needing the same subjects cannot deadlock; each stays locked until `tx` ends.
+pub(super) async fn seal_payloads(
+    keys: Option<&KeyStore>,
+    tx: &mut PgConnection,
+    events: &[Envelope],
+) -> Result<Vec<Option<Value>>, StoreError> {
+    let Some(plan) = plan_seal(events)? else {
         return Ok(vec![None; events.len()]);
-    }
+    };
     let keys = keys.ok_or_else(|| StoreError::NoKeyStore {
         type_name: events[0].type_string(),
     })?;
-    let mut subject_keys: HashMap<Uuid, (u32, DataKey)> = HashMap::with_capacity(owners.len());
-    for subject in owners {
+    let mut subject_keys: HashMap<Uuid, (u32, DataKey)> = HashMap::with_capacity(plan.owners.len());
+    for &subject in &plan.owners {
         subject_keys.insert(subject, keys.key_for_append(tx, subject).await?);
     }
-    events
-        .iter()
-        .zip(descriptors)
-        .map(|(e, descriptor)| seal_one(e, descriptor, &subject_keys))
-        .collect()
+    seal_planned(events, plan, &subject_keys)
 }
 
 fn seal_one(
@@ -113,21 +140,26 @@ fn seal_one(
 }
 
 /// One sealed value found in a read event: where it is, and what opens it.
-struct Found {
+pub(crate) struct Found {
     event: usize,
     pii_index: usize,
     sealed: SealedField,
 }
 
-/// Opens every sealed PII value of `events` in place: the plaintext when its key exists, the
-/// field's erased form when the key was destroyed (or the value scrubbed). A value that does not
-/// open with an existing key fails the read with a typed [`PrivacyError`]. Without a key store,
-/// sealed values are left as they are (decoding them then says so).
-pub(super) async fn open_events<E: AsMut<Envelope>>(
-    keys: Option<&KeyStore>,
-    pool: &sqlx::PgPool,
+impl Found {
+    /// The key that opens it: (subject, key version).
+    pub(crate) fn key_id(&self) -> (Uuid, u32) {
+        (self.sealed.subject, self.sealed.key_version)
+    }
+}
+
+/// Finds every sealed PII value of `events`, turning scrubbed ones into the field's erased
+/// form on the way. With `sealing` (the store seals what it writes), a value in clear in a PII
+/// field is refused; a value sealed for someone other than the field's owner always is.
+pub(crate) fn find_sealed<E: AsMut<Envelope>>(
     events: &mut [E],
-) -> Result<(), StoreError> {
+    sealing: bool,
+) -> Result<Vec<Found>, StoreError> {
     let registry = Registry::global();
     let mut found = Vec::new();
     for (index, event) in events.iter_mut().enumerate() {
@@ -148,7 +180,7 @@ pub(super) async fn open_events<E: AsMut<Envelope>>(
             let Some(sealed) = SealedField::from_json(value, &ctx) else {
                 // This store seals every value it writes: one in clear was put there by
                 // something else, and is refused rather than passed off as protected.
-                if keys.is_some() && !value.is_null() {
+                if sealing && !value.is_null() {
                     return Err(PrivacyError::Malformed {
                         event_id: e.id,
                         field: pii.field.json.to_owned(),
@@ -174,21 +206,25 @@ pub(super) async fn open_events<E: AsMut<Envelope>>(
             });
         }
     }
-    let Some(keys) = keys.filter(|_| !found.is_empty()) else {
-        return Ok(());
-    };
-    let wanted: Vec<(Uuid, u32)> = found
-        .iter()
-        .map(|f| (f.sealed.subject, f.sealed.key_version))
-        .collect();
-    let data_keys = keys.keys_for_read(pool, &wanted).await?;
+    Ok(found)
+}
+
+/// Opens each of `found` in place with `keys`: the plaintext when its key is there, the
+/// field's erased form when it is not (destroyed). A value that does not open with its key
+/// fails with a typed [`PrivacyError`].
+pub(crate) fn open_found<E: AsMut<Envelope>>(
+    events: &mut [E],
+    found: Vec<Found>,
+    keys: &HashMap<(Uuid, u32), DataKey>,
+) -> Result<(), StoreError> {
+    let registry = Registry::global();
     for f in found {
         let e = events[f.event].as_mut();
         let descriptor = registry
             .get(&e.event_type, e.version)
-            .expect("looked up above");
+            .expect("found only in registered events");
         let field = descriptor.pii_fields()[f.pii_index].field.json;
-        let opened = match data_keys.get(&(f.sealed.subject, f.sealed.key_version)) {
+        let opened = match keys.get(&f.key_id()) {
             Some(key) => {
                 let ctx = context(e, field);
                 let plaintext = open(key, &ctx, &f.sealed)?;
@@ -203,6 +239,23 @@ pub(super) async fn open_events<E: AsMut<Envelope>>(
         e.payload[field] = opened;
     }
     Ok(())
+}
+
+/// Opens every sealed PII value of `events` in place (see [`find_sealed`] and
+/// [`open_found`]). Without a key store, sealed values are left as they are (decoding them
+/// then says so).
+pub(super) async fn open_events<E: AsMut<Envelope>>(
+    keys: Option<&KeyStore>,
+    pool: &sqlx::PgPool,
+    events: &mut [E],
+) -> Result<(), StoreError> {
+    let found = find_sealed(events, keys.is_some())?;
+    let Some(keys) = keys.filter(|_| !found.is_empty()) else {
+        return Ok(());
+    };
+    let wanted: Vec<(Uuid, u32)> = found.iter().map(Found::key_id).collect();
+    let data_keys = keys.keys_for_read(pool, &wanted).await?;
+    open_found(events, found, &data_keys)
 }
 
 fn context<'e>(e: &'e Envelope, field: &'e str) -> FieldContext<'e> {

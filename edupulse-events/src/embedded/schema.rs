@@ -1,0 +1,55 @@
+//! The embedded store's tables: the same log, outbox and key tables as PostgreSQL's
+//! migrations, in SQLite's dialect. Created on open; `IF NOT EXISTS` makes reopening a no-op.
+
+pub(super) const SCHEMA: &str = "
+PRAGMA foreign_keys = ON;
+
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT    NOT NULL UNIQUE,
+    aggregate_type TEXT    NOT NULL,
+    aggregate_id   TEXT    NOT NULL,
+    sequence       INTEGER NOT NULL CHECK (sequence >= 1),
+    event_type     TEXT    NOT NULL,
+    version        INTEGER NOT NULL CHECK (version >= 1),
+    data_subjects  TEXT    NOT NULL,
+    payload        TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    occurred_at    TEXT    NOT NULL,
+    recorded_at    TEXT    NOT NULL,
+    -- Optimistic concurrency: two writers of one aggregate cannot both take a sequence.
+    UNIQUE (aggregate_id, sequence)
+);
+
+-- The log is append-only: history is corrected by new events, never rewritten.
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+-- Erasure finds a person's events without scanning the log.
+CREATE TABLE IF NOT EXISTS event_subjects (
+    subject_id TEXT    NOT NULL,
+    position   INTEGER NOT NULL REFERENCES events (position),
+    PRIMARY KEY (subject_id, position)
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    position INTEGER PRIMARY KEY REFERENCES events (position),
+    subject  TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_id  TEXT    NOT NULL,
+    key_version INTEGER NOT NULL,
+    wrapped     BLOB    NOT NULL,
+    PRIMARY KEY (subject_id, key_version)
+);
+
+CREATE TABLE IF NOT EXISTS erased_subjects (
+    subject_id       TEXT    PRIMARY KEY,
+    erased_at        TEXT    NOT NULL,
+    reason           TEXT    NOT NULL,
+    last_key_version INTEGER NOT NULL
+);
+";

@@ -1,0 +1,354 @@
+//! One behavioural suite, two backends: the same checks run against the PostgreSQL store with
+//! JetStream (real servers) and against the embedded SQLite store with the in-process bus,
+//! through the `EventStore` trait both implement.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestEnv;
+use edupulse_domain::{QuizSubmitted, QuizSubmittedV1};
+use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
+use edupulse_events::privacy::{LocalKeyProvider, Pii};
+use edupulse_events::publish::envelope_from_message;
+use edupulse_events::store::{EventStore, ExpectedVersion, LogCursor, StoreError};
+use edupulse_events::{Envelope, Registry, Uuid};
+use futures::future::join_all;
+
+/// A backend under test: its store, and what the checks need beyond the trait.
+trait Backend {
+    type Store: EventStore;
+    fn store(&self) -> &Self::Store;
+    /// Events waiting to be relayed.
+    async fn outbox(&self) -> i64;
+    /// Relays everything and returns what the bus or stream carried, personal data opened
+    /// the way a consumer opens it.
+    async fn relayed(&self) -> Vec<Envelope>;
+    async fn finish(self);
+}
+
+struct Postgres(TestEnv);
+
+impl Backend for Postgres {
+    type Store = edupulse_events::store::Store;
+    fn store(&self) -> &Self::Store {
+        &self.0.store
+    }
+    async fn outbox(&self) -> i64 {
+        self.0.count("outbox").await
+    }
+    async fn relayed(&self) -> Vec<Envelope> {
+        self.0.relay_everything().await;
+        let mut envelopes: Vec<Envelope> = self
+            .0
+            .stream_messages()
+            .await
+            .iter()
+            .map(|m| envelope_from_message(m.headers.as_ref(), &m.payload).unwrap())
+            .collect();
+        self.0.store.open(&mut envelopes).await.unwrap();
+        envelopes
+    }
+    async fn finish(self) {
+        self.0.cleanup().await;
+    }
+}
+
+struct Embedded {
+    store: SqliteStore,
+    bus: InProcessBus,
+    received:
+        tokio::sync::Mutex<tokio::sync::broadcast::Receiver<edupulse_events::embedded::BusMessage>>,
+}
+
+impl Backend for Embedded {
+    type Store = SqliteStore;
+    fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+    async fn outbox(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+    async fn relayed(&self) -> Vec<Envelope> {
+        relay_pending(&self.store, &self.bus).await.unwrap();
+        let mut received = self.received.lock().await;
+        let mut envelopes = Vec::new();
+        while let Ok(message) = received.try_recv() {
+            envelopes.push(message.envelope);
+        }
+        self.store.open_envelopes(&mut envelopes).await.unwrap();
+        envelopes
+    }
+    async fn finish(self) {}
+}
+
+async fn postgres() -> Postgres {
+    Postgres(TestEnv::new().await)
+}
+
+async fn embedded() -> Embedded {
+    let master = edupulse_events::privacy::DataKey::generate();
+    let store = SqliteStore::in_memory("edupulse")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(master)));
+    let bus = InProcessBus::new(10_000);
+    let received = tokio::sync::Mutex::new(bus.subscribe());
+    Embedded {
+        store,
+        bus,
+        received,
+    }
+}
+
+fn submitted(quiz_id: Uuid, student_id: Uuid, name: &str) -> Envelope {
+    Envelope::new(&QuizSubmitted {
+        quiz_id,
+        student_id,
+        student_name: name.to_owned().into(),
+        score: 0.5,
+        answers: vec![],
+    })
+    .unwrap()
+}
+
+async fn append_one<S: EventStore>(
+    store: &S,
+    expected: ExpectedVersion,
+    events: &[Envelope],
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin().await?;
+    match store.append(&mut tx, expected, events).await {
+        Ok(appended) => {
+            S::commit(tx).await?;
+            Ok(appended.version)
+        }
+        Err(err) => {
+            S::rollback(tx).await?;
+            Err(err)
+        }
+    }
+}
+
+/// The whole log once it holds `count` events: PostgreSQL's `read_all` holds back events
+/// younger than the oldest transaction still running (other tests' included), so it is polled.
+async fn read_at_least<S: EventStore>(
+    store: &S,
+    count: usize,
+) -> Vec<edupulse_events::store::StoredEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let all = store.read_all(LogCursor::START, 100).await.unwrap();
+        if all.len() >= count {
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never showed {count} events"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Appended events read back decoded, an old version upcast, with the aggregate's version.
+async fn appends_read_back_upcast<B: Backend>(backend: B) {
+    let store = backend.store();
+    let (quiz, student) = (Uuid::now_v7(), Uuid::now_v7());
+    let old = Envelope::new(&QuizSubmittedV1 {
+        quiz_id: quiz,
+        student_id: student,
+        student_name: "Ada".to_owned().into(),
+        correct: 3,
+        total: 4,
+    })
+    .unwrap();
+    append_one(store, ExpectedVersion::NoStream, &[old])
+        .await
+        .unwrap();
+    let version = append_one(
+        store,
+        ExpectedVersion::Exact(1),
+        &[submitted(quiz, student, "Ada")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(version, 2);
+    let loaded = store.load(quiz).await.unwrap();
+    assert_eq!(loaded.version, 2);
+    let events: Vec<QuizSubmitted> = loaded
+        .events
+        .into_iter()
+        .map(|e| e.downcast().unwrap())
+        .collect();
+    assert_eq!(events[0].score, 0.75, "v1 upcast to v2");
+    assert_eq!(events[1].student_name, Pii::Present("Ada".to_owned()));
+    let all = read_at_least(store, 2).await;
+    assert_eq!(all.len(), 2);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    backend.finish().await;
+}
+
+/// A rolled-back transaction leaves no event and nothing to relay.
+async fn rollback_leaves_nothing<B: Backend>(backend: B) {
+    let store = backend.store();
+    let quiz = Uuid::now_v7();
+    let mut tx = store.begin().await.unwrap();
+    store
+        .append(
+            &mut tx,
+            ExpectedVersion::NoStream,
+            &[submitted(quiz, Uuid::now_v7(), "Ada")],
+        )
+        .await
+        .unwrap();
+    B::Store::rollback(tx).await.unwrap();
+    assert_eq!(store.load(quiz).await.unwrap().version, 0);
+    assert!(
+        store
+            .read_all(LogCursor::START, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(backend.outbox().await, 0);
+    assert!(backend.relayed().await.is_empty());
+    backend.finish().await;
+}
+
+/// Writers racing on one aggregate: each success extends a contiguous sequence, every loser
+/// gets `Conflict` naming the version it lost to.
+async fn racing_writers_conflict<B: Backend>(backend: B) {
+    let store = backend.store();
+    let quiz = Uuid::now_v7();
+    let attempts = join_all((0..16).map(|n| async move {
+        let version = store.load(quiz).await.unwrap().version;
+        let expected = if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        append_one(
+            store,
+            expected,
+            &[submitted(quiz, Uuid::now_v7(), &format!("s{n}"))],
+        )
+        .await
+    }))
+    .await;
+    let won = attempts.iter().filter(|a| a.is_ok()).count() as u64;
+    for attempt in &attempts {
+        if let Err(err) = attempt {
+            assert!(
+                matches!(err, StoreError::Conflict { aggregate, actual, .. } if *aggregate == quiz && *actual >= 1),
+                "{err}"
+            );
+        }
+    }
+    // All 16 read the version before any appended: one wins each version, the rest lose.
+    assert!((1..16).contains(&won), "{won} won");
+    let loaded = store.load(quiz).await.unwrap();
+    assert_eq!(loaded.version, won);
+    assert_eq!(loaded.events.len() as u64, won);
+    backend.finish().await;
+}
+
+/// Erasing a subject turns their personal data into `Erased` in the log and in relayed copies,
+/// leaves everyone else's, and refuses new personal data of theirs.
+async fn erasure_shreds_one_subject<B: Backend>(backend: B) {
+    let store = backend.store();
+    let (erased, kept) = (Uuid::now_v7(), Uuid::now_v7());
+    let (quiz_a, quiz_b) = (Uuid::now_v7(), Uuid::now_v7());
+    append_one(
+        store,
+        ExpectedVersion::NoStream,
+        &[submitted(quiz_a, erased, "Grace")],
+    )
+    .await
+    .unwrap();
+    append_one(
+        store,
+        ExpectedVersion::NoStream,
+        &[submitted(quiz_b, kept, "Alan")],
+    )
+    .await
+    .unwrap();
+    let receipt = store.erase_subject(erased, "test request").await.unwrap();
+    assert_eq!(receipt.subject, erased);
+    assert_eq!(receipt.keys_destroyed, 1);
+
+    let name_in = |quiz| async move {
+        let loaded = store.load(quiz).await.unwrap();
+        let event: QuizSubmitted = loaded
+            .events
+            .into_iter()
+            .next()
+            .unwrap()
+            .downcast()
+            .unwrap();
+        event.student_name
+    };
+    assert_eq!(name_in(quiz_a).await, Pii::Erased);
+    assert_eq!(name_in(quiz_b).await, Pii::Present("Alan".to_owned()));
+
+    let relayed = backend.relayed().await;
+    assert_eq!(relayed.len(), 3, "two submissions and the erasure");
+    for envelope in relayed.iter().filter(|e| e.event_type == "quiz.submitted") {
+        let event: QuizSubmitted = Registry::global()
+            .decode(&envelope.event_type, envelope.version, &envelope.payload)
+            .unwrap()
+            .downcast()
+            .unwrap();
+        let expected = if event.student_id == erased {
+            Pii::Erased
+        } else {
+            Pii::Present("Alan".to_owned())
+        };
+        assert_eq!(event.student_name, expected);
+    }
+    let refused = append_one(
+        store,
+        ExpectedVersion::Any,
+        &[submitted(quiz_a, erased, "Grace again")],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::SubjectErased { subject } if subject == erased),
+        "{refused}"
+    );
+    backend.finish().await;
+}
+
+macro_rules! suite {
+    ($backend:ident, $make:ident) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn appends_read_back_upcast() {
+                super::appends_read_back_upcast($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn rollback_leaves_nothing() {
+                super::rollback_leaves_nothing($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn racing_writers_conflict() {
+                super::racing_writers_conflict($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn erasure_shreds_one_subject() {
+                super::erasure_shreds_one_subject($make().await).await;
+            }
+        }
+    };
+}
+
+suite!(on_postgres_and_jetstream, postgres);
+suite!(on_sqlite_and_in_process_bus, embedded);
