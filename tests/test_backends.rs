@@ -59,6 +59,8 @@ struct Embedded {
     bus: InProcessBus,
     received:
         tokio::sync::Mutex<tokio::sync::broadcast::Receiver<edupulse_events::embedded::BusMessage>>,
+    /// The file store's directory, removed when the test ends.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Backend for Embedded {
@@ -90,17 +92,28 @@ async fn postgres() -> Postgres {
 }
 
 async fn embedded() -> Embedded {
-    let master = edupulse_events::privacy::DataKey::generate();
-    let store = SqliteStore::in_memory("edupulse")
+    embedded_on(SqliteStore::in_memory("edupulse").await.unwrap(), None)
+}
+
+/// A file store: several connections, so writers really race (and wait on SQLite's lock).
+async fn embedded_file() -> Embedded {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"), "edupulse")
         .await
-        .unwrap()
-        .with_keys(Arc::new(LocalKeyProvider::new(master)));
+        .unwrap();
+    embedded_on(store, Some(dir))
+}
+
+fn embedded_on(store: SqliteStore, dir: Option<tempfile::TempDir>) -> Embedded {
+    let master = edupulse_events::privacy::DataKey::generate();
+    let store = store.with_keys(Arc::new(LocalKeyProvider::new(master)));
     let bus = InProcessBus::new(10_000);
     let received = tokio::sync::Mutex::new(bus.subscribe());
     Embedded {
         store,
         bus,
         received,
+        _dir: dir,
     }
 }
 
@@ -352,3 +365,4 @@ macro_rules! suite {
 
 suite!(on_postgres_and_jetstream, postgres);
 suite!(on_sqlite_and_in_process_bus, embedded);
+suite!(on_sqlite_file_and_in_process_bus, embedded_file);

@@ -427,7 +427,10 @@ async fn a_catch_up_stops_at_a_failing_event_and_applies_nothing_after_it() {
         panic!("{err}");
     };
     assert_eq!(position, positions[3]);
-    assert_eq!(reason, "PostgreSQL refused the statement (SQLSTATE 22P02)");
+    assert_eq!(
+        reason,
+        "the database refused the statement (SQLSTATE 22P02)"
+    );
     let applied: Vec<i32> = sqlx::query_scalar("SELECT points FROM awarded ORDER BY points")
         .fetch_all(&env.pool)
         .await

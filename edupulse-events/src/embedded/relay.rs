@@ -1,6 +1,9 @@
 //! The embedded relay: moves committed outbox rows to the [`InProcessBus`] in position order
-//! (which is commit order here), deleting each batch as it is published.
+//! (which is commit order here), deleting each batch as it is published. Each batch is read
+//! and deleted in one writing transaction, so two relays over one store take turns instead of
+//! publishing the same rows twice.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::FromRow;
@@ -23,42 +26,46 @@ struct Pending {
 pub async fn relay_pending(store: &SqliteStore, bus: &InProcessBus) -> Result<usize, StoreError> {
     let mut moved = 0;
     loop {
+        let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
         let pending: Vec<Pending> =
             sqlx::query_as("SELECT position, subject FROM outbox ORDER BY position LIMIT ?")
                 .bind(BATCH)
-                .fetch_all(store.pool())
+                .fetch_all(&mut *tx)
                 .await?;
-        let Some(first) = pending.first() else {
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
             return Ok(moved);
         };
         // The events themselves, as stored (sealed): the bus carries what a stream would.
-        let span = pending.last().map_or(0, |p| p.position) - first.position + 1;
-        let rows = store.sealed_after(first.position - 1, span).await?;
-        let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut events: HashMap<i64, _> = store
+            .sealed_between(&mut tx, first.position, last.position)
+            .await?
+            .into_iter()
+            .map(|stored| (stored.position, stored.envelope))
+            .collect();
         for p in &pending {
-            if let Some(stored) = rows.iter().find(|r| r.position == p.position) {
-                store_bus_publish(bus, &p.subject, stored);
-            }
-            sqlx::query("DELETE FROM outbox WHERE position = ?")
-                .bind(p.position)
-                .execute(&mut *tx)
-                .await?;
+            let envelope = events.remove(&p.position).ok_or(StoreError::Corrupt {
+                position: p.position,
+                reason: "an outbox row without its event".into(),
+            })?;
+            bus.publish(BusMessage {
+                subject: p.subject.clone(),
+                envelope,
+            });
         }
+        sqlx::query("DELETE FROM outbox WHERE position BETWEEN ? AND ?")
+            .bind(first.position)
+            .bind(last.position)
+            .execute(&mut *tx)
+            .await?;
+        // A lost commit republishes the batch: the bus, like JetStream, delivers at least once.
         tx.commit().await?;
         ::metrics::counter!(crate::metrics::RELAY_PUBLISHED).increment(pending.len() as u64);
         moved += pending.len();
     }
 }
 
-fn store_bus_publish(bus: &InProcessBus, subject: &str, stored: &crate::store::StoredEvent) {
-    bus.publish(BusMessage {
-        subject: subject.to_owned(),
-        envelope: stored.envelope.clone(),
-    });
-}
-
 /// Relays until `shutdown` completes: woken by appends, and every 100 ms for appends
-/// committed in a caller's own transaction.
+/// committed in a caller's own transaction. A failed step is logged and tried again.
 pub async fn run_relay(
     store: SqliteStore,
     bus: InProcessBus,
@@ -66,7 +73,9 @@ pub async fn run_relay(
 ) -> Result<(), StoreError> {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        relay_pending(&store, &bus).await?;
+        if let Err(err) = relay_pending(&store, &bus).await {
+            tracing::warn!(error = %err, "embedded relay step failed; retrying");
+        }
         tokio::select! {
             biased;
             () = &mut shutdown => return Ok(()),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{FromRow, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
@@ -96,8 +96,10 @@ impl TryFrom<Row> for StoredEvent {
 }
 
 impl SqliteStore {
-    /// A store in memory: gone when the last clone is dropped. One connection, so every
-    /// transaction, reading or writing, takes its turn.
+    /// A store in memory: gone when the last clone is dropped. It has one connection, so
+    /// every transaction takes its turn, and while one of yours is open the store's own reads
+    /// (`load`, `read_all`, `version`) wait for it: read before you begin, or use
+    /// [`open`](Self::open), whose file store has several connections.
     pub async fn in_memory(subject_prefix: impl Into<String>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
         let pool = SqlitePoolOptions::new()
@@ -158,7 +160,9 @@ impl SqliteStore {
     }
 
     /// A transaction that writes from its first statement (`BEGIN IMMEDIATE`): begin yours with
-    /// this, so the version an append checks cannot change before it commits.
+    /// this, so the version an append checks cannot change before it commits. (In a deferred
+    /// transaction of a file store, a writer that committed since your first read makes the
+    /// append fail with a database error, SQLite's busy snapshot, rather than a `Conflict`.)
     pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -185,6 +189,33 @@ impl SqliteStore {
                 other: other.aggregate_id,
             });
         }
+        // A failed statement undoes only itself in SQLite, not the transaction (PostgreSQL
+        // aborts it): the savepoint makes a failed append leave nothing behind either way.
+        sqlx::query("SAVEPOINT edupulse_append")
+            .execute(&mut *tx)
+            .await?;
+        let appended = self.append_in_savepoint(tx, expected, events).await;
+        if appended.is_err() {
+            sqlx::query("ROLLBACK TO edupulse_append")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("RELEASE edupulse_append")
+            .execute(&mut *tx)
+            .await?;
+        if appended.is_ok() {
+            self.appended.notify_one();
+        }
+        appended
+    }
+
+    async fn append_in_savepoint(
+        &self,
+        tx: &mut SqliteConnection,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        let aggregate = events[0].aggregate_id;
         let sealed = self.seal(tx, events).await?;
         let actual = version_of(&mut *tx, aggregate).await?;
         if let ExpectedVersion::NoStream | ExpectedVersion::Exact(_) = expected {
@@ -221,14 +252,15 @@ impl SqliteStore {
             .bind(serde_json::to_string(&event.data_subjects).expect("UUIDs serialize"))
             .bind(sealed.as_ref().unwrap_or(&event.payload).to_string())
             .bind(serde_json::to_string(&event.metadata).expect("metadata is plain JSON"))
-            .bind(event.occurred_at)
+            // PostgreSQL keeps microseconds: so does this store, so both read back alike.
+            .bind(event.occurred_at.trunc_subsecs(6))
             .bind(Utc::now())
             .fetch_one(&mut *tx)
             .await;
             let position = match inserted {
                 Ok(position) => position,
                 // Another writer took the sequence (a transaction not begun IMMEDIATE).
-                Err(err) if is_unique_violation(&err) => {
+                Err(err) if is_sequence_taken(&err) => {
                     return Err(StoreError::Conflict {
                         aggregate,
                         expected,
@@ -238,11 +270,14 @@ impl SqliteStore {
                 Err(err) => return Err(err.into()),
             };
             for subject in &event.data_subjects {
-                sqlx::query("INSERT INTO event_subjects (subject_id, position) VALUES (?, ?)")
-                    .bind(subject.to_string())
-                    .bind(position)
-                    .execute(&mut *tx)
-                    .await?;
+                // An event may name one person twice (a student who is also the teacher).
+                sqlx::query(
+                    "INSERT OR IGNORE INTO event_subjects (subject_id, position) VALUES (?, ?)",
+                )
+                .bind(subject.to_string())
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query("INSERT INTO outbox (position, subject) VALUES (?, ?)")
                 .bind(position)
@@ -251,7 +286,6 @@ impl SqliteStore {
                 .await?;
             positions.push(position);
         }
-        self.appended.notify_one();
         Ok(Appended {
             version: actual + events.len() as u64,
             positions,
@@ -356,19 +390,20 @@ impl SqliteStore {
         self.opened(rows).await
     }
 
-    /// Events after position `after`, as stored (personal data sealed): what the relay puts
-    /// on the bus.
-    pub(super) async fn sealed_after(
+    /// The events at positions `first..=last`, as stored (personal data sealed): what the
+    /// relay puts on the bus.
+    pub(super) async fn sealed_between(
         &self,
-        after: i64,
-        limit: i64,
+        tx: &mut SqliteConnection,
+        first: i64,
+        last: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            "SELECT {COLUMNS} FROM events WHERE position BETWEEN ? AND ? ORDER BY position"
         ))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(first)
+        .bind(last)
+        .fetch_all(tx)
         .await?;
         rows.into_iter().map(StoredEvent::try_from).collect()
     }
@@ -387,6 +422,9 @@ impl SqliteStore {
         subject: Uuid,
         reason: &str,
     ) -> Result<ErasureReceipt, ErasureError> {
+        if self.keys.is_none() {
+            return Err(ErasureError::NoKeyStore);
+        }
         let mut tx = self.begin().await?;
         let keys_destroyed = keys::destroy(&mut tx, subject, reason).await?;
         let erased_at = Utc::now();
@@ -431,7 +469,13 @@ async fn version_of(conn: &mut SqliteConnection, aggregate: Uuid) -> Result<u64,
     Ok(version as u64)
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+/// The aggregate's sequence was taken: the optimistic-concurrency check, as opposed to another
+/// unique value (a re-sent event id).
+fn is_sequence_taken(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.kind() == sqlx::error::ErrorKind::UniqueViolation
+            && db
+                .message()
+                .contains("events.aggregate_id, events.sequence")
+    })
 }

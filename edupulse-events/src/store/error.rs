@@ -165,7 +165,7 @@ impl fmt::Display for Redacted<'_> {
         };
         write!(
             f,
-            "PostgreSQL refused the statement (SQLSTATE {})",
+            "the database refused the statement (SQLSTATE {})",
             db.code().as_deref().unwrap_or("unknown")
         )?;
         if let Some(table) = db.table() {
