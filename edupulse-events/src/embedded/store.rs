@@ -18,6 +18,7 @@ use crate::envelope::{Envelope, Metadata};
 use crate::privacy::{DataKey, DataSubjectErased, ErasureError, ErasureReceipt, KeyProvider};
 use crate::registry::Registry;
 use crate::store::sealing::{find_sealed, open_found, plan_seal, seal_planned};
+use crate::store::single_aggregate;
 use crate::store::{
     AggregateStream, Appended, ExpectedVersion, LoadError, LogCursor, StoreError, StoredEvent,
 };
@@ -176,17 +177,10 @@ impl SqliteStore {
         expected: ExpectedVersion,
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
-        let Some(first) = events.first() else {
+        if single_aggregate(events)?.is_none() {
             return Ok(Appended {
                 version: 0,
                 positions: Vec::new(),
-            });
-        };
-        let aggregate = first.aggregate_id;
-        if let Some(other) = events.iter().find(|e| e.aggregate_id != aggregate) {
-            return Err(StoreError::MixedAggregates {
-                first: aggregate,
-                other: other.aggregate_id,
             });
         }
         // A failed statement undoes only itself in SQLite, not the transaction (PostgreSQL
@@ -363,14 +357,7 @@ impl SqliteStore {
 
     /// One aggregate's events decoded (old versions upcast), with its version.
     pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        let stored = self.read_stream(aggregate_id).await?;
-        let version = stored.last().map_or(0, |e| e.envelope.sequence);
-        let registry = Registry::global();
-        let events = stored
-            .iter()
-            .map(|e| e.decode(registry))
-            .collect::<Result<_, _>>()?;
-        Ok(AggregateStream { version, events })
+        AggregateStream::decoded(&self.read_stream(aggregate_id).await?)
     }
 
     /// Up to `limit` committed events after `after`, in position order (which is commit order
@@ -427,13 +414,7 @@ impl SqliteStore {
         }
         let mut tx = self.begin().await?;
         let keys_destroyed = keys::destroy(&mut tx, subject, reason).await?;
-        let erased_at = Utc::now();
-        let envelope = Envelope::new(&DataSubjectErased {
-            erasure_id: Uuid::now_v7(),
-            subject_id: subject,
-            keys_destroyed,
-            erased_at,
-        })?;
+        let (envelope, erased_at) = DataSubjectErased::envelope(subject, keys_destroyed)?;
         let appended = self
             .append(
                 &mut tx,

@@ -49,6 +49,23 @@ pub enum Scrub {
     StoredCiphertext,
 }
 
+impl DataSubjectErased {
+    /// The event recording that `subject` was erased now, in a stream of its own, with when.
+    pub(crate) fn envelope(
+        subject: Uuid,
+        keys_destroyed: u32,
+    ) -> Result<(Envelope, DateTime<Utc>), EncodeError> {
+        let erased_at = Utc::now();
+        let envelope = Envelope::new(&DataSubjectErased {
+            erasure_id: Uuid::now_v7(),
+            subject_id: subject,
+            keys_destroyed,
+            erased_at,
+        })?;
+        Ok((envelope, erased_at))
+    }
+}
+
 /// What an erasure did, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErasureReceipt {
@@ -149,13 +166,7 @@ impl KeyStore {
                 scrubbed
             }
         };
-        let erased_at = Utc::now();
-        let envelope = Envelope::new(&DataSubjectErased {
-            erasure_id: Uuid::now_v7(),
-            subject_id: subject,
-            keys_destroyed,
-            erased_at,
-        })?;
+        let (envelope, erased_at) = DataSubjectErased::envelope(subject, keys_destroyed)?;
         let appended = store
             .append(
                 &mut tx,

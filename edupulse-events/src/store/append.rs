@@ -42,6 +42,22 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// The one aggregate `events` belong to (`None` when there are none); an append holds one
+/// aggregate's events, since its version check and sequence are per aggregate.
+pub(crate) fn single_aggregate(events: &[Envelope]) -> Result<Option<Uuid>, StoreError> {
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    let aggregate = first.aggregate_id;
+    match events.iter().find(|e| e.aggregate_id != aggregate) {
+        Some(other) => Err(StoreError::MixedAggregates {
+            first: aggregate,
+            other: other.aggregate_id,
+        }),
+        None => Ok(Some(aggregate)),
+    }
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -139,20 +155,13 @@ impl Store {
         expected: ExpectedVersion,
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
-        let Some(first) = events.first() else {
+        let Some(aggregate) = single_aggregate(events)? else {
             // Nothing names an aggregate, so there is no version to report.
             return Ok(Appended {
                 version: 0,
                 positions: Vec::new(),
             });
         };
-        let aggregate = first.aggregate_id;
-        if let Some(other) = events.iter().find(|e| e.aggregate_id != aggregate) {
-            return Err(StoreError::MixedAggregates {
-                first: aggregate,
-                other: other.aggregate_id,
-            });
-        }
         let partition = self.partition_of(aggregate) as i16;
         let sealed = super::sealing::seal_payloads(self.keys.as_deref(), tx, events).await?;
         let result = if let [event] = events {

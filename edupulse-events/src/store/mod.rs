@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use crate::envelope::Envelope;
 use crate::privacy::KeyStore;
 
+pub(crate) use append::single_aggregate;
 pub use append::{Appended, ExpectedVersion};
 pub use backend::EventStore;
 pub(crate) use error::Redacted;

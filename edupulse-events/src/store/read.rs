@@ -72,6 +72,19 @@ pub struct AggregateStream {
     pub events: Vec<AnyEvent>,
 }
 
+impl AggregateStream {
+    /// One aggregate's stored events (in sequence order) decoded through the global registry.
+    pub(crate) fn decoded(stored: &[StoredEvent]) -> Result<Self, LoadError> {
+        let version = stored.last().map_or(0, |e| e.envelope.sequence);
+        let registry = Registry::global();
+        let events = stored
+            .iter()
+            .map(|e| e.decode(registry))
+            .collect::<Result<_, _>>()?;
+        Ok(AggregateStream { version, events })
+    }
+}
+
 #[derive(FromRow)]
 struct Row {
     position: i64,
@@ -153,14 +166,7 @@ impl Store {
     /// One aggregate's events decoded through the global registry (old versions upcast), with
     /// the version to expect when appending next.
     pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        let stored = self.read_stream(aggregate_id).await?;
-        let version = stored.last().map_or(0, |e| e.envelope.sequence);
-        let registry = Registry::global();
-        let events = stored
-            .iter()
-            .map(|e| e.decode(registry))
-            .collect::<Result<_, _>>()?;
-        Ok(AggregateStream { version, events })
+        AggregateStream::decoded(&self.read_stream(aggregate_id).await?)
     }
 
     /// Up to `limit` committed events after `cursor`, in commit-safe order, PII opened. Events of
