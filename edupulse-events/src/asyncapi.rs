@@ -41,7 +41,12 @@ impl Catalog {
         let mut messages = Map::new();
         let mut schemas = Map::new();
         for entry in &self.events {
-            let id = component_id(entry.type_name);
+            // `a.b_c` and `a_b.c` would share an id: the later one (the catalog is sorted, so
+            // always the same one) gets a suffix rather than replacing the other.
+            let mut id = component_id(entry.type_name);
+            while channels.contains_key(&id) {
+                id.push('_');
+            }
             channels.insert(
                 id.clone(),
                 json!({

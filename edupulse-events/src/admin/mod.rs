@@ -54,7 +54,8 @@ use crate::store::{DatabaseError, StoreError};
 pub enum AdminCommand {
     /// Applies the embedded migrations (the runtime does at start too) and lists them.
     Migrate,
-    /// Relays the outbox to JetStream until interrupted (Ctrl-C finishes the batch in hand).
+    /// Relays the outbox to JetStream until interrupted (Ctrl-C or SIGTERM finishes the batch
+    /// in hand).
     Relay,
     /// Erases a data subject: destroys their keys, so every copy of their personal data in
     /// the log, the outbox and the stream becomes unreadable, and records why.
@@ -206,9 +207,14 @@ impl AdminCommand {
             AdminCommand::Relay => {
                 let runtime = runtime().await?;
                 eprintln!("relaying; Ctrl-C stops after the batch in hand");
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 runtime
-                    .spawn_relay(async {
-                        let _ = tokio::signal::ctrl_c().await;
+                    .spawn_relay(async move {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = terminate.recv() => {}
+                        }
                     })
                     .await
                     .map_err(|e| AdminError::JetStream(format!("the relay task failed: {e}")))??;

@@ -84,9 +84,14 @@ pub(super) async fn migrations(runtime: &Runtime, out: &mut dyn Write) -> Result
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
         .count();
+    let state = if applied.len() == embedded {
+        "the schema is up to date"
+    } else {
+        "the schema does not match this binary's migrations"
+    };
     writeln!(
         out,
-        "{} of {embedded} migration(s) applied; the schema is up to date",
+        "{} of {embedded} migration(s) applied; {state}",
         applied.len()
     )?;
     Ok(())

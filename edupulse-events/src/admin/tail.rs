@@ -27,7 +27,12 @@ pub(super) async fn tail(
         .map_err(|e| jetstream(&e))?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: format!("{}.{filter}", settings.prefix),
+            // Below the prefix, or whole (`edupulse.quiz.>`): both mean the same subjects.
+            filter_subject: if filter.starts_with(&format!("{}.", settings.prefix)) {
+                filter.to_owned()
+            } else {
+                format!("{}.{filter}", settings.prefix)
+            },
             deliver_policy: if from_start {
                 DeliverPolicy::All
             } else {

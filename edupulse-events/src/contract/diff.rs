@@ -38,8 +38,8 @@ pub(crate) fn schema_changes(before: &Value, after: &Value) -> Vec<String> {
             continue;
         };
         let (was, is) = (
-            inline(old_schema, &before_root, 0),
-            inline(new_schema, &after_root, 0),
+            inline(old_schema, &before_root, &mut Vec::new()),
+            inline(new_schema, &after_root, &mut Vec::new()),
         );
         if was != is {
             changes.push(format!(
@@ -70,11 +70,17 @@ pub(crate) fn schema_changes(before: &Value, after: &Value) -> Vec<String> {
         }
         rest
     };
-    if rules(&before_root) != rules(&after_root) {
+    // Flattened fields sit here (`allOf` of a reference): followed like a field's type.
+    let rules_of = |root: &Value| inline(&Value::Object(rules(root)), root, &mut Vec::new());
+    if rules_of(&before_root) != rules_of(&after_root) {
         changes.push("the payload's own rules changed (outside its fields)".into());
     }
     changes
 }
+
+/// Keywords whose value is a map from names (of fields, of types) to schemas: the names are
+/// data, not keywords, so a field called `title` is kept.
+const SCHEMA_MAPS: [&str; 4] = ["properties", "$defs", "definitions", "patternProperties"];
 
 /// A copy of `schema` without documentation keywords.
 fn undocumented(schema: &Value) -> Value {
@@ -82,7 +88,20 @@ fn undocumented(schema: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .filter(|(key, _)| !DOCUMENTATION.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), undocumented(value)))
+                .map(|(key, value)| {
+                    let value = match value {
+                        Value::Object(named) if SCHEMA_MAPS.contains(&key.as_str()) => {
+                            Value::Object(
+                                named
+                                    .iter()
+                                    .map(|(name, schema)| (name.clone(), undocumented(schema)))
+                                    .collect(),
+                            )
+                        }
+                        other => undocumented(other),
+                    };
+                    (key.clone(), value)
+                })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(undocumented).collect()),
@@ -90,34 +109,37 @@ fn undocumented(schema: &Value) -> Value {
     }
 }
 
-/// `schema` with its `$ref`s replaced by what they point to, so a change inside a nested
-/// type shows on the field that uses it. Recursion stops at a fixed depth.
-fn inline(schema: &Value, root: &Value, depth: usize) -> Value {
-    if depth > 16 {
-        return schema.clone();
-    }
+/// `schema` with its `$ref`s replaced by what they point to (keywords beside a `$ref`, such as
+/// `x-pii`, kept), so a change inside a nested type shows on the field that uses it. A type
+/// that refers to itself is compared by its reference from the second time on.
+fn inline(schema: &Value, root: &Value, seen: &mut Vec<String>) -> Value {
     match schema {
         Value::Object(map) => {
-            if let Some(target) = map
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix('#'))
-                .and_then(|pointer| root.pointer(pointer))
+            if let Some(reference) = map.get("$ref").and_then(Value::as_str)
+                && !seen.iter().any(|s| s == reference)
+                && let Some(target) = reference
+                    .strip_prefix('#')
+                    .and_then(|pointer| root.pointer(pointer))
             {
-                return inline(target, root, depth + 1);
+                seen.push(reference.to_owned());
+                let mut resolved = inline(target, root, seen);
+                seen.pop();
+                if let Value::Object(out) = &mut resolved {
+                    for (key, value) in map.iter().filter(|(key, _)| *key != "$ref") {
+                        out.insert(key.clone(), inline(value, root, seen));
+                    }
+                }
+                return resolved;
             }
             Value::Object(
                 map.iter()
-                    .map(|(key, value)| (key.clone(), inline(value, root, depth + 1)))
+                    .map(|(key, value)| (key.clone(), inline(value, root, seen)))
                     .collect(),
             )
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| inline(item, root, depth + 1))
-                .collect(),
-        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| inline(item, root, seen)).collect())
+        }
         other => other.clone(),
     }
 }
@@ -153,5 +175,66 @@ fn shape(schema: &Value) -> String {
         format!("{simple} `{schema}`")
     } else {
         simple
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::schema_changes;
+
+    fn object(properties: serde_json::Value) -> serde_json::Value {
+        json!({ "type": "object", "properties": properties })
+    }
+
+    #[test]
+    fn documentation_is_not_a_change_but_a_field_called_title_is() {
+        let before = object(json!({ "title": { "type": "string", "description": "old words" } }));
+        let reworded = object(json!({ "title": { "type": "string", "description": "new words" } }));
+        assert!(schema_changes(&before, &reworded).is_empty());
+        let removed = object(json!({}));
+        assert_eq!(
+            schema_changes(&before, &removed),
+            vec!["field `title` was removed".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_change_inside_a_referenced_or_flattened_type_is_seen() {
+        let with = |kind: &str| {
+            json!({
+                "type": "object",
+                "properties": { "address": { "$ref": "#/$defs/Address" } },
+                "allOf": [ { "$ref": "#/$defs/Extra" } ],
+                "$defs": {
+                    "Address": { "type": "object", "properties": { "city": { "type": kind } } },
+                    "Extra": { "type": "object", "properties": { "note": { "type": kind } } }
+                }
+            })
+        };
+        let changes = schema_changes(&with("string"), &with("integer"));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes[0].starts_with("field `address` changed"),
+            "{changes:?}"
+        );
+        assert!(changes[1].contains("outside its fields"), "{changes:?}");
+    }
+
+    #[test]
+    fn marking_a_referenced_field_personal_data_is_a_change() {
+        let defs = json!({ "Address": { "type": "object" } });
+        let plain = json!({
+            "type": "object",
+            "properties": { "address": { "$ref": "#/$defs/Address" } },
+            "$defs": defs
+        });
+        let pii = json!({
+            "type": "object",
+            "properties": { "address": { "$ref": "#/$defs/Address", "x-pii": true } },
+            "$defs": defs
+        });
+        assert_eq!(schema_changes(&plain, &pii).len(), 1);
     }
 }

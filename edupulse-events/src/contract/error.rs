@@ -37,7 +37,7 @@ pub enum ContractViolation {
     /// A registered version without a snapshot.
     #[error(
         "`{type_name}` has no snapshot in {}: write it (`EDUPULSE_CONTRACTS=write cargo test`, \
-         or the admin CLI's `contracts write`) and commit it",
+         or the admin CLI's `contracts <dir> --write`) and commit it",
         dir.display()
     )]
     Unsnapshotted {

@@ -245,7 +245,19 @@ impl Contracts {
                 .and_then(|text| {
                     serde_json::from_str::<Snapshot>(&text).map_err(|err| err.to_string())
                 });
+            let named_after = |snapshot: &Snapshot| {
+                file.file_name().and_then(|n| n.to_str())
+                    == Some(format!("{}.json", snapshot.type_name).as_str())
+            };
             match parsed {
+                // One file per version, named after it: two files cannot claim one version.
+                Ok(snapshot) if !named_after(&snapshot) => violations.push(ContractViolation::Io {
+                    reason: format!(
+                        "it holds `{}`, so it must be named `{}.json`",
+                        snapshot.type_name, snapshot.type_name
+                    ),
+                    file,
+                }),
                 Ok(snapshot) if self.covers(&snapshot.type_name) => {
                     snapshots.insert(snapshot.type_name.clone(), (file, snapshot));
                 }
