@@ -46,6 +46,24 @@ async fn runtime(env: &TestEnv) -> Runtime {
         .unwrap()
 }
 
+/// The table the award handlers write.
+async fn create_awarded(env: &TestEnv) {
+    sqlx::query("CREATE TABLE awarded (award_id UUID, points INTEGER)")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+}
+
+/// `points` for a new student's new award, never failing on purpose.
+fn points(points: i32) -> PointsAwarded {
+    PointsAwarded {
+        award_id: Uuid::now_v7(),
+        student_id: Uuid::now_v7(),
+        points,
+        fail_first: 0,
+    }
+}
+
 /// Waits until `done` holds, checking the database every few milliseconds.
 async fn eventually(env: &TestEnv, what: &str, done: impl AsyncFn(&TestEnv) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -62,10 +80,7 @@ async fn failing_handlers_are_retried_or_set_aside_without_holding_up_the_others
     let snapshotter = recorder.snapshotter();
     let _recording = metrics::set_default_local_recorder(&recorder);
     let env = TestEnv::new().await;
-    sqlx::query("CREATE TABLE awarded (award_id UUID, points INTEGER)")
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    create_awarded(&env).await;
     let award = |fail_first| PointsAwarded {
         award_id: Uuid::now_v7(),
         student_id: Uuid::now_v7(),
@@ -305,16 +320,8 @@ fn misbehaving_subscriber(runtime: &Runtime) -> edupulse_events::consume::Subscr
 async fn a_swallowed_statement_failure_is_not_acknowledged_as_applied_and_reasons_quote_no_values()
 {
     let env = TestEnv::new().await;
-    sqlx::query("CREATE TABLE awarded (award_id UUID, points INTEGER)")
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    let award = |points| PointsAwarded {
-        award_id: Uuid::now_v7(),
-        student_id: Uuid::now_v7(),
-        points,
-        fail_first: 0,
-    };
+    create_awarded(&env).await;
+    let award = points;
     let mut events: Vec<PointsAwarded> = (0..10).map(|_| award(5)).collect();
     events.insert(3, award(-1));
     events.insert(7, award(-2));
@@ -403,16 +410,8 @@ async fn events_without_a_handler_go_to_the_unhandled_handler_when_there_is_one(
 #[tokio::test]
 async fn a_catch_up_stops_at_a_failing_event_and_applies_nothing_after_it() {
     let env = TestEnv::new().await;
-    sqlx::query("CREATE TABLE awarded (award_id UUID, points INTEGER)")
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    let award = |points| PointsAwarded {
-        award_id: Uuid::now_v7(),
-        student_id: Uuid::now_v7(),
-        points,
-        fail_first: 0,
-    };
+    create_awarded(&env).await;
+    let award = points;
     let mut positions = Vec::new();
     for points in [1, 2, 3, -2, 5, 6] {
         positions.extend(env.append(&[award(points)]).await);

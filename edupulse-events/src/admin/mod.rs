@@ -19,7 +19,9 @@
 //!     // ... the application's own commands
 //! }
 //!
-//! # async fn runtime() -> Result<edupulse_events::Runtime, edupulse_events::RuntimeError> { unimplemented!() }
+//! # async fn runtime() -> Result<edupulse_events::Runtime, edupulse_events::RuntimeError> {
+//! #     edupulse_events::Runtime::builder().build().await // your pool, NATS client, keys
+//! # }
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! match Cli::parse().command {
 //!     Command::Events(admin) => admin.run(runtime, &mut std::io::stdout()).await?,

@@ -22,6 +22,9 @@ pub struct Subscriber {
     consumer: PullConsumer,
     pub(super) dispatcher: Dispatcher,
     pub(super) max_batch: usize,
+    /// Registered once, labelled with the consumer: settling a message allocates nothing.
+    applied: ::metrics::Counter,
+    set_aside: ::metrics::Counter,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -59,9 +62,12 @@ impl Subscriber {
         dispatcher: Dispatcher,
         max_batch: usize,
     ) -> Self {
+        let name = dispatcher.inbox.consumer().to_owned();
         Subscriber {
             runtime,
             consumer,
+            applied: ::metrics::counter!(crate::metrics::CONSUMER_APPLIED, "consumer" => name.clone()),
+            set_aside: ::metrics::counter!(crate::metrics::CONSUMER_DEAD_LETTERS, "consumer" => name),
             dispatcher,
             max_batch,
         }
@@ -170,11 +176,9 @@ impl Subscriber {
         delivered: i64,
         outcome: Outcome,
     ) {
-        let consumer = self.dispatcher.inbox.consumer().to_owned();
         let ack = match outcome {
             Outcome::Done => {
-                ::metrics::counter!(crate::metrics::CONSUMER_APPLIED, "consumer" => consumer)
-                    .increment(1);
+                self.applied.increment(1);
                 AckKind::Ack
             }
             Outcome::Skipped => AckKind::Ack,
@@ -182,11 +186,7 @@ impl Subscriber {
             Outcome::SetAside(reason) => {
                 match self.set_aside(message, sequence, delivered, &reason).await {
                     Ok(()) => {
-                        ::metrics::counter!(
-                            crate::metrics::CONSUMER_DEAD_LETTERS,
-                            "consumer" => consumer
-                        )
-                        .increment(1);
+                        self.set_aside.increment(1);
                         AckKind::Term
                     }
                     // Not recorded, so not terminated: it comes back and is set aside then.
