@@ -100,10 +100,51 @@ pub async fn record(store: &Store, book: Bookkeeping) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Deletes the outbox rows at `positions`, as runs of consecutive positions: a backlog's rows
+/// are acknowledged in long runs, and a range costs one index descent where a list of
+/// positions costs one per row. A run holds only positions in `positions`, so nothing else is
+/// deleted.
 async fn delete(tx: &mut sqlx::PgConnection, positions: &[i64]) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-        .bind(positions)
-        .execute(&mut *tx)
-        .await?;
+    let (starts, ends) = runs(positions);
+    sqlx::query(
+        "DELETE FROM outbox o USING unnest($1::bigint[], $2::bigint[]) AS r(first, last) \
+         WHERE o.position BETWEEN r.first AND r.last",
+    )
+    .bind(&starts)
+    .bind(&ends)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
+}
+
+/// The first and last position of each run of consecutive positions in `positions`.
+fn runs(positions: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let mut sorted = positions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let (mut starts, mut ends) = (Vec::new(), Vec::<i64>::new());
+    for position in sorted {
+        match ends.last_mut() {
+            Some(last) if *last + 1 == position => *last = position,
+            _ => {
+                starts.push(position);
+                ends.push(position);
+            }
+        }
+    }
+    (starts, ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn positions_become_runs_of_consecutive_positions() {
+        assert_eq!(
+            runs(&[7, 3, 4, 5, 9, 10, 4, 1]),
+            (vec![1, 3, 7, 9], vec![1, 5, 7, 10])
+        );
+        assert_eq!(runs(&[]), (vec![], vec![]));
+    }
 }

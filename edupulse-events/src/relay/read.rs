@@ -21,13 +21,13 @@
 //! that began since the previous read, which is bounded by the append rate, not the backlog.
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError};
 
 /// One outbox row with its event, as the relay publishes it.
-#[derive(FromRow)]
 pub struct OutboxRow {
     pub position: i64,
     pub subject: String,
@@ -42,6 +42,27 @@ pub struct OutboxRow {
     pub occurred_at: DateTime<Utc>,
     /// The read's snapshot, `xmin:xmax:xip,...` (the same on every row of a read).
     snapshot: String,
+}
+
+// By column position, in `LOAD_BATCH`'s order: the derived impl looks every column up by name,
+// which the relay would pay on each of its rows.
+impl FromRow<'_, PgRow> for OutboxRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(OutboxRow {
+            position: row.try_get(0)?,
+            subject: row.try_get(1)?,
+            event_id: row.try_get(2)?,
+            aggregate_type: row.try_get(3)?,
+            aggregate_id: row.try_get(4)?,
+            sequence: row.try_get(5)?,
+            event_type: row.try_get(6)?,
+            version: row.try_get(7)?,
+            payload: row.try_get(8)?,
+            metadata: row.try_get(9)?,
+            occurred_at: row.try_get(10)?,
+            snapshot: row.try_get(11)?,
+        })
+    }
 }
 
 /// Where the next read starts: after `after`, plus whatever the transactions running at the
