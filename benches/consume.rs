@@ -14,7 +14,6 @@ use async_nats::jetstream;
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::consume::Subscriber;
-use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 use futures::StreamExt;
@@ -49,14 +48,7 @@ async fn main() {
             .await
             .unwrap();
     }
-    let mut relay = Relay::new(
-        env.store.clone(),
-        env.publisher().await,
-        RelayConfig::default(),
-    );
-    while env.count("outbox").await > 0 {
-        relay.step().await.unwrap();
-    }
+    env.relay_everything().await;
 
     let raw = raw_acks(&env).await;
     let batched = with_inbox(&env, "batched", 100).await;

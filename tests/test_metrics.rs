@@ -10,7 +10,6 @@ use edupulse_domain::QuizSubmitted;
 use edupulse_events::Uuid;
 use edupulse_events::metrics as names;
 use edupulse_events::privacy::Scrub;
-use edupulse_events::relay::{Relay, RelayConfig};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 #[test]
@@ -36,14 +35,7 @@ fn the_relay_and_erasures_are_counted() {
                     }])
                     .await;
                 }
-                let mut relay = Relay::new(
-                    env.store.clone(),
-                    env.publisher().await,
-                    RelayConfig::default(),
-                );
-                while env.count("outbox").await > 0 {
-                    relay.step().await.unwrap();
-                }
+                env.relay_everything().await;
                 let runtime = env.runtime().await;
                 runtime
                     .erase_subject(student, "metrics test", Scrub::KeysOnly)

@@ -19,18 +19,6 @@ fn response(pulse_id: Uuid, choice: u32, comment: Option<String>) -> LearningPul
     }
 }
 
-/// Drives the relay step by step until the outbox is empty: deterministic, no timers.
-async fn drain(relay: &mut Relay, env: &TestEnv) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while env.count("outbox").await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the relay left rows in the outbox"
-        );
-        relay.step().await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn relay_delivers_every_event_once_in_per_aggregate_order() {
     let env = TestEnv::new().await;
@@ -50,7 +38,7 @@ async fn relay_delivers_every_event_once_in_per_aggregate_order() {
         ..Default::default()
     };
     let mut relay = Relay::new(env.store.clone(), publisher.clone(), config);
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     let messages = env.stream_messages().await;
     assert_exactly_once_in_order(&messages, 7 * 60);
 
@@ -83,7 +71,7 @@ async fn republishing_after_lost_bookkeeping_adds_no_duplicate() {
             .unwrap();
     let publisher = env.publisher().await;
     let mut relay = Relay::new(env.store.clone(), publisher.clone(), RelayConfig::default());
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     // Simulate a crash after the acks but before the outbox rows were deleted: the rows come
     // back, and a relay starts afresh.
     drop(relay);
@@ -97,7 +85,7 @@ async fn republishing_after_lost_bookkeeping_adds_no_duplicate() {
             .unwrap();
     }
     let mut relay = Relay::new(env.store.clone(), publisher, RelayConfig::default());
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     assert_exactly_once_in_order(&env.stream_messages().await, 20);
     env.cleanup().await;
 }
@@ -122,7 +110,7 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         env.publisher().await,
         RelayConfig::default(),
     );
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
 
     let (position, reason): (i64, String) =
         sqlx::query_as("SELECT position, reason FROM dead_letters")
@@ -380,7 +368,7 @@ async fn a_late_commit_below_published_rows_is_still_relayed() {
     env.append(&[response(Uuid::now_v7(), 2, None)]).await;
     assert_eq!(relay.step().await.unwrap().published, 1);
     slow.commit().await.unwrap();
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     let messages = env.stream_messages().await;
     assert_eq!(messages.len(), 2);
     assert_eq!(header(&messages[1], "ce-id"), late.id.to_string());
@@ -424,7 +412,7 @@ async fn a_late_commit_holds_back_its_aggregates_later_events() {
         .unwrap();
     tx.commit().await.unwrap();
     env.append(&[response(Uuid::now_v7(), 1, None)]).await;
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     assert_exactly_once_in_order(&env.stream_messages().await, 4);
     env.cleanup().await;
 }
@@ -475,7 +463,7 @@ async fn a_late_commit_whose_transaction_began_after_the_last_finished_one_is_re
         .append_committed(ExpectedVersion::Exact(1), std::slice::from_ref(&second))
         .await
         .unwrap();
-    drain(&mut relay, &env).await;
+    env.drain(&mut relay).await;
     let messages = env.stream_messages().await;
     assert_exactly_once_in_order(&messages, 3);
     env.cleanup().await;

@@ -174,6 +174,11 @@ impl TestEnv {
             self.publisher().await,
             edupulse_events::relay::RelayConfig::default(),
         );
+        self.drain(&mut relay).await;
+    }
+
+    /// Steps `relay` until the outbox is empty: deterministic, no timers.
+    pub async fn drain(&self, relay: &mut edupulse_events::relay::Relay) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while self.count("outbox").await > 0 {
             assert!(

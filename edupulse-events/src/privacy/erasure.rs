@@ -139,12 +139,7 @@ impl KeyStore {
         reason: &str,
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
-        // Whatever the database's default: see `KeyStoreError::IsolationLevel`.
-        let mut tx = store
-            .pool()
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(StoreError::from)?;
+        let mut tx = store.begin_read_committed().await?;
         let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
         let events_scrubbed = match scrub {
             Scrub::KeysOnly => 0,

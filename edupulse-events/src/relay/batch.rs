@@ -70,7 +70,7 @@ pub struct Bookkeeping {
 /// The commit does not wait for the WAL flush: if it is lost in a crash, the rows are simply
 /// published again, and JetStream drops them as duplicates of their `Nats-Msg-Id`.
 pub async fn record(store: &Store, book: Bookkeeping) -> Result<(), StoreError> {
-    let Bookkeeping { acked, dead } = book;
+    let Bookkeeping { mut acked, dead } = book;
     if acked.is_empty() && dead.is_empty() {
         return Ok(());
     }
@@ -95,11 +95,10 @@ pub async fn record(store: &Store, book: Bookkeeping) -> Result<(), StoreError> 
         .bind(&reasons)
         .execute(&mut *tx)
         .await?;
-        delete(&mut tx, &positions).await?;
+        // Out of the outbox with the acknowledged rows, in one statement.
+        acked.extend(positions);
     }
-    if !acked.is_empty() {
-        delete(&mut tx, &acked).await?;
-    }
+    delete(&mut tx, &acked).await?;
     tx.commit().await?;
     Ok(())
 }

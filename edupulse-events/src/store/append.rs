@@ -243,12 +243,7 @@ impl Store {
         expected: ExpectedVersion,
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
-        // Keys are taken only in READ COMMITTED (KeyStoreError::IsolationLevel), whatever the
-        // database's default; said in the BEGIN itself, so it costs no round trip.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await?;
+        let mut tx = self.begin_read_committed().await?;
         let appended = self.append(&mut tx, expected, events).await?;
         tx.commit().await?;
         Ok(appended)

@@ -62,10 +62,7 @@ impl EventStore for Store {
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
     async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        Ok(self
-            .pool()
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await?)
+        self.begin_read_committed().await
     }
 
     async fn append(

@@ -87,6 +87,18 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction for appending or erasing. READ COMMITTED whatever the database's default,
+    /// as data keys are taken only in it (see `KeyStoreError::IsolationLevel`); said in the
+    /// `BEGIN` itself, so it costs no round trip.
+    pub(crate) async fn begin_read_committed(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?)
+    }
+
     /// The subject prefix, e.g. `edupulse`.
     pub fn subject_prefix(&self) -> &str {
         &self.subject_prefix
