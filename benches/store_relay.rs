@@ -119,12 +119,18 @@ async fn append_slice(env: &Arc<TestEnv>, writers: usize, count: usize, library:
 async fn appends_per_second(env: &Arc<TestEnv>, writers: usize) -> (f64, f64) {
     let slice = APPENDS / SLICES;
     let (mut lib, mut raw) = (Duration::ZERO, Duration::ZERO);
+    let (mut lib_cpu, mut raw_cpu) = (CpuTimes::default(), CpuTimes::default());
     for turn in 0..SLICES {
         // Which side goes first alternates too.
         for library in [turn % 2 == 0, turn % 2 != 0] {
+            let cpu = CpuTimes::now();
             let took = append_slice(env, writers, slice, library).await;
             *if library { &mut lib } else { &mut raw } += took;
+            *if library { &mut lib_cpu } else { &mut raw_cpu } += CpuTimes::since(cpu);
         }
+    }
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        println!("    library {lib_cpu}\n    raw     {raw_cpu}");
     }
     let events = (slice / writers * writers * SLICES) as f64;
     (events / lib.as_secs_f64(), events / raw.as_secs_f64())
@@ -427,17 +433,27 @@ async fn main() {
     if let Ok(sql) = std::env::var("BENCH_EXPERIMENT_SQL") {
         sqlx::raw_sql(&sql).execute(&env.pool).await.unwrap();
     }
-    // `BENCH_PART=latency` (or `append`, `relay`) runs one part on a fresh store.
+    // `BENCH_PART=latency` (or `append`, `batches`, `relay`) runs one part on a fresh store.
     let part = std::env::var("BENCH_PART").unwrap_or_default();
     let runs = |name: &str| part.is_empty() || part == name;
     if runs("append") {
-        for writers in [1, 8] {
+        // `BENCH_WRITERS=8` (or 1) times one writer count only.
+        let writer_counts = match std::env::var("BENCH_WRITERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+        {
+            Some(writers) => vec![writers],
+            None => vec![1, 8],
+        };
+        for writers in writer_counts {
             let Summary { lib, raw, ratio } =
                 paired(ROUNDS, || appends_per_second(&env, writers)).await;
             println!(
                 "append, {writers} writer(s), 1 event/tx: {lib:>8.0} ev/s | raw INSERT {raw:>8.0} ev/s | ratio {ratio:.2} (target >= 0.9)"
             );
         }
+    }
+    if runs("append") || part == "batches" {
         let Summary { lib, raw, ratio } = paired(ROUNDS, || batches_per_second(&env)).await;
         println!(
             "append, batches of 100:          {lib:>8.0} ev/s | raw UNNEST {raw:>8.0} ev/s | ratio {ratio:.2} (target >= 0.8)"

@@ -92,6 +92,42 @@ async fn rollback_leaves_no_event_and_nothing_to_relay() {
     env.cleanup().await;
 }
 
+/// A new stream's first event is refused by the log's unique key rather than looked up first;
+/// starting one stream twice in one transaction still names the version it ran into.
+#[tokio::test]
+async fn a_stream_started_twice_in_one_transaction_is_a_conflict() {
+    let env = TestEnv::new().await;
+    let quiz = Uuid::now_v7();
+    let mut tx = env.pool.begin().await.unwrap();
+    let first = env
+        .store
+        .append(
+            &mut tx,
+            ExpectedVersion::NoStream,
+            &[Envelope::new(&submission(quiz, 1)).unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    let err = env
+        .store
+        .append(
+            &mut tx,
+            ExpectedVersion::NoStream,
+            &[Envelope::new(&submission(quiz, 2)).unwrap()],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { aggregate, expected: ExpectedVersion::NoStream, actual: 1 } if aggregate == quiz),
+        "{err}"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(env.store.version(quiz).await.unwrap(), 0);
+    assert_eq!(env.count("outbox").await, 0);
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_stale_expected_version_is_a_typed_conflict() {
     let env = TestEnv::new().await;

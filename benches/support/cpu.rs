@@ -46,6 +46,14 @@ impl CpuTimes {
     }
 }
 
+impl std::ops::AddAssign for CpuTimes {
+    fn add_assign(&mut self, other: CpuTimes) {
+        self.client += other.client;
+        self.postgres += other.postgres;
+        self.nats += other.nats;
+    }
+}
+
 impl fmt::Display for CpuTimes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -22,16 +22,6 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
-impl ExpectedVersion {
-    fn required(self) -> Option<i64> {
-        match self {
-            ExpectedVersion::Any => None,
-            ExpectedVersion::NoStream => Some(0),
-            ExpectedVersion::Exact(n) => Some(n as i64),
-        }
-    }
-}
-
 impl fmt::Display for ExpectedVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -67,40 +57,82 @@ pub struct Appended {
     pub positions: Vec<i64>,
 }
 
-// Notifies the relay only if it is parked; otherwise holds the partition's parking lock shared
-// until the transaction ends, so the relay cannot park before this commit is visible. Why: the
-// migration `wake_parked_relay`. Runs only when events were inserted (it is joined to them).
-macro_rules! wake_parked_relay {
-    () => {
-        concat!(
-            ", wake AS (SELECT CASE WHEN pg_try_advisory_xact_lock_shared(",
-            parked_lock_class!(),
-            ", $12) THEN 0 ELSE (SELECT 1 FROM pg_notify(",
-            notify_channel!(),
-            ", '')) END) "
-        )
-    };
+// The statements of one append shape, one per kind of version check, so each is planned for
+// exactly its check: PostgreSQL sets up every node of a plan on each execution, so a check a
+// call does not need still costs it.
+struct Statements {
+    any: &'static str,
+    new_stream: &'static str,
+    exact: &'static str,
+}
+
+impl Statements {
+    fn checking(&self, expected: ExpectedVersion) -> &'static str {
+        match expected {
+            ExpectedVersion::Any => self.any,
+            ExpectedVersion::NoStream => self.new_stream,
+            ExpectedVersion::Exact(_) => self.exact,
+        }
+    }
 }
 
 // The aggregate's version, and the transaction's id taken before the first position is drawn:
 // the relay relies on every uncommitted position belonging to a transaction its snapshots
-// show as running (relay/read.rs).
-macro_rules! version_check {
+// show as running (relay/read.rs). OFFSET 0 keeps the subquery from being merged into the
+// insert, whose first column (the position) would then be drawn first.
+// A new stream needs no lookup: the unique key (aggregate, sequence) refuses a second first
+// event, and `conflict_or` turns that refusal into the conflict.
+macro_rules! current_version {
+    (lookup) => {
+        "SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
+    FROM events WHERE aggregate_id = $1"
+    };
+    (new_stream) => {
+        "SELECT 0::bigint AS version, pg_current_xact_id() AS tx OFFSET 0"
+    };
+}
+
+// Only `Exact` compares: `NoStream` relies on the unique key, `Any` appends after anything.
+macro_rules! version_filter {
+    (any) => {
+        ""
+    };
+    (exact) => {
+        "WHERE c.version = $12"
+    };
+}
+
+// Each outbox row notifies the relay only if the relay is parked; otherwise it holds the
+// partition's parking lock shared until the transaction ends, so the relay cannot park before
+// this commit is visible. Why: the migration `wake_parked_relay`. As a condition of the outbox
+// insert it runs only when events were inserted; both branches are true, so every row is kept.
+macro_rules! wake_parked_relay {
     () => {
-        "
-WITH current AS (
-    SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
-    FROM events WHERE aggregate_id = $1
-)"
+        wake_parked_relay!("false")
+    };
+    // Rows for which `$done` holds skip the check: one per statement is enough.
+    ($done:literal) => {
+        concat!(
+            "WHERE CASE WHEN ",
+            $done,
+            " THEN true WHEN pg_try_advisory_xact_lock_shared(",
+            parked_lock_class!(),
+            ", $11) THEN true ELSE pg_notify(",
+            notify_channel!(),
+            ", '') IS NOT NULL END"
+        )
     };
 }
 
 // The version check and both inserts in one round trip. `input` keeps the caller's order
 // (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
-// (sequence - version) picks its subject for the outbox row. `wake`: see the macro above.
-const APPEND_SQL: &str = concat!(
-    version_check!(),
-    r#", input AS (
+// (sequence - version) picks its subject for the outbox row.
+macro_rules! append_many_sql {
+    ($current:tt, $filter:tt) => {
+        concat!(
+            "WITH current AS (",
+            current_version!($current),
+            r#"), input AS (
     SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
                          $9::timestamptz[])
         WITH ORDINALITY AS t(event_id, event_type, version, data_subjects, payload, metadata,
@@ -112,42 +144,70 @@ const APPEND_SQL: &str = concat!(
            coalesce(string_to_array(nullif(i.data_subjects, ''), ',')::uuid[], '{}'),
            i.payload::jsonb, i.metadata::jsonb, i.occurred_at, c.tx
     FROM input i CROSS JOIN current c
-    WHERE $11::bigint IS NULL OR c.version = $11::bigint
+    "#,
+            version_filter!($filter),
+            r#"
     ORDER BY i.ord
     RETURNING position, sequence
 ), outboxed AS (
     INSERT INTO outbox (position, partition, subject)
-    SELECT ins.position, $12, ($10::text[])[ins.sequence - c.version]
+    SELECT ins.position, $11, ($10::text[])[ins.sequence - c.version]
     FROM inserted ins CROSS JOIN current c
-)"#,
-    wake_parked_relay!(),
-    "SELECT position, sequence FROM inserted, wake ORDER BY position"
-);
+    "#,
+            wake_parked_relay!("ins.sequence - c.version > 1"),
+            "
+)
+SELECT position, sequence FROM inserted"
+        )
+    };
+}
+
+const APPEND_MANY: Statements = Statements {
+    any: append_many_sql!(lookup, any),
+    new_stream: append_many_sql!(new_stream, any),
+    exact: append_many_sql!(lookup, exact),
+};
 
 // The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
-const APPEND_ONE_SQL: &str = concat!(
-    version_check!(),
-    r#", inserted AS (
+macro_rules! append_one_sql {
+    ($current:tt, $filter:tt) => {
+        concat!(
+            r#"WITH inserted AS (
     INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
                         data_subjects, payload, metadata, occurred_at, tx_id)
     SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9, c.tx
-    FROM current c
-    WHERE $11::bigint IS NULL OR c.version = $11::bigint
+    FROM ("#,
+            current_version!($current),
+            ") c
+    ",
+            version_filter!($filter),
+            r#"
     RETURNING position, sequence
 ), outboxed AS (
     INSERT INTO outbox (position, partition, subject)
-    SELECT position, $12, $10 FROM inserted
-)"#,
-    wake_parked_relay!(),
-    "SELECT position, sequence FROM inserted, wake"
-);
+    SELECT position, $11, $10 FROM inserted
+    "#,
+            wake_parked_relay!(),
+            "
+)
+SELECT position, sequence FROM inserted"
+        )
+    };
+}
+
+const APPEND_ONE: Statements = Statements {
+    any: append_one_sql!(lookup, any),
+    new_stream: append_one_sql!(new_stream, any),
+    exact: append_one_sql!(lookup, exact),
+};
 
 impl Store {
     /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
     /// back with the caller's own rows. Each event also gets an outbox row for the relay.
     ///
-    /// On [`StoreError::Conflict`] roll the transaction back: after a lost race PostgreSQL has
-    /// already aborted it.
+    /// On [`StoreError::Conflict`] roll the transaction back: after a lost race, and whenever a
+    /// [`ExpectedVersion::NoStream`] stream already exists, PostgreSQL has already aborted it
+    /// (the log's unique key refused the event).
     #[tracing::instrument(name = "edupulse.append", level = "debug", skip_all, fields(events = events.len(), aggregate = ?events.first().map(|e| e.aggregate_id)))]
     pub async fn append(
         &self,
@@ -166,7 +226,7 @@ impl Store {
         let sealed = super::sealing::seal_payloads(self.keys.as_deref(), tx, events).await?;
         let result = if let [event] = events {
             let row = Row::of(self, event, sealed[0].as_ref())?;
-            sqlx::query_as::<_, (i64, i64)>(APPEND_ONE_SQL)
+            let query = sqlx::query_as::<_, (i64, i64)>(APPEND_ONE.checking(expected))
                 .bind(aggregate)
                 .bind(&event.aggregate_type)
                 .bind(event.id)
@@ -177,16 +237,19 @@ impl Store {
                 .bind(&row.metadata)
                 .bind(event.occurred_at)
                 .bind(&row.subject)
-                .bind(expected.required())
-                .bind(partition)
-                .fetch_all(&mut *tx)
-                .await
+                .bind(partition);
+            bind_expected(query, expected).fetch_all(&mut *tx).await
         } else {
             self.append_many(tx, expected, events, &sealed, partition)
                 .await?
         };
         let rows = match result {
-            Ok(rows) => rows,
+            // Positions ascend with the events' order (see `append_many_sql`); the statement
+            // returns them unsorted.
+            Ok(mut rows) => {
+                rows.sort_unstable();
+                rows
+            }
             Err(err) => return Err(self.conflict_or(err, aggregate, expected).await),
         };
         if rows.is_empty() {
@@ -214,7 +277,7 @@ impl Store {
     ) -> Result<Result<Vec<(i64, i64)>, sqlx::Error>, StoreError> {
         let first = &events[0];
         let columns = Columns::of(self, events, sealed)?;
-        Ok(sqlx::query_as::<_, (i64, i64)>(APPEND_SQL)
+        let query = sqlx::query_as::<_, (i64, i64)>(APPEND_MANY.checking(expected))
             .bind(first.aggregate_id)
             .bind(&first.aggregate_type)
             .bind(&columns.event_ids)
@@ -225,10 +288,8 @@ impl Store {
             .bind(&columns.metadata)
             .bind(&columns.occurred_at)
             .bind(&columns.subjects)
-            .bind(expected.required())
-            .bind(partition)
-            .fetch_all(&mut *tx)
-            .await)
+            .bind(partition);
+        Ok(bind_expected(query, expected).fetch_all(&mut *tx).await)
     }
 
     /// The committed version of an aggregate, read outside any transaction.
@@ -263,14 +324,31 @@ impl Store {
         if !lost_race {
             return err.into();
         }
+        // The winner may be this very transaction (a new stream started twice in it), which a
+        // read from outside cannot see; the refused sequence proves at least the one before it.
+        let refused = match expected {
+            ExpectedVersion::Exact(n) => n + 1,
+            ExpectedVersion::Any | ExpectedVersion::NoStream => 1,
+        };
         match self.version(aggregate).await {
-            Ok(actual) => StoreError::Conflict {
+            Ok(committed) => StoreError::Conflict {
                 aggregate,
                 expected,
-                actual,
+                actual: committed.max(refused),
             },
             Err(other) => other,
         }
+    }
+}
+
+type AppendQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, (i64, i64), sqlx::postgres::PgArguments>;
+
+/// Binds the version an `Exact` statement compares with (`$12`); the others take none.
+fn bind_expected(query: AppendQuery<'_>, expected: ExpectedVersion) -> AppendQuery<'_> {
+    match expected {
+        ExpectedVersion::Exact(n) => query.bind(n as i64),
+        ExpectedVersion::Any | ExpectedVersion::NoStream => query,
     }
 }
 
