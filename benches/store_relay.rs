@@ -119,17 +119,21 @@ async fn append_slice(env: &Arc<TestEnv>, writers: usize, count: usize, library:
 async fn appends_per_second(env: &Arc<TestEnv>, writers: usize) -> (f64, f64) {
     let slice = APPENDS / SLICES;
     let (mut lib, mut raw) = (Duration::ZERO, Duration::ZERO);
+    // CPU per side only when asked: reading it walks /proc between slices.
+    let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
     let (mut lib_cpu, mut raw_cpu) = (CpuTimes::default(), CpuTimes::default());
     for turn in 0..SLICES {
         // Which side goes first alternates too.
         for library in [turn % 2 == 0, turn % 2 != 0] {
-            let cpu = CpuTimes::now();
+            let cpu = verbose.then(CpuTimes::now);
             let took = append_slice(env, writers, slice, library).await;
             *if library { &mut lib } else { &mut raw } += took;
-            *if library { &mut lib_cpu } else { &mut raw_cpu } += CpuTimes::since(cpu);
+            if let Some(cpu) = cpu {
+                *if library { &mut lib_cpu } else { &mut raw_cpu } += CpuTimes::since(cpu);
+            }
         }
     }
-    if std::env::var_os("BENCH_VERBOSE").is_some() {
+    if verbose {
         println!("    library {lib_cpu}\n    raw     {raw_cpu}");
     }
     let events = (slice / writers * writers * SLICES) as f64;

@@ -169,7 +169,38 @@ const APPEND_MANY: Statements = Statements {
 };
 
 // The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
+// `Any` learns the sequence from the insert; the other checks know it beforehand
+// (`$sequence`), so their statement ends with the outbox insert itself, one step fewer.
 macro_rules! append_one_sql {
+    (lookup, any) => {
+        concat!(
+            append_one_events!(lookup, any),
+            ", outboxed AS (
+    INSERT INTO outbox (position, partition, subject)
+    SELECT position, $11, $10 FROM inserted
+    ",
+            wake_parked_relay!(),
+            "
+)
+SELECT position, sequence FROM inserted"
+        )
+    };
+    ($current:tt, $filter:tt, $sequence:literal) => {
+        concat!(
+            append_one_events!($current, $filter),
+            "
+INSERT INTO outbox (position, partition, subject)
+SELECT position, $11, $10 FROM inserted
+",
+            wake_parked_relay!(),
+            "
+RETURNING position, ",
+            $sequence
+        )
+    };
+}
+
+macro_rules! append_one_events {
     ($current:tt, $filter:tt) => {
         concat!(
             r#"WITH inserted AS (
@@ -181,24 +212,17 @@ macro_rules! append_one_sql {
             ") c
     ",
             version_filter!($filter),
-            r#"
-    RETURNING position, sequence
-), outboxed AS (
-    INSERT INTO outbox (position, partition, subject)
-    SELECT position, $11, $10 FROM inserted
-    "#,
-            wake_parked_relay!(),
             "
-)
-SELECT position, sequence FROM inserted"
+    RETURNING position, sequence
+)"
         )
     };
 }
 
 const APPEND_ONE: Statements = Statements {
     any: append_one_sql!(lookup, any),
-    new_stream: append_one_sql!(new_stream, any),
-    exact: append_one_sql!(lookup, exact),
+    new_stream: append_one_sql!(new_stream, any, "1::bigint"),
+    exact: append_one_sql!(lookup, exact, "$12 + 1"),
 };
 
 impl Store {
