@@ -12,6 +12,11 @@
 //! Library and baseline take turns within each of 6 rounds (see `appends_per_second`,
 //! `batches_per_second`, `relay_backlog`); the ratio printed is the median of the rounds'
 //! ratios.
+//!
+//! Options: `BENCH_PART=append|batches|relay|latency` runs one part, `BENCH_WRITERS=1|8` one
+//! writer count, `BENCH_RUNS=5|100` one backlog shape, `BENCH_VERBOSE=1` prints every round
+//! and the CPU time per side, `BENCH_RAW_HEADERS=1` adds a raw publisher that sends the
+//! relay's headers.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
