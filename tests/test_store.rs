@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::TestEnv;
 use edupulse_domain::{QuizSubmitted, QuizSubmittedV1};
-use edupulse_events::store::{ExpectedVersion, LogCursor, StoreError};
+use edupulse_events::store::{Appended, ExpectedVersion, LogCursor, StoreError};
 use edupulse_events::{Envelope, Uuid};
 
 fn submission(quiz_id: Uuid, n: u32) -> QuizSubmitted {
@@ -18,6 +18,18 @@ fn submission(quiz_id: Uuid, n: u32) -> QuizSubmitted {
         score: n as f32 / 100.0,
         answers: vec![],
     }
+}
+
+/// Submission `n` of `quiz`, appended alone in `tx`.
+async fn append_submission(
+    env: &TestEnv,
+    tx: &mut sqlx::PgConnection,
+    expected: ExpectedVersion,
+    quiz: Uuid,
+    n: u32,
+) -> Result<Appended, StoreError> {
+    let event = Envelope::new(&submission(quiz, n)).unwrap();
+    env.store.append(tx, expected, &[event]).await
 }
 
 #[tokio::test]
@@ -99,23 +111,11 @@ async fn a_stream_started_twice_in_one_transaction_is_a_conflict() {
     let env = TestEnv::new().await;
     let quiz = Uuid::now_v7();
     let mut tx = env.pool.begin().await.unwrap();
-    let first = env
-        .store
-        .append(
-            &mut tx,
-            ExpectedVersion::NoStream,
-            &[Envelope::new(&submission(quiz, 1)).unwrap()],
-        )
+    let first = append_submission(&env, &mut tx, ExpectedVersion::NoStream, quiz, 1)
         .await
         .unwrap();
     assert_eq!(first.version, 1);
-    let err = env
-        .store
-        .append(
-            &mut tx,
-            ExpectedVersion::NoStream,
-            &[Envelope::new(&submission(quiz, 2)).unwrap()],
-        )
+    let err = append_submission(&env, &mut tx, ExpectedVersion::NoStream, quiz, 2)
         .await
         .unwrap_err();
     assert!(
@@ -135,26 +135,14 @@ async fn a_stale_expected_version_is_a_typed_conflict() {
     env.append(&[submission(quiz, 1), submission(quiz, 2)])
         .await;
     let mut tx = env.pool.begin().await.unwrap();
-    let err = env
-        .store
-        .append(
-            &mut tx,
-            ExpectedVersion::Exact(1),
-            &[Envelope::new(&submission(quiz, 3)).unwrap()],
-        )
+    let err = append_submission(&env, &mut tx, ExpectedVersion::Exact(1), quiz, 3)
         .await
         .unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict { aggregate, expected: ExpectedVersion::Exact(1), actual: 2 } if aggregate == quiz),
         "{err}"
     );
-    let err = env
-        .store
-        .append(
-            &mut tx,
-            ExpectedVersion::NoStream,
-            &[Envelope::new(&submission(quiz, 3)).unwrap()],
-        )
+    let err = append_submission(&env, &mut tx, ExpectedVersion::NoStream, quiz, 3)
         .await
         .unwrap_err();
     assert!(
