@@ -36,7 +36,7 @@ const CONFIRM_EVERY: Duration = Duration::from_millis(100);
 const TRY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':edupulse-relay'), $1)";
 const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
-// The parking locks, the other side of `wake` in store/append.rs.
+// The parking locks, the other side of `wake_parked_relay!` in store/append.rs.
 const PARK: &str = concat!(
     "SELECT coalesce(array_agg(p) FILTER (WHERE pg_try_advisory_lock(",
     parked_lock_class!(),

@@ -78,8 +78,10 @@ impl Statements {
 
 // The aggregate's version, and the transaction's id taken before the first position is drawn:
 // the relay relies on every uncommitted position belonging to a transaction its snapshots
-// show as running (relay/read.rs). OFFSET 0 keeps the subquery from being merged into the
-// insert, whose first column (the position) would then be drawn first.
+// show as running (relay/read.rs). The lookup's aggregate keeps its subquery a step of its own
+// below the insert; the new stream's has none, and OFFSET 0 keeps it from being merged into
+// the insert (pg_current_xact_id is only STABLE), whose first column, the position, would
+// then be drawn first.
 // A new stream needs no lookup: the unique key (aggregate, sequence) refuses a second first
 // event, and `conflict_or` turns that refusal into the conflict.
 macro_rules! current_version {
@@ -231,7 +233,8 @@ impl Store {
     ///
     /// On [`StoreError::Conflict`] roll the transaction back: after a lost race, and whenever a
     /// [`ExpectedVersion::NoStream`] stream already exists, PostgreSQL has already aborted it
-    /// (the log's unique key refused the event).
+    /// (the log's unique key refused the event), and the version the conflict names is read on
+    /// another connection of the store's pool.
     #[tracing::instrument(name = "edupulse.append", level = "debug", skip_all, fields(events = events.len(), aggregate = ?events.first().map(|e| e.aggregate_id)))]
     pub async fn append(
         &self,
@@ -349,7 +352,8 @@ impl Store {
             return err.into();
         }
         // The winner may be this very transaction (a new stream started twice in it), which a
-        // read from outside cannot see; the refused sequence proves at least the one before it.
+        // read from outside cannot see; the refused sequence exists, so the version is at least
+        // that (for `Any`, whose refused sequence is unknown here, at least 1).
         let refused = match expected {
             ExpectedVersion::Exact(n) => n + 1,
             ExpectedVersion::Any | ExpectedVersion::NoStream => 1,

@@ -21,7 +21,10 @@ pub enum StoreError {
         aggregate: Uuid,
         /// What the writer expected.
         expected: ExpectedVersion,
-        /// The version the aggregate had when the append was refused.
+        /// The version the aggregate had when the append was refused. After PostgreSQL
+        /// refused the event by the unique key (a lost race, or `NoStream` on a stream that
+        /// exists), it is read again outside the aborted transaction: the committed version,
+        /// or at least the refused sequence when the winner is the caller's own transaction.
         actual: u64,
     },
     /// One append call may only write to one aggregate.
