@@ -125,7 +125,7 @@ async fn appends_per_second(env: &Arc<TestEnv>, writers: usize) -> (f64, f64) {
     let slice = APPENDS / SLICES;
     let (mut lib, mut raw) = (Duration::ZERO, Duration::ZERO);
     // CPU per side only when asked: reading it walks /proc between slices.
-    let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
+    let verbose = verbose();
     let (mut lib_cpu, mut raw_cpu) = (CpuTimes::default(), CpuTimes::default());
     for turn in 0..SLICES {
         // Which side goes first alternates too.
@@ -154,7 +154,7 @@ struct Rounds {
 
 impl Rounds {
     fn add(&mut self, lib: f64, raw: f64) {
-        if std::env::var_os("BENCH_VERBOSE").is_some() {
+        if verbose() {
             println!(
                 "    round: library {lib:.0}, baseline {raw:.0}, ratio {:.2}",
                 lib / raw
@@ -194,6 +194,19 @@ where
         figures.add(lib, raw);
     }
     figures.summary()
+}
+
+/// `BENCH_VERBOSE=1`: every round's figures and each side's CPU time.
+fn verbose() -> bool {
+    std::env::var_os("BENCH_VERBOSE").is_some()
+}
+
+/// The one value `var` names (`BENCH_WRITERS=8`, `BENCH_RUNS=100`), or every default.
+fn chosen(var: &str, defaults: &[usize]) -> Vec<usize> {
+    match std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        Some(one) => vec![one],
+        None => defaults.to_vec(),
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -424,7 +437,7 @@ async fn relay_backlog(
             lib_cpu = CpuTimes::since(cpu);
         }
     }
-    if std::env::var_os("BENCH_VERBOSE").is_some() {
+    if verbose() {
         println!("    relay {lib_cpu}\n    raw   {raw_cpu}");
     }
     // `BENCH_RAW_HEADERS=1`: a third side, the raw publisher sending the relay's headers too,
@@ -518,15 +531,7 @@ async fn main() {
     let part = std::env::var("BENCH_PART").unwrap_or_default();
     let runs = |name: &str| part.is_empty() || part == name;
     if runs("append") {
-        // `BENCH_WRITERS=8` (or 1) times one writer count only.
-        let writer_counts = match std::env::var("BENCH_WRITERS")
-            .ok()
-            .and_then(|w| w.parse().ok())
-        {
-            Some(writers) => vec![writers],
-            None => vec![1, 8],
-        };
-        for writers in writer_counts {
+        for writers in chosen("BENCH_WRITERS", &[1, 8]) {
             let Summary { lib, raw, ratio } =
                 paired(ROUNDS, || appends_per_second(&env, writers)).await;
             println!(
@@ -545,15 +550,7 @@ async fn main() {
         let mut relay = Relay::new(env.store.clone(), publisher.clone(), RelayConfig::default());
         drain(&mut relay, &env).await;
 
-        // `BENCH_RUNS=5` (or 100) times one backlog shape only.
-        let shapes = match std::env::var("BENCH_RUNS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-        {
-            Some(run) => vec![run],
-            None => vec![5, 100],
-        };
-        for run in shapes {
+        for run in chosen("BENCH_RUNS", &[5, 100]) {
             let mut figures = Rounds::default();
             for round in 0..ROUNDS {
                 let (lib, raw) = relay_backlog(&env, &mut relay, run, round % 2 == 0).await;

@@ -170,6 +170,18 @@ const APPEND_MANY: Statements = Statements {
     exact: append_many_sql!(lookup, exact),
 };
 
+// One event's outbox row, with the wake-up.
+macro_rules! outbox_one {
+    () => {
+        concat!(
+            "INSERT INTO outbox (position, partition, subject)
+    SELECT position, $11, $10 FROM inserted
+    ",
+            wake_parked_relay!()
+        )
+    };
+}
+
 // The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
 // `Any` learns the sequence from the insert; the other checks know it beforehand
 // (`$sequence`), so their statement ends with the outbox insert itself, one step fewer.
@@ -177,13 +189,9 @@ macro_rules! append_one_sql {
     (lookup, any) => {
         concat!(
             append_one_events!(lookup, any),
-            ", outboxed AS (
-    INSERT INTO outbox (position, partition, subject)
-    SELECT position, $11, $10 FROM inserted
-    ",
-            wake_parked_relay!(),
-            "
-)
+            ", outboxed AS (",
+            outbox_one!(),
+            ")
 SELECT position, sequence FROM inserted"
         )
     };
@@ -191,10 +199,8 @@ SELECT position, sequence FROM inserted"
         concat!(
             append_one_events!($current, $filter),
             "
-INSERT INTO outbox (position, partition, subject)
-SELECT position, $11, $10 FROM inserted
 ",
-            wake_parked_relay!(),
+            outbox_one!(),
             "
 RETURNING position, ",
             $sequence
