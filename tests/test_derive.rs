@@ -80,7 +80,7 @@ fn field_paths_are_the_serialized_names() {
         currency: "EUR".into(),
         status: edupulse_domain::PaymentStatus::Captured,
     };
-    let json = serde_json::to_value(&event).unwrap();
+    let json = edupulse_events::privacy::reveal(|| serde_json::to_value(&event)).unwrap();
     for pii in PaymentProcessed::PII_FIELDS {
         assert!(
             json.get(pii.field.json).is_some(),

@@ -112,7 +112,10 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
 
     let mut tx = env.pool.begin().await.unwrap();
     assert_eq!(
-        keys.destroy(&mut tx, subject, "request 42").await.unwrap(),
+        keys.destroy(&mut tx, subject, "request 42")
+            .await
+            .unwrap()
+            .keys,
         1
     );
     tx.commit().await.unwrap();
@@ -157,7 +160,7 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
         tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
             let destroyed = keys.destroy(&mut tx, subject, "request 43").await;
-            destroyed.map(|n| (n, tx))
+            destroyed.map(|d| (d.keys, tx))
         })
     };
     // The erasure must be seen waiting on the append's lock before the append commits.

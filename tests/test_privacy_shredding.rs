@@ -15,7 +15,8 @@ use edupulse_domain::{
     BadgeAwarded, LearningPulseResponded, PaymentProcessed, PaymentStatus, QuizSubmitted,
 };
 use edupulse_events::privacy::canary::{Canary, PlaintextScan};
-use edupulse_events::privacy::{LocalKeyProvider, Pii, PrivacyError, Scrub};
+use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, PrivacyError, Scrub};
 use edupulse_events::publish::envelope_from_message;
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
@@ -304,6 +305,81 @@ fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
         })
         .unwrap();
     runtime.block_on(env.cleanup());
+}
+
+/// The same property on the embedded store's file: no canary in the database, WAL or shm
+/// file, before or after the erasures, and a replay erases exactly the erased subjects.
+#[test]
+fn planted_canaries_never_rest_in_clear_in_an_embedded_store_file() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = ["events.db", "events.db-wal", "events.db-shm"].map(|f| dir.path().join(f));
+    let store = runtime.block_on(async {
+        SqliteStore::open(&files[0], "test")
+            .await
+            .unwrap()
+            .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())))
+    });
+    let assert_no_plaintext = |canaries: &[Canary], when: &str| {
+        let scan = PlaintextScan::new(canaries.iter().cloned())
+            .files(&files)
+            .unwrap();
+        assert!(scan.scanned().0 > 0, "{when}: the scan saw nothing");
+        let leaks = scan.leaks();
+        assert!(leaks.is_empty(), "{when}: plaintext found: {leaks:?}");
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let events = prop::collection::vec((0u8..5, 0usize..5, 0usize..5), 1..25);
+    runner
+        .run(&(events, any::<u8>()), |(shapes, erase_mask)| {
+            runtime.block_on(async {
+                let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+                let mut canaries = Vec::new();
+                let planted: Vec<Planted> = shapes
+                    .iter()
+                    .map(|&(kind, a, b)| {
+                        Planted::new(kind, subjects[a], subjects[b], &mut canaries)
+                    })
+                    .collect();
+                let mut ids = Vec::new();
+                for event in &planted {
+                    let envelope = event.envelope();
+                    ids.push(envelope.id);
+                    store
+                        .append_committed(ExpectedVersion::NoStream, &[envelope])
+                        .await
+                        .unwrap();
+                }
+                assert_no_plaintext(&canaries, "before erasure");
+                let erased: HashSet<Uuid> = subjects
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| erase_mask & (1 << i) != 0)
+                    .map(|(_, s)| *s)
+                    .collect();
+                for subject in &erased {
+                    store.erase_subject(*subject, "property test").await.unwrap();
+                }
+                assert_no_plaintext(&canaries, "after erasure");
+                let mut replayed = HashMap::new();
+                for stored in store.read_all(LogCursor::START, i64::MAX).await.unwrap() {
+                    if stored.envelope.event_type.starts_with("privacy.") {
+                        continue;
+                    }
+                    let event = stored.decode(Registry::global()).unwrap();
+                    replayed.insert(stored.envelope.id, Planted::decoded(event));
+                }
+                for (id, event) in ids.iter().zip(&planted) {
+                    assert_eq!(replayed[id], event.after_erasure(&erased), "replay of {id}");
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[tokio::test]

@@ -97,7 +97,9 @@ impl AnyEvent {
         }
     }
 
-    /// The payload as JSON, as the type serializes it.
+    /// The payload as JSON, as the type serializes it. A present
+    /// [`Pii`](crate::privacy::Pii) value refuses to serialize unless this is called inside
+    /// [`privacy::reveal`](crate::privacy::reveal).
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         self.event.to_json()
     }

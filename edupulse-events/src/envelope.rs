@@ -11,6 +11,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::event::DomainEvent;
+use crate::privacy;
 
 /// One event with its identity, position and context.
 ///
@@ -88,14 +89,32 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
-/// An event that cannot be turned into JSON.
+/// Why an event could not be put in an envelope. Nothing was written anywhere.
 #[derive(Debug, Error)]
-#[error("event `{type_name}` could not be serialized to JSON ({category:?} error)")]
-pub struct EncodeError {
-    /// The event's type string.
-    pub type_name: &'static str,
-    /// serde_json's classification; the message is left out because it may quote a value.
-    pub category: serde_json::error::Category,
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The event does not serialize to JSON.
+    #[error("event `{type_name}` could not be serialized to JSON ({category:?} error)")]
+    Json {
+        /// The event's type string.
+        type_name: &'static str,
+        /// serde_json's classification; the message is left out because it may quote a value.
+        category: serde_json::error::Category,
+    },
+    /// A [`Pii`](crate::privacy::Pii) value sits where the store would not seal it: inside a
+    /// field not marked `#[event(pii)]` (through a type alias, a renamed import, a nested or
+    /// a flattened struct), or inside another personal-data value.
+    #[error(
+        "event `{type_name}` holds a Pii value at `{path}`, which is not a field marked \
+         #[event(pii)], so it would be stored and published in clear; make it a top-level \
+         field of the event marked #[event(pii)], or hold a plain value there"
+    )]
+    UnsealedPii {
+        /// The event's type string.
+        type_name: &'static str,
+        /// Where in the payload, e.g. `details.student_name` (the JSON names).
+        path: String,
+    },
 }
 
 impl AsMut<Envelope> for Envelope {
@@ -106,10 +125,20 @@ impl AsMut<Envelope> for Envelope {
 
 impl Envelope {
     /// Wraps an event with a fresh UUIDv7 id, the current time and empty metadata.
+    ///
+    /// A [`Pii`](crate::privacy::Pii) value anywhere but in a field marked `#[event(pii)]` is
+    /// [`EncodeError::UnsealedPii`]: the store seals only the fields the derive knows.
     pub fn new<T: DomainEvent>(event: &T) -> Result<Self, EncodeError> {
-        let payload = serde_json::to_value(event).map_err(|err| EncodeError {
+        let mut payload = privacy::marking(|| serde_json::to_value(event)).map_err(|err| {
+            EncodeError::Json {
+                type_name: T::TYPE,
+                category: err.classify(),
+            }
+        })?;
+        let known: Vec<&str> = T::PII_FIELDS.iter().map(|pii| pii.field.json).collect();
+        privacy::unwrap_marked(&mut payload, &known).map_err(|path| EncodeError::UnsealedPii {
             type_name: T::TYPE,
-            category: err.classify(),
+            path,
         })?;
         Ok(Envelope {
             id: Uuid::now_v7(),

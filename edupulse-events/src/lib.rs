@@ -108,7 +108,7 @@ pub use envelope::{EncodeError, Envelope, Metadata, TraceContext};
 pub use error::{DecodeError, PayloadError, RegistryError, RegistryProblem};
 pub use event::{DomainEvent, EntityId, FieldName, PiiField, SubjectIds};
 pub use registry::Registry;
-pub use runtime::{MessageError, Runtime, RuntimeBuilder, RuntimeError};
+pub use runtime::{Fault, MessageError, Runtime, RuntimeBuilder, RuntimeError};
 
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;

@@ -28,3 +28,7 @@ pub const ERASURES: &str = "edupulse_erasures_total";
 pub const CONSUMER_APPLIED: &str = "edupulse_consumer_applied_total";
 /// Messages a subscriber set aside.
 pub const CONSUMER_DEAD_LETTERS: &str = "edupulse_consumer_dead_letters_total";
+/// Messages a consumer could not decode for a cause outside the message (the database, the
+/// key provider, a wrong master key, missing keys) and holds back until it passes; labelled
+/// by consumer and `fault` (`transient` or `configuration`).
+pub const CONSUMER_STALLED: &str = "edupulse_consumer_stalled_total";

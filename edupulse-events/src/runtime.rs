@@ -11,7 +11,7 @@ use crate::any_event::AnyEvent;
 use crate::error::{DecodeError, RegistryError};
 use crate::privacy::{ErasureError, ErasureReceipt, KeyProvider, KeyStore, Scrub};
 use crate::publish::{PublishError, Publisher, StreamSettings};
-use crate::publish::{ReceiveError, envelope_from_message};
+use crate::publish::{ReceiveError, envelope_from_message, header_names};
 use crate::registry::Registry;
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Store, StoreError};
@@ -50,6 +50,53 @@ pub enum MessageError {
     /// The payload does not decode with this binary's types.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A header contradicts the payload, another header or the subject the message came on:
+    /// not what the relay publishes, so not trusted.
+    #[error("message header `{header}` {reason}")]
+    Inconsistent {
+        /// The header that does not fit.
+        header: &'static str,
+        /// What it contradicts.
+        reason: &'static str,
+    },
+}
+
+/// Whose fault a failed decode is: what a consumer may do with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The message itself (bad bytes or headers, an unknown type, a payload that does not
+    /// fit, a forged or altered sealed value): it will never decode, so set it aside.
+    Message,
+    /// The database or the key provider failed for now: retry the message later.
+    Transient,
+    /// This process is misconfigured (a wrong master key, a key table that lacks keys, no key
+    /// store): the message is fine, and must wait until an operator fixes the cause.
+    Configuration,
+}
+
+impl MessageError {
+    /// Whose fault this is; only [`Fault::Message`] may set a message aside.
+    pub fn fault(&self) -> Fault {
+        use crate::privacy::{KeyError, KeyStoreError, PrivacyError};
+        match self {
+            MessageError::Receive(_)
+            | MessageError::Decode(_)
+            | MessageError::Inconsistent { .. } => Fault::Message,
+            MessageError::Store(err) => match err {
+                StoreError::Privacy(PrivacyError::KeyMissing { .. })
+                | StoreError::Keys(KeyStoreError::KeyMissing { .. })
+                | StoreError::NoKeyStore { .. }
+                | StoreError::Keys(KeyStoreError::Key(KeyError::Unwrap { .. })) => {
+                    Fault::Configuration
+                }
+                StoreError::Privacy(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Unregistered(_)
+                | StoreError::PiiWithoutOwner { .. } => Fault::Message,
+                _ => Fault::Transient,
+            },
+        }
+    }
 }
 
 /// The store, the publisher and the registry of one application.
@@ -105,6 +152,13 @@ impl Runtime {
         self.keys.as_ref()
     }
 
+    /// Re-wraps every data key with the key provider's current master key: see
+    /// [`KeyStore::rotate_master_key`].
+    pub async fn rotate_master_key(&self) -> Result<u64, ErasureError> {
+        let keys = self.keys.as_ref().ok_or(ErasureError::NoKeyStore)?;
+        Ok(keys.rotate_master_key(self.store.pool()).await?)
+    }
+
     /// Erases a data subject everywhere: see [`KeyStore::erase_subject_with`].
     pub async fn erase_subject(
         &self,
@@ -125,13 +179,63 @@ impl Runtime {
         message: &async_nats::Message,
     ) -> Result<(crate::Envelope, AnyEvent), MessageError> {
         let envelope = envelope_from_message(message.headers.as_ref(), &message.payload)?;
+        self.check_headers(message, &envelope)?;
         let mut envelopes = [envelope];
         self.store.open(&mut envelopes).await?;
         let [mut envelope] = envelopes;
         let event =
             Registry::global().decode(&envelope.event_type, envelope.version, &envelope.payload)?;
+        if event.aggregate_id() != envelope.aggregate_id {
+            return Err(MessageError::Inconsistent {
+                header: header_names::AGGREGATE_ID,
+                reason: "names another aggregate than the payload's aggregate id",
+            });
+        }
         envelope.data_subjects = event.data_subjects();
         Ok((envelope, event))
+    }
+
+    /// The headers a consumer relies on agree with each other, with the message's subject and
+    /// with the type's descriptor, as the relay publishes them; a message made up by someone
+    /// else with a plausible body is refused rather than applied.
+    fn check_headers(
+        &self,
+        message: &async_nats::Message,
+        envelope: &crate::Envelope,
+    ) -> Result<(), MessageError> {
+        let inconsistent = |header, reason| Err(MessageError::Inconsistent { header, reason });
+        if envelope.sequence == 0 {
+            return inconsistent(header_names::SEQUENCE, "is 0; stored events start at 1");
+        }
+        let headers = message.headers.as_ref();
+        let subject_header = headers.and_then(|h| h.get(header_names::SUBJECT));
+        if subject_header.map(|v| v.as_str().parse::<crate::Uuid>().ok())
+            != Some(Some(envelope.aggregate_id))
+        {
+            return inconsistent(header_names::AGGREGATE_ID, "differs from `ce-subject`");
+        }
+        let Some(descriptor) = Registry::global().get(&envelope.event_type, envelope.version)
+        else {
+            // Decoding reports the unknown type with the list of known ones.
+            return Ok(());
+        };
+        if descriptor.aggregate() != envelope.aggregate_type {
+            return inconsistent(
+                header_names::AGGREGATE_TYPE,
+                "differs from the event type's aggregate",
+            );
+        }
+        let subject = message.subject.as_str();
+        let expected_subject = subject
+            .strip_prefix(self.store.subject_prefix())
+            .and_then(|rest| rest.strip_prefix('.'));
+        if expected_subject != Some(descriptor.subject()) {
+            return inconsistent(
+                header_names::TYPE,
+                "does not match the subject the message was published on",
+            );
+        }
+        Ok(())
     }
 
     /// The event store.

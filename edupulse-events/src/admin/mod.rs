@@ -71,6 +71,11 @@ pub enum AdminCommand {
         #[arg(long)]
         scrub: bool,
     },
+    /// Re-wraps every data key with the current master key (`EDUPULSE_MASTER_KEY`), opening
+    /// those not yet re-wrapped with a retiring one (`EDUPULSE_PREVIOUS_MASTER_KEYS`, or the
+    /// application's provider). Afterwards retire the old key: older copies of the key table
+    /// (WAL archives, backups) then open nothing.
+    RotateMasterKey,
     /// Prints every registered event type: an AsyncAPI 3.0 document, or the catalog as JSON.
     Catalog {
         /// Output format.
@@ -235,6 +240,13 @@ impl AdminCommand {
                     Scrub::KeysOnly
                 };
                 let receipt = runtime.erase_subject(subject, &reason, scrub).await?;
+                if receipt.already_erased {
+                    writeln!(
+                        out,
+                        "{} was already erased; nothing new to destroy",
+                        receipt.subject
+                    )?;
+                }
                 writeln!(
                     out,
                     "erased {}: {} key version(s) destroyed, {} stored event(s) scrubbed, \
@@ -245,6 +257,22 @@ impl AdminCommand {
                     receipt.event_id,
                     receipt.position,
                     receipt.erased_at.to_rfc3339()
+                )?;
+                if !receipt.key_bytes_purged {
+                    writeln!(
+                        out,
+                        "warning: the key table was busy and was not compacted; the destroyed \
+                         key's bytes stay in its files until the next erasure or rotation"
+                    )?;
+                }
+            }
+            AdminCommand::RotateMasterKey => {
+                let runtime = runtime().await?;
+                eprintln!("re-wrapping every data key with the current master key...");
+                let count = runtime.rotate_master_key().await?;
+                writeln!(
+                    out,
+                    "re-wrapped {count} data key(s); the previous master key can now be retired"
                 )?;
             }
             AdminCommand::Tail {

@@ -143,12 +143,30 @@ impl SubscriberBuilder {
         // theirs still in flight (other aggregates are not ordered after the erasure) then
         // decode with their personal data erased, and a handler can tell and skip them.
         let keys = self.runtime.keys().cloned();
+        let hook = std::sync::Arc::new(hook);
         self.on(
             move |erased: crate::privacy::DataSubjectErased, _envelope: &Envelope, tx| {
-                if let Some(keys) = &keys {
-                    keys.evict(erased.subject_id);
-                }
-                hook(erased.subject_id, tx)
+                let (keys, hook) = (keys.clone(), hook.clone());
+                Box::pin(async move {
+                    // Anyone who can publish on the prefix can send a plausible erasure event;
+                    // only the store's tombstone, committed with the real one, is believed.
+                    let confirmed: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM erased_subjects WHERE subject_id = $1",
+                    )
+                    .bind(erased.subject_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if confirmed.is_none() {
+                        return Err(UnconfirmedErasure {
+                            subject: erased.subject_id,
+                        }
+                        .into());
+                    }
+                    if let Some(keys) = &keys {
+                        keys.evict(erased.subject_id);
+                    }
+                    hook(erased.subject_id, tx).await
+                })
             },
         )
     }
@@ -242,4 +260,16 @@ impl SubscriberBuilder {
             self.max_batch,
         ))
     }
+}
+
+/// An erasure event whose subject the store has no tombstone for: forged, or read against
+/// another store. Its hook does not run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "erasure event for subject {subject} is not confirmed by the store's erasure record; \
+     on_erasure did not run"
+)]
+pub struct UnconfirmedErasure {
+    /// The subject the event names.
+    pub subject: uuid::Uuid,
 }

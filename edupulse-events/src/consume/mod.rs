@@ -8,7 +8,7 @@ mod error;
 mod inbox;
 mod subscriber;
 
-pub use builder::SubscriberBuilder;
+pub use builder::{SubscriberBuilder, UnconfirmedErasure};
 pub use error::{CatchUpError, ConsumeError, HandlerError};
 pub use inbox::{Applied, Inbox, InboxError};
 pub use subscriber::Subscriber;

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
 use crate::privacy::DataSubjectErased;
-use crate::runtime::Runtime;
+use crate::runtime::{Fault, MessageError, Runtime};
 use crate::store::DatabaseError;
 
 use super::builder::SubscriberBuilder;
@@ -47,6 +47,8 @@ struct Received {
     delivery: Option<usize>,
     /// Why it did not decode.
     undecodable: Option<String>,
+    /// Not decoded for a cause outside the message: retried later, never set aside.
+    held: Option<Outcome>,
 }
 
 impl Subscriber {
@@ -114,6 +116,7 @@ impl Subscriber {
         let mut received = Vec::with_capacity(messages.len());
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(messages.len());
         let mut applied_up_to = 0;
+        let mut stalled = None;
         for message in messages {
             let (sequence, delivered) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
@@ -124,7 +127,15 @@ impl Subscriber {
                 delivered,
                 delivery: None,
                 undecodable: None,
+                held: None,
             };
+            if let Some(wait) = stalled {
+                // Held back behind a message that could not be decoded for now, so that
+                // nothing overtakes it.
+                entry.held = Some(Outcome::Retry(wait));
+                received.push(entry);
+                continue;
+            }
             match self.runtime.decode_message(message).await {
                 Ok((envelope, event)) => {
                     let erasure = event.is::<DataSubjectErased>();
@@ -142,7 +153,15 @@ impl Subscriber {
                     }
                 }
                 // Never decodable here, however often it is delivered.
-                Err(err) => entry.undecodable = Some(format!("cannot decode: {err}")),
+                Err(err) if err.fault() == Fault::Message => {
+                    entry.undecodable = Some(format!("cannot decode: {err}"));
+                }
+                // Not the message's fault: it waits, and does not use up its deliveries.
+                Err(err) => {
+                    let wait = self.stall(&err, sequence, delivered);
+                    stalled = Some(wait);
+                    entry.held = Some(Outcome::Retry(wait));
+                }
             }
             received.push(entry);
         }
@@ -155,6 +174,7 @@ impl Subscriber {
             .await;
         for (message, entry) in messages.iter().zip(received) {
             let outcome = match (entry.delivery, entry.undecodable) {
+                _ if entry.held.is_some() => entry.held.expect("checked"),
                 (Some(index), _) => deliveries[index]
                     .outcome
                     .take()
@@ -164,6 +184,38 @@ impl Subscriber {
             self.settle(message, entry.sequence, entry.delivered, outcome)
                 .await;
         }
+    }
+
+    /// Reports a message that could not be decoded for a cause outside it, and how long it
+    /// waits: the back-off grows with its deliveries and stays at the last step, however
+    /// many there are, since waiting loses nothing.
+    fn stall(&self, err: &MessageError, sequence: u64, delivered: i64) -> std::time::Duration {
+        let consumer = self.dispatcher.inbox.consumer();
+        let fault = match err.fault() {
+            Fault::Configuration => {
+                tracing::error!(
+                    consumer,
+                    stream_sequence = sequence,
+                    error = %err,
+                    "consumer stalled: this process cannot open the event; fix the configuration"
+                );
+                "configuration"
+            }
+            _ => {
+                tracing::warn!(
+                    consumer,
+                    stream_sequence = sequence,
+                    error = %err,
+                    "event not decoded for now; retrying it"
+                );
+                "transient"
+            }
+        };
+        ::metrics::counter!(crate::metrics::CONSUMER_STALLED, "consumer" => consumer.to_owned(), "fault" => fault)
+            .increment(1);
+        let backoff = &self.dispatcher.backoff;
+        let step = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+        backoff[step.min(backoff.len() - 1)]
     }
 
     /// Acknowledges, retries or sets aside one message, after its batch committed. A failure

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use sqlx::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use crate::privacy::{DataKey, KeyProvider, KeyStoreError};
+use crate::privacy::{DataKey, Destroyed, KeyProvider, KeyStoreError};
 use crate::store::StoreError;
+use crate::store::sealing::ReadKeys;
 
 /// The subject's current key, created on first use; refused once the subject was erased.
 pub(super) async fn key_for_append(
@@ -53,42 +54,59 @@ pub(super) async fn key_for_append(
     Ok((1, key))
 }
 
-/// The keys that still exist among `wanted`; a destroyed one is absent.
+/// The keys among `wanted`: `Some` key, or `None` where the subject's erasure record covers
+/// that version. A key neither there nor destroyed is absent from the map.
 pub(super) async fn keys_for_read(
     pool: &SqlitePool,
     provider: &dyn KeyProvider,
     wanted: &[(Uuid, u32)],
-) -> Result<HashMap<(Uuid, u32), DataKey>, StoreError> {
+) -> Result<ReadKeys, StoreError> {
     let mut keys = HashMap::new();
     for &(subject, version) in wanted {
         if keys.contains_key(&(subject, version)) {
             continue;
         }
-        let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT wrapped FROM subject_keys WHERE subject_id = ? AND key_version = ?",
+        // One statement: the key and the tombstone from one snapshot.
+        let (wrapped, erased): (Option<Vec<u8>>, bool) = sqlx::query_as(
+            "SELECT (SELECT wrapped FROM subject_keys WHERE subject_id = ?1 AND key_version = ?2), \
+             coalesce((SELECT last_key_version >= ?2 FROM erased_subjects \
+             WHERE subject_id = ?1), 0)",
         )
         .bind(subject.to_string())
         .bind(i64::from(version))
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?;
-        if let Some(wrapped) = wrapped {
-            let key = provider
-                .unwrap(subject, version, &wrapped)
-                .await
-                .map_err(KeyStoreError::from)?;
-            keys.insert((subject, version), key);
+        match wrapped {
+            Some(wrapped) => {
+                let key = provider
+                    .unwrap(subject, version, &wrapped)
+                    .await
+                    .map_err(KeyStoreError::from)?;
+                keys.insert((subject, version), Some(key));
+            }
+            None if erased => {
+                keys.insert((subject, version), None);
+            }
+            None => {}
         }
     }
     Ok(keys)
 }
 
-/// Destroys every key of `subject` and records the tombstone; returns how many were destroyed.
+/// Destroys every key of `subject` and records the tombstone. The deleted rows are zeroed in
+/// place (every connection runs with `secure_delete`); the copies in the write-ahead log go
+/// with the checkpoint after the commit.
 pub(super) async fn destroy(
     conn: &mut SqliteConnection,
     subject: Uuid,
     reason: &str,
-) -> Result<u32, StoreError> {
+) -> Result<Destroyed, StoreError> {
     let id = subject.to_string();
+    let erased_before: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM erased_subjects WHERE subject_id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let last: Option<i64> =
         sqlx::query_scalar("SELECT max(key_version) FROM subject_keys WHERE subject_id = ?")
             .bind(&id)
@@ -111,5 +129,57 @@ pub(super) async fn destroy(
     .bind(last.unwrap_or(0))
     .execute(&mut *conn)
     .await?;
-    Ok(destroyed as u32)
+    Ok(Destroyed {
+        keys: destroyed,
+        already_erased: erased_before.is_some() && destroyed == 0,
+    })
+}
+
+/// Re-wraps every data key with `provider`'s current master key inside `conn`'s
+/// transaction; returns how many. The old wrapped forms are zeroed in place
+/// (`secure_delete`); the write-ahead log's copies go with the checkpoint after the commit.
+pub(super) async fn rewrap_all(
+    conn: &mut SqliteConnection,
+    provider: &dyn KeyProvider,
+) -> Result<u64, StoreError> {
+    let rows: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT subject_id, key_version, wrapped FROM subject_keys")
+            .fetch_all(&mut *conn)
+            .await?;
+    let count = rows.len() as u64;
+    for (id, version, wrapped) in rows {
+        let subject = Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt {
+            position: 0,
+            reason: "a key row's subject id is not a UUID".into(),
+        })?;
+        let key_version = u32::try_from(version).map_err(|_| StoreError::Corrupt {
+            position: 0,
+            reason: "a key row's version is out of range".into(),
+        })?;
+        let key = provider
+            .unwrap(subject, key_version, &wrapped)
+            .await
+            .map_err(KeyStoreError::from)?;
+        let rewrapped = provider
+            .wrap(subject, key_version, &key)
+            .await
+            .map_err(KeyStoreError::from)?;
+        sqlx::query("UPDATE subject_keys SET wrapped = ? WHERE subject_id = ? AND key_version = ?")
+            .bind(rewrapped)
+            .bind(&id)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(count)
+}
+
+/// Moves the write-ahead log into the database file and truncates it to nothing, so the
+/// page images that still hold destroyed keys leave the disk's live files. Waits (the pool's
+/// busy timeout) for readers of older snapshots; `false` when some still held the log.
+pub(super) async fn purge_log(pool: &SqlitePool) -> Result<bool, StoreError> {
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await?;
+    Ok(busy == 0)
 }

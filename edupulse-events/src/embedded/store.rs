@@ -122,6 +122,9 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // Deleted rows are overwritten with zeros: an erased subject's key must not stay
+            // readable in a page's free space.
+            .pragma("secure_delete", "on")
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -413,7 +416,8 @@ impl SqliteStore {
             return Err(ErasureError::NoKeyStore);
         }
         let mut tx = self.begin().await?;
-        let keys_destroyed = keys::destroy(&mut tx, subject, reason).await?;
+        let destroyed = keys::destroy(&mut tx, subject, reason).await?;
+        let keys_destroyed = destroyed.keys as u32;
         let (envelope, erased_at) = DataSubjectErased::envelope(subject, keys_destroyed)?;
         let appended = self
             .append(
@@ -425,14 +429,44 @@ impl SqliteStore {
         tx.commit().await.map_err(StoreError::from)?;
         self.appended.notify_one();
         ::metrics::counter!(crate::metrics::ERASURES).increment(1);
+        let key_bytes_purged = match keys::purge_log(&self.pool).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::warn!(error = %err, "the erasure committed, but the log was not checkpointed");
+                false
+            }
+        };
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,
             position: appended.positions[0],
             keys_destroyed,
             events_scrubbed: 0,
+            already_erased: destroyed.already_erased,
+            key_bytes_purged,
             erased_at,
         })
+    }
+
+    /// Re-wraps every data key with the key provider's current master key in one
+    /// transaction, then empties the write-ahead log; returns how many keys. See
+    /// [`KeyStore::rotate_master_key`](crate::privacy::KeyStore::rotate_master_key) for the
+    /// procedure: once this returns, retire the old master key, and copies of the database
+    /// file taken before open nothing.
+    pub async fn rotate_master_key(&self) -> Result<u64, StoreError> {
+        let provider = self.keys.as_deref().ok_or_else(|| StoreError::NoKeyStore {
+            type_name: "(master-key rotation)".to_owned(),
+        })?;
+        let mut tx = self.begin().await?;
+        let count = keys::rewrap_all(&mut tx, provider).await?;
+        tx.commit().await?;
+        if !keys::purge_log(&self.pool).await? {
+            tracing::warn!(
+                "master key rotated, but the write-ahead log is busy: the old wrapped keys stay \
+                 in it until the next checkpoint (they open only with the old master key)"
+            );
+        }
+        Ok(count)
     }
 
     /// Wakes the relay after an append.

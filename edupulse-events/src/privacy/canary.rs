@@ -115,7 +115,7 @@ pub enum Encoding {
 pub struct Leak {
     /// The canary found (a planted marker, never real data).
     pub canary: String,
-    /// Where: `postgres:<schema>.<table>` or `jetstream:<stream>#<sequence>`.
+    /// Where: `postgres:<schema>.<table>`, `jetstream:<stream>#<sequence>` or `file:<path>`.
     pub place: String,
     /// In which encoding.
     pub encoding: Encoding,
@@ -128,6 +128,14 @@ pub enum ScanError {
     /// Reading PostgreSQL failed.
     #[error("scanning PostgreSQL failed: {0}")]
     Postgres(#[from] crate::store::DatabaseError),
+    /// Reading a file failed.
+    #[error("scanning file {path} failed: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// Reading the stream failed.
     #[error("scanning stream `{stream}` failed: {reason}")]
     JetStream {
@@ -274,6 +282,38 @@ impl PlaintextScan {
         Ok(self)
     }
 
+    /// Scans the raw bytes of each file in `paths` that exists: an embedded store's database
+    /// with its `-wal` and `-shm` files, a backup, an export. Counted as rows.
+    pub fn files<P: AsRef<std::path::Path>>(
+        mut self,
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<Self, ScanError> {
+        for path in paths {
+            let path = path.as_ref();
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    return Err(ScanError::File {
+                        path: path.display().to_string(),
+                        reason: err.kind().to_string(),
+                    });
+                }
+            };
+            self.rows += 1;
+            for (canary, encoding, needle) in &self.needles {
+                if contains(&bytes, needle.as_bytes()) {
+                    self.leaks.push(Leak {
+                        canary: canary.clone(),
+                        place: format!("file:{}", path.display()),
+                        encoding: *encoding,
+                    });
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// How many rows and messages were scanned: a scan that saw nothing proves nothing.
     pub fn scanned(&self) -> (u64, u64) {
         (self.rows, self.messages)
@@ -283,6 +323,11 @@ impl PlaintextScan {
     pub fn leaks(self) -> Vec<Leak> {
         self.leaks
     }
+}
+
+/// Whether `needle` occurs in `haystack`, byte for byte.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 fn quote_ident(name: &str) -> String {

@@ -79,6 +79,16 @@ pub struct ErasureReceipt {
     pub keys_destroyed: u32,
     /// How many stored events had sealed values overwritten ([`Scrub::StoredCiphertext`]).
     pub events_scrubbed: u64,
+    /// The subject had been erased before and had no key since: this erasure destroyed
+    /// nothing new (it is still recorded, with its own event).
+    pub already_erased: bool,
+    /// The store's maintenance after the erasure completed, so the destroyed keys' bytes are
+    /// gone from the key table's live files: PostgreSQL rewrote the key table
+    /// ([`KeyStore::compact`]), SQLite zeroed the deleted rows (`secure_delete`) and emptied
+    /// its write-ahead log with a truncating checkpoint. `false` when it could not (the
+    /// table or the log was busy): the erasure itself holds, and the next one, or a
+    /// [`KeyStore::compact`], finishes the job.
+    pub key_bytes_purged: bool,
     /// When.
     pub erased_at: DateTime<Utc>,
 }
@@ -94,6 +104,9 @@ WHERE data_subjects @> ARRAY[$1::uuid]
   AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v)
               WHERE split_part(v ->> '$pii', '.', 2) = $1::text)
 "#;
+
+/// How long the key table's compaction after an erasure waits for appends holding it.
+const COMPACT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why an erasure did not happen (nothing was changed).
 #[derive(Debug, Error)]
@@ -140,7 +153,8 @@ impl KeyStore {
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
         let mut tx = store.begin_read_committed().await?;
-        let keys_destroyed = self.destroy(&mut tx, subject, reason).await? as u32;
+        let destroyed = self.destroy(&mut tx, subject, reason).await?;
+        let keys_destroyed = destroyed.keys as u32;
         let events_scrubbed = match scrub {
             Scrub::KeysOnly => 0,
             Scrub::StoredCiphertext => {
@@ -175,12 +189,27 @@ impl KeyStore {
         self.evict(subject);
         committed.map_err(StoreError::from)?;
         ::metrics::counter!(crate::metrics::ERASURES).increment(1);
+        let key_bytes_purged = match self.compact(store.pool(), COMPACT_LOCK_WAIT).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::warn!(error = %err, "the erasure committed, but the key table was not compacted");
+                false
+            }
+        };
+        if !key_bytes_purged {
+            tracing::warn!(
+                "the erasure committed, but the key table is busy: the destroyed key's bytes \
+                 stay in its files until the next compaction"
+            );
+        }
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,
             position: appended.positions[0],
             keys_destroyed,
             events_scrubbed,
+            already_erased: destroyed.already_erased,
+            key_bytes_purged,
             erased_at,
         })
     }

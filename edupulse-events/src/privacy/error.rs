@@ -24,6 +24,25 @@ pub enum PrivacyError {
         /// The key version it claims.
         key_version: u32,
     },
+    /// The subject has no key of this version and no erasure record: the store points at
+    /// the wrong schema or database, the key table was restored from an older backup, or the
+    /// value was forged. Only an erasure makes a value read as erased.
+    #[error(
+        "field `{field}` of event {event_id} is sealed with key version {key_version} of \
+         subject {subject}, which this key table neither holds nor records as erased: check \
+         that the store points at the right schema and that the key table was not restored \
+         from an older backup"
+    )]
+    KeyMissing {
+        /// The event read.
+        event_id: Uuid,
+        /// The field's path in the payload.
+        field: String,
+        /// The data subject the value claims to belong to.
+        subject: Uuid,
+        /// The key version it claims.
+        key_version: u32,
+    },
     /// The object under `$pii` is not a sealed value this version understands.
     #[error("field `{field}` of event {event_id} is not a well-formed sealed value: {reason}")]
     Malformed {

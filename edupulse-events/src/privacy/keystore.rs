@@ -25,6 +25,19 @@ pub enum KeyStoreError {
         /// The erased subject.
         subject: Uuid,
     },
+    /// The subject has no key of this version and no erasure record says it was destroyed
+    /// (a wrong schema, a key table restored from an older backup, a forged value).
+    #[error(
+        "subject {subject} has no key of version {key_version} and no record of an erasure; \
+         check that the store points at the right schema and that the key table was not \
+         restored from an older backup"
+    )]
+    KeyMissing {
+        /// The data subject.
+        subject: Uuid,
+        /// The key version asked for.
+        key_version: u32,
+    },
     /// Keys are taken and destroyed only in READ COMMITTED transactions.
     #[error(
         "personal data is appended and erased only in READ COMMITTED transactions (PostgreSQL's \
@@ -77,6 +90,15 @@ const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT current_setting('transaction_isolat
 /// How long an unwrapped key stays in memory for reading. Erasure evicts at once in this
 /// process; other processes evict when they see the erasure event, or after this long.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// What [`KeyStore::destroy`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destroyed {
+    /// How many key versions were destroyed.
+    pub keys: u64,
+    /// The subject was erased before and had no key since: nothing new was destroyed.
+    pub already_erased: bool,
+}
 
 /// The data keys of one store.
 pub struct KeyStore {
@@ -199,39 +221,32 @@ impl KeyStore {
         }
     }
 
-    /// The key to open data sealed for `subject` at `key_version`; `None` once it is destroyed.
+    /// The key to open data sealed for `subject` at `key_version`; `None` once an erasure
+    /// destroyed it. A key neither there nor erased is [`KeyStoreError::KeyMissing`].
     pub async fn key_for_read(
         &self,
         pool: &PgPool,
         subject: Uuid,
         key_version: u32,
     ) -> Result<Option<DataKey>, KeyStoreError> {
-        if let Some(key) = self.cached(subject, key_version) {
-            return Ok(Some(key));
-        }
-        let epoch = self.epoch();
-        let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT wrapped FROM subject_keys WHERE subject_id = $1 AND key_version = $2",
-        )
-        .bind(subject)
-        .bind(key_version as i32)
-        .fetch_optional(pool)
-        .await?;
-        let Some(wrapped) = wrapped else {
-            return Ok(None);
-        };
-        let key = self.provider.unwrap(subject, key_version, &wrapped).await?;
-        self.remember(subject, key_version, &key, epoch);
-        Ok(Some(key))
+        self.keys_for_read(pool, &[(subject, key_version)])
+            .await?
+            .remove(&(subject, key_version))
+            .ok_or(KeyStoreError::KeyMissing {
+                subject,
+                key_version,
+            })
     }
 
     /// The keys to open each of `wanted` (subject, key version), fetched in one query for
-    /// those not cached. A destroyed key is simply absent from the map.
+    /// those not cached: `Some` key, or `None` where the subject's erasure record covers that
+    /// version (the key was destroyed). A key that is neither there nor destroyed is absent
+    /// from the map: the caller reports it, rather than reading the value as erased.
     pub async fn keys_for_read(
         &self,
         pool: &PgPool,
         wanted: &[(Uuid, u32)],
-    ) -> Result<HashMap<(Uuid, u32), DataKey>, KeyStoreError> {
+    ) -> Result<HashMap<(Uuid, u32), Option<DataKey>>, KeyStoreError> {
         let mut found = HashMap::new();
         let mut missing = std::collections::HashSet::new();
         for &(subject, version) in wanted {
@@ -240,7 +255,7 @@ impl KeyStore {
             }
             match self.cached(subject, version) {
                 Some(key) => {
-                    found.insert((subject, version), key);
+                    found.insert((subject, version), Some(key));
                 }
                 None => {
                     missing.insert((subject, version as i32));
@@ -253,20 +268,32 @@ impl KeyStore {
         if missing_subjects.is_empty() {
             return Ok(found);
         }
-        let rows: Vec<(Uuid, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT k.subject_id, k.key_version, k.wrapped FROM subject_keys k \
-             JOIN unnest($1::uuid[], $2::int[]) AS w(subject_id, key_version) \
-             USING (subject_id, key_version)",
+        // One statement, so the key and the tombstone are read from one snapshot: an erasure
+        // deletes the one and writes the other in one transaction.
+        let rows: Vec<(Uuid, i32, Option<Vec<u8>>, bool)> = sqlx::query_as(
+            "SELECT w.subject_id, w.key_version, k.wrapped, \
+             coalesce(t.last_key_version >= w.key_version, false) \
+             FROM unnest($1::uuid[], $2::int[]) AS w(subject_id, key_version) \
+             LEFT JOIN subject_keys k USING (subject_id, key_version) \
+             LEFT JOIN erased_subjects t ON t.subject_id = w.subject_id",
         )
         .bind(&missing_subjects)
         .bind(&missing_versions)
         .fetch_all(pool)
         .await?;
-        for (subject, version, wrapped) in rows {
+        for (subject, version, wrapped, erased) in rows {
             let version = version as u32;
-            let key = self.provider.unwrap(subject, version, &wrapped).await?;
-            self.remember(subject, version, &key, epoch);
-            found.insert((subject, version), key);
+            match wrapped {
+                Some(wrapped) => {
+                    let key = self.provider.unwrap(subject, version, &wrapped).await?;
+                    self.remember(subject, version, &key, epoch);
+                    found.insert((subject, version), Some(key));
+                }
+                None if erased => {
+                    found.insert((subject, version), None);
+                }
+                None => {}
+            }
         }
         Ok(found)
     }
@@ -308,12 +335,17 @@ impl KeyStore {
         tx: &mut PgConnection,
         subject: Uuid,
         reason: &str,
-    ) -> Result<u64, KeyStoreError> {
+    ) -> Result<Destroyed, KeyStoreError> {
         let isolation: String = sqlx::query_scalar(SUBJECT_LOCK_EXCLUSIVE)
             .bind(subject)
             .fetch_one(&mut *tx)
             .await?;
         require_read_committed(isolation)?;
+        let erased_before: Option<bool> =
+            sqlx::query_scalar("SELECT true FROM erased_subjects WHERE subject_id = $1")
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?;
         let destroyed: Vec<i32> = sqlx::query_scalar(
             "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version",
         )
@@ -334,7 +366,91 @@ impl KeyStore {
         .execute(&mut *tx)
         .await?;
         self.evict(subject);
-        Ok(destroyed.len() as u64)
+        Ok(Destroyed {
+            keys: destroyed.len() as u64,
+            already_erased: erased_before.is_some() && destroyed.is_empty(),
+        })
+    }
+
+    /// Re-wraps every live data key with the provider's current master key, in one
+    /// transaction, then compacts the key table so the old wrapped forms leave its files.
+    /// Returns how many keys were re-wrapped.
+    ///
+    /// Give this store a provider that holds the new master key and still unwraps with the
+    /// old one ([`LocalKeyProvider::with_previous`](super::LocalKeyProvider::with_previous));
+    /// once this returns, retire the old master key everywhere, and every copy of the key
+    /// table taken before (WAL archives, base backups, a replica's history) opens nothing.
+    /// Appends and reads go on meanwhile: the data keys themselves do not change.
+    pub async fn rotate_master_key(&self, pool: &PgPool) -> Result<u64, KeyStoreError> {
+        let mut tx = pool.begin().await?;
+        // Locked so an erasure waits for the rotation rather than the rotation writing back
+        // a key the erasure just deleted.
+        let rows: Vec<(Uuid, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT subject_id, key_version, wrapped FROM subject_keys \
+             ORDER BY subject_id, key_version FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut subjects = Vec::with_capacity(rows.len());
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut rewrapped = Vec::with_capacity(rows.len());
+        for (subject, version, wrapped) in rows {
+            let key = self.provider.unwrap(subject, version as u32, &wrapped).await?;
+            rewrapped.push(self.provider.wrap(subject, version as u32, &key).await?);
+            subjects.push(subject);
+            versions.push(version);
+        }
+        sqlx::query(
+            "UPDATE subject_keys k SET wrapped = w.wrapped \
+             FROM unnest($1::uuid[], $2::int[], $3::bytea[]) AS w(subject_id, key_version, wrapped) \
+             WHERE k.subject_id = w.subject_id AND k.key_version = w.key_version",
+        )
+        .bind(&subjects)
+        .bind(&versions)
+        .bind(&rewrapped)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if !self.compact(pool, Duration::from_secs(10)).await? {
+            tracing::warn!(
+                "master key rotated, but the key table is busy: the old wrapped keys stay in \
+                 its files until the next compaction (they open only with the old master key)"
+            );
+        }
+        Ok(subjects.len() as u64)
+    }
+
+    /// Rewrites the key table (`VACUUM FULL`) so that destroyed keys leave its files: a
+    /// plain `VACUUM` frees a deleted row but can leave its bytes in the page's free space.
+    /// Waits at most `lock_wait` for appends holding the table; `Ok(false)` when it gave up.
+    ///
+    /// A transaction that began before the erasure and is still open keeps the old row
+    /// version alive through the rewrite; the next compaction removes it. Copies outside the
+    /// live files (WAL, backups) are what [`rotate_master_key`](Self::rotate_master_key)
+    /// is for.
+    pub async fn compact(&self, pool: &PgPool, lock_wait: Duration) -> Result<bool, KeyStoreError> {
+        let mut conn = pool.acquire().await?;
+        let millis = i64::try_from(lock_wait.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query("SELECT set_config('lock_timeout', $1, false)")
+            .bind(format!("{millis}ms"))
+            .execute(&mut *conn)
+            .await?;
+        let vacuumed = sqlx::query("VACUUM (FULL) subject_keys")
+            .execute(&mut *conn)
+            .await;
+        // The pooled connection goes back with the server's default again.
+        sqlx::query("RESET lock_timeout").execute(&mut *conn).await?;
+        match vacuumed {
+            Ok(_) => Ok(true),
+            // 55P03: lock_not_available.
+            Err(err)
+                if err.as_database_error().and_then(|db| db.code()).as_deref()
+                    == Some("55P03") =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Lets an erased subject have personal data again (a person who comes back under the

@@ -9,6 +9,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
+use super::guard::{self, Mode};
 use super::seal::SEALED_MARKER;
 
 /// What an erased field holds in a payload (and what a scrub writes over the ciphertext):
@@ -105,13 +106,30 @@ impl<T> fmt::Debug for Pii<T> {
     }
 }
 
-/// A present value is written as the value itself: the store seals it before it leaves the
-/// process.
+/// A present value serializes only where something will seal it: inside
+/// [`Envelope::new`](crate::Envelope::new), marked for the envelope to place at its known
+/// personal-data field (see [`guard`](super::guard)), or inside [`reveal`](super::reveal) on
+/// purpose. Anywhere else it is an error, so a `Pii` the derive could not see (an alias, a
+/// nested struct, a flattened one) is refused instead of stored in clear.
 impl<T: Serialize> Serialize for Pii<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Pii::Present(value) => value.serialize(serializer),
-            Pii::Erased => erased_json().serialize(serializer),
+        use serde::ser::{Error as _, SerializeMap as _};
+
+        let value = match self {
+            Pii::Present(value) => value,
+            Pii::Erased => return erased_json().serialize(serializer),
+        };
+        match guard::mode() {
+            Mode::Reveal => value.serialize(serializer),
+            Mode::Mark => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(guard::MARKER, value)?;
+                map.end()
+            }
+            Mode::Refuse => Err(S::Error::custom(
+                "a present Pii value is serialized only by Envelope::new, for a field the \
+                 derive knows as #[event(pii)], or inside privacy::reveal",
+            )),
         }
     }
 }
@@ -206,7 +224,8 @@ mod tests {
     #[test]
     fn present_and_erased_round_trip_and_never_print_the_value() {
         let present = Pii::Present("Ada".to_owned());
-        let json = serde_json::to_value(&present).unwrap();
+        assert!(serde_json::to_value(&present).is_err());
+        let json = super::super::reveal(|| serde_json::to_value(&present)).unwrap();
         assert_eq!(json, json!("Ada"));
         assert_eq!(
             serde_json::from_value::<Pii<String>>(json).unwrap(),

@@ -16,6 +16,10 @@ use super::key::DataKey;
 
 /// The environment variable [`LocalKeyProvider::from_env`] reads: 32 bytes, base64.
 pub const MASTER_KEY_ENV: &str = "EDUPULSE_MASTER_KEY";
+/// During a master-key rotation: the master keys being retired, comma-separated, each 32
+/// bytes in base64. Keys wrapped by them still open; new and re-wrapped keys use
+/// [`MASTER_KEY_ENV`]'s.
+pub const PREVIOUS_MASTER_KEYS_ENV: &str = "EDUPULSE_PREVIOUS_MASTER_KEYS";
 
 /// Wraps and unwraps data keys with a master key. Asynchronous, so a KMS or Vault adapter can
 /// call out without blocking the runtime.
@@ -42,6 +46,8 @@ pub trait KeyProvider: fmt::Debug + Send + Sync + 'static {
 /// whose secret store injects the key into the environment.
 pub struct LocalKeyProvider {
     master: DataKey,
+    /// Master keys being retired: they still unwrap, never wrap.
+    previous: Vec<DataKey>,
 }
 
 const WRAP_DOMAIN: &[u8] = b"edupulse-key-wrap/v1";
@@ -49,15 +55,36 @@ const WRAP_DOMAIN: &[u8] = b"edupulse-key-wrap/v1";
 impl LocalKeyProvider {
     /// A provider over `master`.
     pub fn new(master: DataKey) -> Self {
-        LocalKeyProvider { master }
+        LocalKeyProvider {
+            master,
+            previous: Vec::new(),
+        }
     }
 
-    /// The master key from [`MASTER_KEY_ENV`] (32 bytes, base64).
+    /// Also unwraps keys wrapped by `retiring`, a master key being replaced: run
+    /// [`KeyStore::rotate_master_key`](super::KeyStore::rotate_master_key) with this provider,
+    /// then drop `retiring` from the configuration, and every older copy of the key table
+    /// (WAL, backups, replicas' history) stops opening anything.
+    pub fn with_previous(mut self, retiring: DataKey) -> Self {
+        self.previous.push(retiring);
+        self
+    }
+
+    /// The master key from [`MASTER_KEY_ENV`] (32 bytes, base64), and any being retired
+    /// from [`PREVIOUS_MASTER_KEYS_ENV`].
     pub fn from_env() -> Result<Self, KeyError> {
         let text = Zeroizing::new(std::env::var(MASTER_KEY_ENV).map_err(|_| {
             KeyError::MasterKey(format!("{MASTER_KEY_ENV} is not set (32 bytes, base64)"))
         })?);
-        Self::parse(&text, MASTER_KEY_ENV)
+        let mut provider = Self::parse(&text, MASTER_KEY_ENV)?;
+        if let Ok(previous) = std::env::var(PREVIOUS_MASTER_KEYS_ENV) {
+            let previous = Zeroizing::new(previous);
+            for (n, text) in previous.split(',').filter(|t| !t.trim().is_empty()).enumerate() {
+                let origin = format!("{PREVIOUS_MASTER_KEYS_ENV} (key {})", n + 1);
+                provider.previous.push(Self::parse(text, &origin)?.master);
+            }
+        }
+        Ok(provider)
     }
 
     /// The master key from a file holding 32 bytes in base64 (surrounding whitespace allowed).
@@ -121,8 +148,12 @@ impl LocalKeyProvider {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(Key::from_slice(self.master.bytes()))
+        cipher_of(&self.master)
     }
+}
+
+fn cipher_of(master: &DataKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(Key::from_slice(master.bytes()))
 }
 
 impl fmt::Debug for LocalKeyProvider {
@@ -180,16 +211,22 @@ impl KeyProvider for LocalKeyProvider {
             }
             let (nonce, sealed) = wrapped.split_at(24);
             let aad = wrap_aad(subject, key_version);
+            // The current master first; a retiring one only for keys not yet re-wrapped.
             let bytes = Zeroizing::new(
-                self.cipher()
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: sealed,
-                            aad: &aad,
-                        },
-                    )
-                    .map_err(|_| failed.clone())?,
+                std::iter::once(&self.master)
+                    .chain(&self.previous)
+                    .find_map(|master| {
+                        cipher_of(master)
+                            .decrypt(
+                                XNonce::from_slice(nonce),
+                                Payload {
+                                    msg: sealed,
+                                    aad: &aad,
+                                },
+                            )
+                            .ok()
+                    })
+                    .ok_or_else(|| failed.clone())?,
             );
             let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| failed)?;
             Ok(DataKey::from_bytes(bytes))

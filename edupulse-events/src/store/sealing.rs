@@ -209,13 +209,17 @@ pub(crate) fn find_sealed<E: AsMut<Envelope>>(
     Ok(found)
 }
 
+/// The keys a read asked for: `Some` key, or `None` where the subject's tombstone says the
+/// key was destroyed. A key neither there nor destroyed is absent.
+pub(crate) type ReadKeys = HashMap<(Uuid, u32), Option<DataKey>>;
+
 /// Opens each of `found` in place with `keys`: the plaintext when its key is there, the
-/// field's erased form when it is not (destroyed). A value that does not open with its key
-/// fails with a typed [`PrivacyError`].
+/// field's erased form when an erasure destroyed it. A value that does not open with its key,
+/// or whose key is missing without an erasure, fails with a typed [`PrivacyError`].
 pub(crate) fn open_found<E: AsMut<Envelope>>(
     events: &mut [E],
     found: Vec<Found>,
-    keys: &HashMap<(Uuid, u32), DataKey>,
+    keys: &ReadKeys,
 ) -> Result<(), StoreError> {
     let registry = Registry::global();
     for f in found {
@@ -225,7 +229,7 @@ pub(crate) fn open_found<E: AsMut<Envelope>>(
             .expect("found only in registered events");
         let field = descriptor.pii_fields()[f.pii_index].field.json;
         let opened = match keys.get(&f.key_id()) {
-            Some(key) => {
+            Some(Some(key)) => {
                 let ctx = context(e, field);
                 let plaintext = open(key, &ctx, &f.sealed)?;
                 serde_json::from_slice(&plaintext).map_err(|_| PrivacyError::Malformed {
@@ -234,7 +238,16 @@ pub(crate) fn open_found<E: AsMut<Envelope>>(
                     reason: "the opened value is not JSON",
                 })?
             }
-            None => descriptor.erased_pii(f.pii_index),
+            Some(None) => descriptor.erased_pii(f.pii_index),
+            None => {
+                return Err(PrivacyError::KeyMissing {
+                    event_id: e.id,
+                    field: field.to_owned(),
+                    subject: f.sealed.subject,
+                    key_version: f.sealed.key_version,
+                }
+                .into());
+            }
         };
         e.payload[field] = opened;
     }

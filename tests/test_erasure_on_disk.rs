@@ -1,0 +1,233 @@
+//! An erased subject's key is gone from the disk, not only from the table: read back from the
+//! files themselves (SQLite's database, WAL and shm files; PostgreSQL's relation files after
+//! a CHECKPOINT). And copies of the key table taken before a master-key rotation open nothing
+//! once the old master key is retired.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::TestEnv;
+use edupulse_domain::QuizSubmitted;
+use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::canary::contains;
+use edupulse_events::privacy::{DataKey, KeyProvider, KeyStore, LocalKeyProvider, Pii};
+use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
+use edupulse_events::{Envelope, Registry, Uuid};
+
+fn quiz(student_id: Uuid, name: &str) -> Envelope {
+    Envelope::new(&QuizSubmitted {
+        quiz_id: Uuid::now_v7(),
+        student_id,
+        student_name: Pii::from(name),
+        score: 0.5,
+        answers: vec![],
+    })
+    .unwrap()
+}
+
+fn names(events: &[edupulse_events::store::StoredEvent]) -> Vec<Pii<String>> {
+    events
+        .iter()
+        .map(|e| {
+            let quiz: QuizSubmitted = Registry::global()
+                .decode(&e.envelope.event_type, e.envelope.version, &e.envelope.payload)
+                .unwrap()
+                .downcast()
+                .unwrap_or_else(|_| panic!("not a quiz"));
+            quiz.student_name
+        })
+        .collect()
+}
+
+fn sqlite_files(dir: &Path) -> Vec<Vec<u8>> {
+    ["events.db", "events.db-wal", "events.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::read(dir.join(f)).ok())
+        .collect()
+}
+
+fn in_any(files: &[Vec<u8>], needle: &[u8]) -> bool {
+    files.iter().any(|bytes| contains(bytes, needle))
+}
+
+async fn sqlite_wrapped(store: &SqliteStore, subject: Uuid) -> Vec<u8> {
+    sqlx::query_scalar("SELECT wrapped FROM subject_keys WHERE subject_id = ?")
+        .bind(subject.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_erased_key_leaves_the_sqlite_database_wal_and_shm_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"), "test")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    let (erased, kept) = (Uuid::now_v7(), Uuid::now_v7());
+    for (student, name) in [(erased, "Ada"), (kept, "Grace")] {
+        store
+            .append_committed(ExpectedVersion::NoStream, &[quiz(student, name)])
+            .await
+            .unwrap();
+    }
+    let (erased_key, kept_key) = (
+        sqlite_wrapped(&store, erased).await,
+        sqlite_wrapped(&store, kept).await,
+    );
+    // The control: before the erasure, the search finds the key in the files.
+    assert!(in_any(&sqlite_files(dir.path()), &erased_key));
+
+    let receipt = store.erase_subject(erased, "test").await.unwrap();
+    assert!(receipt.key_bytes_purged);
+    let files = sqlite_files(dir.path());
+    assert!(!in_any(&files, &erased_key), "the erased key is still on disk");
+    assert!(in_any(&files, &kept_key), "the other subject's key is gone too");
+    let read = names(&store.read_all(LogCursor::START, 10).await.unwrap());
+    assert_eq!(read, vec![Pii::Erased, Pii::from("Grace")]);
+}
+
+/// The bytes of the key table's relation files (main fork and TOAST), read by the server.
+async fn key_table_files(env: &TestEnv) -> Vec<u8> {
+    sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
+    let files: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
+         WHERE c.oid = 'subject_keys'::regclass \
+            OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'subject_keys'::regclass)",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    files.concat()
+}
+
+async fn pg_wrapped(env: &TestEnv, subject: Uuid) -> Vec<u8> {
+    sqlx::query_scalar("SELECT wrapped FROM subject_keys WHERE subject_id = $1")
+        .bind(subject)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_erased_key_leaves_the_postgres_key_table_files() {
+    let env = TestEnv::new().await;
+    let (first, erased, last) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // The erased key is the newest row of its page: the one a plain VACUUM leaves behind in
+    // the page's free space.
+    for (student, name) in [(first, "Ada"), (last, "Grace"), (erased, "Edsger")] {
+        env.store
+            .append_committed(ExpectedVersion::NoStream, &[quiz(student, name)])
+            .await
+            .unwrap();
+    }
+    let erased_key = pg_wrapped(&env, erased).await;
+    let kept_key = pg_wrapped(&env, first).await;
+    assert!(contains(&key_table_files(&env).await, &erased_key), "control");
+
+    let receipt = env
+        .keys
+        .erase_subject(&env.store, erased, "test")
+        .await
+        .unwrap();
+    assert!(receipt.key_bytes_purged);
+    let files = key_table_files(&env).await;
+    assert!(!contains(&files, &erased_key), "the erased key is still on disk");
+    assert!(contains(&files, &kept_key), "the other keys are gone too");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn after_a_rotation_an_older_copy_of_the_key_table_opens_nothing() {
+    let env = TestEnv::new().await;
+    let students: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    for student in &students {
+        env.store
+            .append_committed(ExpectedVersion::NoStream, &[quiz(*student, "Ada")])
+            .await
+            .unwrap();
+    }
+    // A backup of the key table, taken before the rotation.
+    let backup: Vec<(Uuid, i32, Vec<u8>)> =
+        sqlx::query_as("SELECT subject_id, key_version, wrapped FROM subject_keys")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(backup.len(), students.len());
+
+    // Rotation: the new master key, still opening what the old one wrapped.
+    let new_master = DataKey::generate();
+    let rotating = Arc::new(KeyStore::new(Arc::new(
+        LocalKeyProvider::new(new_master.clone()).with_previous(env.master.clone()),
+    )));
+    let rewrapped = rotating.rotate_master_key(&env.pool).await.unwrap();
+    assert_eq!(rewrapped, students.len() as u64);
+
+    // The old master key retired: the live table opens under the new one alone...
+    let new_only = LocalKeyProvider::new(new_master.clone());
+    let keys = Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(new_master))));
+    let store = Store::new(env.pool.clone(), env.prefix.clone()).with_keys(keys);
+    let read = names(&store.read_all(LogCursor::START, 10).await.unwrap());
+    assert_eq!(read.len(), students.len());
+    assert!(read.iter().all(|name| name.present().is_some()));
+    // ...and no key of the backup does, though the old master key opened each of them.
+    let old_only = LocalKeyProvider::new(env.master.clone());
+    for (subject, version, wrapped) in &backup {
+        let version = u32::try_from(*version).unwrap();
+        assert!(
+            new_only.unwrap(*subject, version, wrapped).await.is_err(),
+            "a pre-rotation key opened under the new master key"
+        );
+        assert!(old_only.unwrap(*subject, version, wrapped).await.is_ok());
+    }
+    // The old wrapped forms are gone from the live files too.
+    let files = key_table_files(&env).await;
+    assert!(backup.iter().all(|(_, _, w)| !contains(&files, w)));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn after_a_rotation_an_older_copy_of_a_sqlite_store_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let old_master = DataKey::generate();
+    let store = SqliteStore::open(&path, "test")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(old_master.clone())));
+    store
+        .append_committed(ExpectedVersion::NoStream, &[quiz(Uuid::now_v7(), "Ada")])
+        .await
+        .unwrap();
+    // A backup of the whole file, taken before the rotation.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(&path, &backup).unwrap();
+
+    let new_master = DataKey::generate();
+    let rotating = store
+        .clone()
+        .with_keys(Arc::new(
+            LocalKeyProvider::new(new_master.clone()).with_previous(old_master),
+        ));
+    assert_eq!(rotating.rotate_master_key().await.unwrap(), 1);
+
+    let retired = Arc::new(LocalKeyProvider::new(new_master));
+    let live = store.clone().with_keys(retired.clone());
+    let read = names(&live.read_all(LogCursor::START, 10).await.unwrap());
+    assert_eq!(read, vec![Pii::from("Ada")]);
+    let old_copy = SqliteStore::open(&backup, "test")
+        .await
+        .unwrap()
+        .with_keys(retired);
+    match old_copy.read_all(LogCursor::START, 10).await {
+        Err(StoreError::Keys(_)) => {}
+        other => panic!("the backup opened: {:?}", other.map(|e| e.len())),
+    }
+}

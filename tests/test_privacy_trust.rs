@@ -1,0 +1,385 @@
+//! What a reader believes about personal data, against real PostgreSQL and nats-server: only
+//! an erasure record makes a value read as erased (a missing key is a typed error, and a
+//! subscriber waits for it instead of applying or setting the event aside), and a consumer
+//! believes neither an erasure event nor headers that the store and the payload do not back.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use common::{TestEnv, header};
+use edupulse_domain::QuizSubmitted;
+use edupulse_events::consume::Subscriber;
+use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::{DataKey, DataSubjectErased, LocalKeyProvider, Pii, PrivacyError};
+use edupulse_events::publish::header_names;
+use edupulse_events::store::{ExpectedVersion, LogCursor, StoreError};
+use edupulse_events::{DomainEvent, Envelope, Runtime, Uuid};
+
+fn quiz(student_id: Uuid) -> QuizSubmitted {
+    QuizSubmitted {
+        quiz_id: Uuid::now_v7(),
+        student_id,
+        student_name: Pii::from("Ada Lovelace"),
+        score: 0.9,
+        answers: vec![],
+    }
+}
+
+async fn runtime(env: &TestEnv, master: DataKey) -> Runtime {
+    Runtime::builder()
+        .postgres(env.pool.clone())
+        .nats(env.nats.clone())
+        .subject_prefix(env.prefix.clone())
+        .stream(env.stream.clone())
+        .partitions(4)
+        .key_provider(Arc::new(LocalKeyProvider::new(master)))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Waits until `done` holds, bounded in time.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_key_missing(err: StoreError, subject: Uuid) {
+    match err {
+        StoreError::Privacy(PrivacyError::KeyMissing {
+            subject: named,
+            key_version,
+            ..
+        }) => assert_eq!((named, key_version), (subject, 1)),
+        other => panic!("expected KeyMissing, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_postgres() {
+    let env = TestEnv::new().await;
+    let student = Uuid::now_v7();
+    env.append(&[quiz(student)]).await;
+    // As if the key table were restored from a backup older than the student's first event.
+    sqlx::query("DELETE FROM subject_keys WHERE subject_id = $1")
+        .bind(student)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let err = env
+        .store
+        .read_all(LogCursor::START, 10)
+        .await
+        .expect_err("read as erased");
+    assert_key_missing(err, student);
+
+    // An erasure makes the same value read as erased.
+    env.keys
+        .erase_subject(&env.store, student, "test")
+        .await
+        .unwrap();
+    let events = env.store.read_all(LogCursor::START, 10).await.unwrap();
+    let decoded: QuizSubmitted = edupulse_events::Registry::global()
+        .decode("quiz.submitted", 2, &events[0].envelope.payload)
+        .unwrap()
+        .downcast()
+        .unwrap_or_else(|_| panic!("not a quiz"));
+    assert!(decoded.student_name.is_erased());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_sqlite() {
+    let store = SqliteStore::in_memory("test")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    let student = Uuid::now_v7();
+    store
+        .append_committed(
+            ExpectedVersion::NoStream,
+            &[Envelope::new(&quiz(student)).unwrap()],
+        )
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM subject_keys WHERE subject_id = ?")
+        .bind(student.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.read_all(LogCursor::START, 10).await.unwrap_err();
+    assert_key_missing(err, student);
+    let receipt = store.erase_subject(student, "test").await.unwrap();
+    assert!(!receipt.already_erased);
+    let events = store.read_all(LogCursor::START, 10).await.unwrap();
+    assert_eq!(
+        events[0].envelope.payload["student_name"],
+        edupulse_events::privacy::erased_json()
+    );
+    // A second erasure says so.
+    let again = store.erase_subject(student, "test again").await.unwrap();
+    assert!(again.already_erased);
+    assert_eq!(again.keys_destroyed, 0);
+}
+
+#[tokio::test]
+async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside() {
+    let env = TestEnv::new().await;
+    let student = Uuid::now_v7();
+    let event = quiz(student);
+    env.append(std::slice::from_ref(&event)).await;
+    let (version, wrapped): (i32, Vec<u8>) =
+        sqlx::query_as("DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version, wrapped")
+            .bind(student)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    env.relay_everything().await;
+
+    let runtime = runtime(&env, env.master.clone()).await;
+    let applied: Arc<Mutex<Vec<Pii<String>>>> = Arc::default();
+    let seen = applied.clone();
+    let subscriber = Subscriber::builder(&runtime, "quizzes")
+        .max_deliveries(2)
+        .backoff(vec![Duration::from_millis(20)])
+        .on(move |event: QuizSubmitted, _: &Envelope, _tx| {
+            seen.lock().unwrap().push(event.student_name);
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(subscriber.run(async {
+        stopped.await.ok();
+    }));
+
+    // Well past its two deliveries: still neither applied nor set aside.
+    let redelivered = async || {
+        let info = jetstream::new(env.nats.clone())
+            .get_stream(&env.stream)
+            .await
+            .unwrap()
+            .consumer_info("quizzes")
+            .await
+            .unwrap();
+        info.num_redelivered >= 3 || info.delivered.stream_sequence >= 1 && info.num_ack_pending == 0 && info.num_redelivered >= 3
+    };
+    eventually("the event is delivered again and again", redelivered).await;
+    assert!(applied.lock().unwrap().is_empty(), "applied without its key");
+    assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
+
+    // The key comes back (the right backup restored): the event is applied, name present.
+    sqlx::query("INSERT INTO subject_keys (subject_id, key_version, wrapped) VALUES ($1, $2, $3)")
+        .bind(student)
+        .bind(version)
+        .bind(wrapped)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    eventually("the event is applied", async || !applied.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        applied.lock().unwrap()[0].present().map(String::as_str),
+        Some("Ada Lovelace")
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
+    let env = TestEnv::new().await;
+    env.append(&[quiz(Uuid::now_v7())]).await;
+    env.relay_everything().await;
+    let runtime = runtime(&env, DataKey::generate()).await;
+    let applied = Arc::new(Mutex::new(0));
+    let seen = applied.clone();
+    let subscriber = Subscriber::builder(&runtime, "quizzes")
+        .max_deliveries(2)
+        .backoff(vec![Duration::from_millis(20)])
+        .on(move |_: QuizSubmitted, _: &Envelope, _tx| {
+            *seen.lock().unwrap() += 1;
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(subscriber.run(async {
+        stopped.await.ok();
+    }));
+    let js = jetstream::new(env.nats.clone());
+    eventually("the event is delivered again and again", async || {
+        let info = js
+            .get_stream(&env.stream)
+            .await
+            .unwrap()
+            .consumer_info("quizzes")
+            .await
+            .unwrap();
+        info.num_redelivered >= 3
+    })
+    .await;
+    assert_eq!(*applied.lock().unwrap(), 0);
+    assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+/// Publishes `body` with `headers` on `subject` (below the test's prefix), as anyone with
+/// access to the broker could.
+async fn publish_raw(env: &TestEnv, subject: &str, headers: async_nats::HeaderMap, body: Vec<u8>) {
+    jetstream::new(env.nats.clone())
+        .publish_with_headers(format!("{}.{subject}", env.prefix), headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_erasure_event_does_not_run_on_erasure() {
+    let env = TestEnv::new().await;
+    let (real, forged) = (Uuid::now_v7(), Uuid::now_v7());
+    env.append(&[quiz(real), quiz(forged)]).await;
+    env.relay_everything().await;
+    // A plausible erasure event for someone never erased, with the relay's headers.
+    let fake = DataSubjectErased {
+        erasure_id: Uuid::now_v7(),
+        subject_id: forged,
+        keys_destroyed: 1,
+        erased_at: chrono_now(),
+    };
+    let mut envelope = Envelope::new(&fake).unwrap();
+    envelope.sequence = 1;
+    publish_raw(
+        &env,
+        DataSubjectErased::SUBJECT,
+        edupulse_events::publish::event_headers(&envelope, "forger"),
+        serde_json::to_vec(&envelope.payload).unwrap(),
+    )
+    .await;
+    env.keys.erase_subject(&env.store, real, "test").await.unwrap();
+    env.relay_everything().await;
+
+    let runtime = runtime(&env, env.master.clone()).await;
+    let hooked: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let seen = hooked.clone();
+    let subscriber = Subscriber::builder(&runtime, "erasures")
+        .max_deliveries(2)
+        .backoff(vec![Duration::from_millis(20)])
+        .on_erasure(move |subject, _tx| {
+            seen.lock().unwrap().push(subject);
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(subscriber.run(async {
+        stopped.await.ok();
+    }));
+    eventually("the forged event is set aside", async || {
+        env.count("consumer_dead_letters").await == 1
+    })
+    .await;
+    eventually("the real erasure is hooked", async || {
+        !hooked.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(*hooked.lock().unwrap(), vec![real]);
+    let reason: String = sqlx::query_scalar("SELECT reason FROM consumer_dead_letters")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("not confirmed"), "{reason}");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn headers_that_contradict_the_payload_are_refused_with_a_reason() {
+    let env = TestEnv::new().await;
+    env.append(&[quiz(Uuid::now_v7())]).await;
+    env.relay_everything().await;
+    let original = env.stream_messages().await.remove(0);
+    let body = original.payload.to_vec();
+    let headers = original.headers.clone().unwrap();
+    let altered = |name: &str, value: String| {
+        let mut h = headers.clone();
+        h.insert(name, value.as_str());
+        h
+    };
+    let other = Uuid::now_v7().to_string();
+    let subject = QuizSubmitted::SUBJECT;
+    // Another aggregate in both id headers (the payload says otherwise), a sequence of 0.
+    publish_raw(
+        &env,
+        subject,
+        {
+            let mut h = altered(header_names::AGGREGATE_ID, other.clone());
+            h.insert(header_names::SUBJECT, other.as_str());
+            h.insert(header_names::ID, Uuid::now_v7().to_string().as_str());
+            h
+        },
+        body.clone(),
+    )
+    .await;
+    publish_raw(
+        &env,
+        subject,
+        {
+            let mut h = altered(header_names::SEQUENCE, "0".to_owned());
+            h.insert(header_names::ID, Uuid::now_v7().to_string().as_str());
+            h
+        },
+        body.clone(),
+    )
+    .await;
+    assert_eq!(header(&original, header_names::SEQUENCE), "1");
+
+    let runtime = runtime(&env, env.master.clone()).await;
+    let applied = Arc::new(Mutex::new(0));
+    let seen = applied.clone();
+    let subscriber = Subscriber::builder(&runtime, "quizzes")
+        .backoff(vec![Duration::from_millis(20)])
+        .on(move |_: QuizSubmitted, _: &Envelope, _tx| {
+            *seen.lock().unwrap() += 1;
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(subscriber.run(async {
+        stopped.await.ok();
+    }));
+    eventually("both altered messages are set aside", async || {
+        env.count("consumer_dead_letters").await == 2
+    })
+    .await;
+    eventually("the original is applied", async || *applied.lock().unwrap() == 1).await;
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT reason FROM consumer_dead_letters ORDER BY stream_sequence")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert!(reasons[0].contains(header_names::AGGREGATE_ID), "{reasons:?}");
+    assert!(reasons[1].contains(header_names::SEQUENCE), "{reasons:?}");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
