@@ -35,8 +35,9 @@
 //! - `aggregate = "quiz"`: the aggregate type. Default: the name's first token.
 //! - `subject = "quiz.submissions"`: the NATS subject below the runtime's prefix.
 //!   Default: `{name}.v{version}`, so `edupulse.quiz.submitted.v2` under prefix `edupulse`.
-//! - `upcast_from = QuizSubmittedV1`: the previous version's type; requires
-//!   `impl From<QuizSubmittedV1> for QuizSubmitted`. Old payloads decode into the newest type.
+//! - `upcast_from = QuizSubmittedV1`: the previous version's type (so `version` is 2 or more);
+//!   requires `impl From<QuizSubmittedV1> for QuizSubmitted`. Old payloads decode into the
+//!   newest type.
 //! - `crate = "path::to::edupulse_events"`: where the runtime is, if re-exported elsewhere.
 //!
 //! On fields:
