@@ -85,7 +85,8 @@ fn expand(model: &Model) -> TokenStream {
         let member = f.ident;
         let label = f.ident.to_string();
         if f.attrs.pii.get().is_some() {
-            quote!(.field(#label, &#p::PiiMask))
+            // `<erased>` for an erased `Pii`, `<pii>` otherwise; see `privacy::probe`.
+            quote!(.field(#label, (&#p::privacy::PiiDebug(&self.#member)).pii_debug()))
         } else {
             quote_spanned!(f.ty.span()=> .field(#label, &self.#member))
         }
@@ -140,6 +141,8 @@ fn expand(model: &Model) -> TokenStream {
             // PII is masked so that `{:?}` in a log line or panic message cannot leak it.
             impl ::core::fmt::Debug for #ident {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    #[allow(unused_imports)]
+                    use #p::privacy::{PiiDebugErasable as _, PiiDebugOpaque as _};
                     f.debug_struct(#ident_str)
                         #(#debug_fields)*
                         .finish()

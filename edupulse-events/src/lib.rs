@@ -48,7 +48,8 @@
 //!   Its type must say when the value was erased: [`privacy::Pii<T>`](privacy::Pii) (or an
 //!   `Option` of one), unless `pii(erased = expr)` declares what readers get instead.
 //!
-//! The derive also implements `Debug` (PII printed as `<pii>`): do not derive `Debug` as well.
+//! The derive also implements `Debug` (PII printed as `<pii>`, an erased `Pii` as `<erased>`):
+//! do not derive `Debug` as well.
 //!
 //! # Decoding and listing
 //!

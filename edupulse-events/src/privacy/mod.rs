@@ -22,6 +22,7 @@ mod follow;
 mod key;
 mod keystore;
 mod pii;
+pub(crate) mod probe;
 mod provider;
 mod seal;
 
