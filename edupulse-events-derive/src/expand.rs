@@ -91,6 +91,18 @@ fn expand(model: &Model) -> TokenStream {
             quote_spanned!(f.ty.span()=> .field(#label, &self.#member))
         }
     });
+    // The syntactic check in `check` cannot see `Pii` behind an alias or a renamed import; the
+    // compiler can. Spanned at the type, so the error points at the field to mark.
+    let unmarked_checks = input
+        .fields
+        .iter()
+        .filter(|f| f.attrs.pii.get().is_none())
+        .map(|f| {
+            let ty = f.ty;
+            quote_spanned! {ty.span()=>
+                #p::privacy::assert_not_pii((&#p::privacy::UnmarkedField::<#ty>::PROBE).pii_check());
+            }
+        });
     let upcast = match input.attrs.upcast_from.get() {
         Some(from) => {
             // The `From` bound is on the newer type; naming it with the path's span puts a
@@ -160,6 +172,13 @@ fn expand(model: &Model) -> TokenStream {
             #[allow(dead_code)]
             fn __pii_owners_hold_one_id() {
                 #(#owner_checks)*
+            }
+
+            // Never called: the bounds are the check.
+            #[allow(dead_code, unused_imports)]
+            fn __unmarked_fields_hold_no_pii() {
+                use #p::privacy::{UnmarkedHoldsNoPii as _, UnmarkedHoldsPii as _};
+                #(#unmarked_checks)*
             }
 
             fn __payload_schema() -> #p::JsonValue {

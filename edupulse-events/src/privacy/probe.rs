@@ -5,6 +5,7 @@
 //! Both traits must be in scope at the call. Not public API. Used by generated code.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use super::Pii;
 use crate::event::PiiMask;
@@ -42,3 +43,67 @@ impl<T: ?Sized> PiiDebugOpaque for &PiiDebug<'_, T> {
         &PiiMask
     }
 }
+
+/// The type of a field not marked `#[event(pii)]`, asked whether it holds `Pii` anyway.
+pub struct UnmarkedField<T: ?Sized>(PhantomData<T>);
+
+impl<T: ?Sized> UnmarkedField<T> {
+    /// The probe of one field's type; it holds no value.
+    pub const PROBE: Self = UnmarkedField(PhantomData);
+}
+
+/// The answer for `Pii`, `Option<Pii>` and `Vec<Pii>`: it would be written in clear.
+pub struct PiiInClear;
+
+/// The answer for every other type.
+pub struct NoPii;
+
+/// Picked when the type is `Pii` (or an `Option` or `Vec` of it).
+pub trait UnmarkedHoldsPii {
+    /// Whether the field would hold `Pii` in clear.
+    fn pii_check(&self) -> PiiInClear;
+}
+
+impl<T> UnmarkedHoldsPii for UnmarkedField<Pii<T>> {
+    fn pii_check(&self) -> PiiInClear {
+        PiiInClear
+    }
+}
+
+impl<T> UnmarkedHoldsPii for UnmarkedField<Option<Pii<T>>> {
+    fn pii_check(&self) -> PiiInClear {
+        PiiInClear
+    }
+}
+
+impl<T> UnmarkedHoldsPii for UnmarkedField<Vec<Pii<T>>> {
+    fn pii_check(&self) -> PiiInClear {
+        PiiInClear
+    }
+}
+
+/// Picked for every other type, one auto-reference further away.
+pub trait UnmarkedHoldsNoPii {
+    /// Whether the field would hold `Pii` in clear.
+    fn pii_check(&self) -> NoPii;
+}
+
+impl<T: ?Sized> UnmarkedHoldsNoPii for &UnmarkedField<T> {
+    fn pii_check(&self) -> NoPii {
+        NoPii
+    }
+}
+
+/// Implemented only by [`NoPii`]: the bound that turns the answer into a compile error.
+#[diagnostic::on_unimplemented(
+    message = "this field holds `Pii` but is not #[event(pii)], so its value would be stored \
+               and published in clear",
+    label = "a `Pii` type, under another name",
+    note = "add #[event(pii)] to the field: only a field marked so is sealed with its owner's key"
+)]
+pub trait NotPii {}
+
+impl NotPii for NoPii {}
+
+/// Compiles only when the field's type is not `Pii` under another name.
+pub fn assert_not_pii<Answer: NotPii>(_: Answer) {}
