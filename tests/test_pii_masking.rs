@@ -5,7 +5,27 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use edupulse_domain::{BadgeAwarded, PaymentProcessed, PaymentStatus, QuizSubmitted};
-use edupulse_events::{Envelope, Registry, Uuid};
+use edupulse_events::privacy::Pii;
+use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
+use serde::{Deserialize, Serialize};
+
+/// Every shape a PII field takes: `Pii`, an optional `Pii`, and a plain type with a declared
+/// replacement.
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "test_pii_masking.profile_updated", aggregate = "profile")]
+struct ProfileUpdated {
+    #[event(aggregate_id)]
+    profile_id: Uuid,
+    #[event(data_subject)]
+    student_id: Uuid,
+    #[event(pii)]
+    display_name: Pii<String>,
+    #[event(pii)]
+    bio: Option<Pii<String>>,
+    #[event(pii(erased = String::from("[erased]")))]
+    nickname: String,
+    motto: String,
+}
 
 /// A `tracing` writer that keeps everything written to it.
 #[derive(Clone, Default)]
@@ -116,4 +136,43 @@ fn decode_errors_never_quote_payload_values() {
         .unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(!text.contains(&secret), "{text}");
+}
+
+fn profile(display_name: Pii<String>, bio: Option<Pii<String>>, nickname: &str) -> ProfileUpdated {
+    ProfileUpdated {
+        profile_id: Uuid::nil(),
+        student_id: Uuid::nil(),
+        display_name,
+        bio,
+        nickname: nickname.to_owned(),
+        motto: "carpe diem".to_owned(),
+    }
+}
+
+#[test]
+fn debug_tells_present_from_erased_pii_without_printing_either() {
+    let (name, bio, nickname) = (canary("name"), canary("bio"), canary("nick"));
+    let present = format!(
+        "{:?}",
+        profile(name.clone().into(), Some(bio.clone().into()), &nickname)
+    );
+    let erased = format!("{:?}", profile(Pii::Erased, Some(Pii::Erased), &nickname));
+    let absent = format!("{:?}", profile(Pii::Erased, None, &nickname));
+
+    // Positive control: a plain field is printed, so a leak would be seen.
+    assert!(present.contains(r#"motto: "carpe diem""#), "{present}");
+    assert!(
+        present.contains("display_name: <pii>, bio: Some(<pii>), nickname: <pii>"),
+        "{present}"
+    );
+    assert!(
+        erased.contains("display_name: <erased>, bio: Some(<erased>), nickname: <pii>"),
+        "{erased}"
+    );
+    assert!(absent.contains("bio: None"), "{absent}");
+    for secret in [&name, &bio, &nickname] {
+        for debug in [&present, &erased, &absent] {
+            assert!(!debug.contains(secret.as_str()), "{secret} leaked: {debug}");
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Option<Model<'a>> {
     let version = check_version(cx, input);
     let aggregate = check_aggregate(cx, input, &name);
     let subject = check_subject(cx, input, &name, version);
+    check_upcast_source(cx, input, version);
     let aggregate_id = check_exactly_one_aggregate_id(cx, input);
     let pii = check_pii_owners(cx, input);
     check_pii_types_are_marked(cx, input);
@@ -102,6 +103,43 @@ fn check_version(cx: &Ctxt, input: &Input) -> Option<u32> {
             cx.error_spanned_by(lit, format!("invalid event version: {err}"));
             None
         }
+    }
+}
+
+// `upcast_from` names the type of an older version of this event, so it needs a version below
+// this one, and it cannot be this very type: that chain would never reach an end. A path the
+// derive cannot see through (an alias) is caught by `Registry`, which refuses such a chain.
+fn check_upcast_source(cx: &Ctxt, input: &Input, version: Option<u32>) {
+    let attr = &input.attrs.upcast_from;
+    let (Some(key), Some(from)) = (attr.key_path(), attr.get()) else {
+        return;
+    };
+    let at = quote::quote!(#key #from);
+    if names_itself(from, input.ident) {
+        cx.error_spanned_by(
+            at,
+            format!(
+                "`upcast_from` names `{}` itself, but an event cannot upcast from its own type; \
+                 name the type of the version before this one",
+                input.ident
+            ),
+        );
+    } else if version == Some(1) {
+        cx.error_spanned_by(
+            at,
+            "`upcast_from` needs an older version to upcast from, but this is version 1; \
+             set `version = 2` or more",
+        );
+    }
+}
+
+/// `Self`, the bare type name, or `self::` and the type name: paths that can only mean this type.
+fn names_itself(path: &Path, ident: &Ident) -> bool {
+    let segments: Vec<&Ident> = path.segments.iter().map(|s| &s.ident).collect();
+    match (path.leading_colon, segments.as_slice()) {
+        (None, [only]) => *only == "Self" || *only == ident,
+        (None, [module, only]) => *module == "self" && *only == ident,
+        _ => false,
     }
 }
 

@@ -85,11 +85,24 @@ fn expand(model: &Model) -> TokenStream {
         let member = f.ident;
         let label = f.ident.to_string();
         if f.attrs.pii.get().is_some() {
-            quote!(.field(#label, &#p::PiiMask))
+            // `<erased>` for an erased `Pii`, `<pii>` otherwise; see `privacy::probe`.
+            quote!(.field(#label, (&#p::privacy::PiiDebug(&self.#member)).pii_debug()))
         } else {
             quote_spanned!(f.ty.span()=> .field(#label, &self.#member))
         }
     });
+    // The syntactic check in `check` cannot see `Pii` behind an alias or a renamed import; the
+    // compiler can. Spanned at the type, so the error points at the field to mark.
+    let unmarked_checks = input
+        .fields
+        .iter()
+        .filter(|f| f.attrs.pii.get().is_none())
+        .map(|f| {
+            let ty = f.ty;
+            quote_spanned! {ty.span()=>
+                #p::privacy::assert_not_pii((&#p::privacy::UnmarkedField::<#ty>::PROBE).pii_check());
+            }
+        });
     let upcast = match input.attrs.upcast_from.get() {
         Some(from) => {
             // The `From` bound is on the newer type; naming it with the path's span puts a
@@ -140,6 +153,8 @@ fn expand(model: &Model) -> TokenStream {
             // PII is masked so that `{:?}` in a log line or panic message cannot leak it.
             impl ::core::fmt::Debug for #ident {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    #[allow(unused_imports)]
+                    use #p::privacy::{PiiDebugErasable as _, PiiDebugOpaque as _};
                     f.debug_struct(#ident_str)
                         #(#debug_fields)*
                         .finish()
@@ -157,6 +172,13 @@ fn expand(model: &Model) -> TokenStream {
             #[allow(dead_code)]
             fn __pii_owners_hold_one_id() {
                 #(#owner_checks)*
+            }
+
+            // Never called: the bounds are the check.
+            #[allow(dead_code, unused_imports)]
+            fn __unmarked_fields_hold_no_pii() {
+                use #p::privacy::{UnmarkedHoldsNoPii as _, UnmarkedHoldsPii as _};
+                #(#unmarked_checks)*
             }
 
             fn __payload_schema() -> #p::JsonValue {

@@ -83,6 +83,19 @@ pub enum DecodeError {
         /// The type string the failed step started from.
         from: &'static str,
     },
+    /// The upcast chain reaches a step that does not lead to a newer version, such as a type
+    /// upcasting from itself or two types upcasting from each other: it is never followed,
+    /// since it could loop forever.
+    #[error(
+        "upcast chain of `{type_name}` loops: `{upcast_by}` upcasts from it but is no newer; \
+         check the registry with validate()"
+    )]
+    UpcastCycle {
+        /// The type string the chain cannot go on from.
+        type_name: &'static str,
+        /// The Rust type whose `upcast_from` names it.
+        upcast_by: &'static str,
+    },
 }
 
 /// One thing wrong with the set of registered event types.
@@ -111,6 +124,16 @@ pub enum RegistryProblem {
         type_name: &'static str,
         /// Why the link is broken.
         reason: String,
+    },
+    /// An upcast source that is not older than the type upcasting from it, so the chain could
+    /// loop (it does, when it comes back to this type); decoding refuses to follow it.
+    UpcastCycle {
+        /// The type that declares `upcast_from`.
+        rust_type: &'static str,
+        /// Its type string.
+        type_name: &'static str,
+        /// The type string it upcasts from.
+        from: String,
     },
     /// A version missing between two registered ones.
     VersionGap {
@@ -147,6 +170,15 @@ impl fmt::Display for RegistryProblem {
             } => write!(
                 f,
                 "upcast chain of `{type_name}` ({rust_type}) is broken: {reason}"
+            ),
+            RegistryProblem::UpcastCycle {
+                rust_type,
+                type_name,
+                from,
+            } => write!(
+                f,
+                "upcast chain of `{type_name}` ({rust_type}) loops: it upcasts from `{from}`, \
+                 which is not an older version; upcast_from must name the version just below"
             ),
             RegistryProblem::VersionGap { name, missing } => write!(
                 f,

@@ -35,8 +35,9 @@
 //! - `aggregate = "quiz"`: the aggregate type. Default: the name's first token.
 //! - `subject = "quiz.submissions"`: the NATS subject below the runtime's prefix.
 //!   Default: `{name}.v{version}`, so `edupulse.quiz.submitted.v2` under prefix `edupulse`.
-//! - `upcast_from = QuizSubmittedV1`: the previous version's type; requires
-//!   `impl From<QuizSubmittedV1> for QuizSubmitted`. Old payloads decode into the newest type.
+//! - `upcast_from = QuizSubmittedV1`: the previous version's type (so `version` is 2 or more);
+//!   requires `impl From<QuizSubmittedV1> for QuizSubmitted`. Old payloads decode into the
+//!   newest type.
 //! - `crate = "path::to::edupulse_events"`: where the runtime is, if re-exported elsewhere.
 //!
 //! On fields:
@@ -47,7 +48,8 @@
 //!   Its type must say when the value was erased: [`privacy::Pii<T>`](privacy::Pii) (or an
 //!   `Option` of one), unless `pii(erased = expr)` declares what readers get instead.
 //!
-//! The derive also implements `Debug` (PII printed as `<pii>`): do not derive `Debug` as well.
+//! The derive also implements `Debug` (PII printed as `<pii>`, an erased `Pii` as `<erased>`):
+//! do not derive `Debug` as well.
 //!
 //! # Decoding and listing
 //!

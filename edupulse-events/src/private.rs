@@ -13,6 +13,10 @@ pub use crate::schema;
 
 /// What generated code needs for `#[event(pii)]` fields.
 pub mod privacy {
+    pub use crate::privacy::probe::{
+        NotPii, PiiDebug, PiiDebugErasable, PiiDebugOpaque, UnmarkedField, UnmarkedHoldsNoPii,
+        UnmarkedHoldsPii, assert_not_pii,
+    };
     pub use crate::privacy::{Erasable, PiiOwner};
 
     /// The JSON of a replacement declared with `pii(erased = ...)`; its type is the field's.

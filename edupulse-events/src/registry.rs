@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::any_event::AnyEvent;
 use crate::catalog::{Catalog, CatalogEntry};
-use crate::descriptor::{EventDescriptor, Registration};
+use crate::descriptor::{EventDescriptor, Registration, Upcast};
 use crate::error::{DecodeError, RegistryError, RegistryProblem};
 
 /// Every event type known to this binary, keyed by `(name, version)` and by subject.
@@ -44,8 +44,12 @@ pub struct Registry {
     by_subject: HashMap<&'static str, &'static EventDescriptor>,
     /// Each name's versions, ascending.
     versions: HashMap<&'static str, Vec<u32>>,
-    /// `(name, version)` → the descriptor that upcasts from it.
+    /// `(name, version)` → the newer descriptor that upcasts from it. Only steps to a strictly
+    /// newer version are here, so following them always ends.
     upcast_to: HashMap<(&'static str, u32), &'static EventDescriptor>,
+    /// `(name, version)` → a descriptor no newer than it that upcasts from it: a step that could
+    /// loop (a type upcasting from itself, two from each other), never followed.
+    upcast_loops: HashMap<(&'static str, u32), &'static EventDescriptor>,
 }
 
 impl Registry {
@@ -68,12 +72,18 @@ impl Registry {
         let mut by_subject = HashMap::new();
         let mut versions: HashMap<&str, Vec<u32>> = HashMap::new();
         let mut upcast_to = HashMap::new();
+        let mut upcast_loops = HashMap::new();
         for &d in &all {
             by_type.entry((d.name(), d.version())).or_insert(d);
             by_subject.entry(d.subject()).or_insert(d);
             versions.entry(d.name()).or_default().push(d.version());
             if let Some(up) = d.upcast() {
-                upcast_to
+                let steps = if ascends(up, d) {
+                    &mut upcast_to
+                } else {
+                    &mut upcast_loops
+                };
+                steps
                     .entry((up.from_name(), up.from_version()))
                     .or_insert(d);
             }
@@ -87,6 +97,7 @@ impl Registry {
             by_subject,
             versions,
             upcast_to,
+            upcast_loops,
         }
     }
 
@@ -145,6 +156,11 @@ impl Registry {
                     d.version()
                 ))),
                 None => {}
+                Some(up) if !ascends(up, d) => problems.push(RegistryProblem::UpcastCycle {
+                    rust_type: d.rust_type(),
+                    type_name: d.type_name(),
+                    from: format!("{}.v{}", up.from_name(), up.from_version()),
+                }),
                 Some(up) if up.from_name() != d.name() => problems.push(broken(format!(
                     "it upcasts from `{}.v{}`, another event; upcast_from must name an older \
                      version of `{}`",
@@ -221,7 +237,8 @@ impl Registry {
     }
 
     /// Decodes a payload stored or received as `name` / `version`, upcast to the newest version
-    /// registered for that name.
+    /// registered for that name. An upcast chain that could loop is refused with
+    /// [`DecodeError::UpcastCycle`], not followed.
     pub fn decode(
         &self,
         name: &str,
@@ -240,6 +257,7 @@ impl Registry {
                     source,
                 })?;
         let mut current = descriptor;
+        // Each step goes to a newer version (see `ascends`), so this ends.
         while let Some(next) = self.upcast_to.get(&(current.name(), current.version())) {
             event = next
                 .upcast()
@@ -250,7 +268,13 @@ impl Registry {
                 })?;
             current = next;
         }
-        Ok(event)
+        match self.upcast_loops.get(&(current.name(), current.version())) {
+            Some(looping) => Err(DecodeError::UpcastCycle {
+                type_name: current.type_name(),
+                upcast_by: looping.rust_type(),
+            }),
+            None => Ok(event),
+        }
     }
 
     fn unknown(&self, name: &str, version: u32) -> DecodeError {
@@ -283,4 +307,10 @@ impl Registry {
                 .collect(),
         }
     }
+}
+
+/// Whether `newer` is newer than the version it upcasts from. A chain of such steps climbs
+/// through versions and so ends; every loop, however long, has a step that does not climb.
+fn ascends(up: &Upcast, newer: &EventDescriptor) -> bool {
+    up.from_version() < newer.version()
 }

@@ -23,6 +23,7 @@ mod guard;
 mod key;
 mod keystore;
 mod pii;
+pub(crate) mod probe;
 mod provider;
 mod seal;
 
