@@ -38,7 +38,7 @@ pub const SEALED_FORM_PATTERN: &str = concat!(
     r"[1-9][0-9]{0,9}\.",
     // The nonce: four whole groups.
     r"[A-Za-z0-9+/]{16}",
-    // The ciphertext: 15 bytes in whole groups, then a last group of 3, 2 or 1 bytes.
+    // The ciphertext: at least 15 bytes in whole groups, then a last group of 3, 2 or 1 bytes.
     r"(?:[A-Za-z0-9+/]{4}){5,}",
     r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$",
 );
