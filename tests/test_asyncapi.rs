@@ -122,6 +122,12 @@ fn every_registered_event_is_listed_with_its_subject_schema_and_personal_data() 
                 "{}.{field}",
                 entry.type_name
             );
+            // The wire form (tests/test_asyncapi_wire.rs), with the plaintext kept for readers.
+            let descriptor = Registry::global().get_type(entry.type_name).unwrap();
+            let mut plaintext = descriptor.payload_schema()["properties"][field].clone();
+            plaintext.as_object_mut().unwrap().remove("x-pii");
+            assert_eq!(properties[field]["x-plaintext"], plaintext);
+            assert!(properties[field]["oneOf"].is_array());
         }
         assert_eq!(
             document["operations"][format!("publish_{id}")]["action"],

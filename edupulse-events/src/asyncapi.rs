@@ -34,7 +34,10 @@ impl AsyncApiInfo {
 impl Catalog {
     /// An AsyncAPI 3.0 document: a channel per event version (address: its subject), a `send`
     /// operation per channel, and a message per version whose payload is the JSON Schema of
-    /// the type, personal-data properties marked `x-pii` and listed in `x-pii-fields`.
+    /// the body as published (the catalog's [`schema`](CatalogEntry::schema)): personal-data
+    /// properties are the sealed form `{"$pii": "1.<owner>.<key version>.<base64>"}` or the
+    /// erased marker, marked `x-pii` with their plaintext schema under `x-plaintext`, and
+    /// listed in `x-pii-fields`.
     pub fn to_asyncapi(&self, info: &AsyncApiInfo) -> Value {
         let mut channels = Map::new();
         let mut operations = Map::new();

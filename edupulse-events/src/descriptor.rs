@@ -105,7 +105,9 @@ impl EventDescriptor {
         self.upcast.as_ref()
     }
 
-    /// A JSON Schema (draft 2020-12) of the payload; PII properties carry `"x-pii": true`.
+    /// A JSON Schema (draft 2020-12) of the payload as the Rust type reads it (PII in clear,
+    /// marked `"x-pii": true`): what the contract snapshots compare. The catalog publishes the
+    /// wire form, where PII is sealed.
     pub fn payload_schema(&self) -> Value {
         (self.schema)()
     }

@@ -26,6 +26,22 @@ use super::key::DataKey;
 
 /// The member that marks a sealed value in a payload: `{"$pii": {...}}`.
 pub const SEALED_MARKER: &str = "$pii";
+/// The text of a sealed value (the string under [`SEALED_MARKER`]) as a regular expression, for
+/// schemas that describe the wire: the form version `1`, the owner's id (lowercase,
+/// hyphenated), the key version (decimal, no leading zero; the reader also bounds it to
+/// `i32::MAX`), then the base64 (standard alphabet, padded, zero trailing bits: what
+/// [`Base64`] writes) of the 12-byte nonce followed by the ciphertext, which is at least the
+/// 16-byte tag. Only constructs common to ECMA-262 (JSON Schema's `pattern`) and Rust's `regex`.
+pub const SEALED_FORM_PATTERN: &str = concat!(
+    r"^1\.",
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.",
+    r"[1-9][0-9]{0,9}\.",
+    // The nonce: four whole groups.
+    r"[A-Za-z0-9+/]{16}",
+    // The ciphertext: at least 15 bytes in whole groups, then a last group of 3, 2 or 1 bytes.
+    r"(?:[A-Za-z0-9+/]{4}){5,}",
+    r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$",
+);
 /// AES-GCM-SIV's nonce.
 const NONCE_LEN: usize = 12;
 /// Its base64 length: four whole groups, no padding.
@@ -321,6 +337,61 @@ mod tests {
         let b = seal(&key, Uuid::nil(), 1, &c, b"\"Ada\"");
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn every_sealed_form_matches_the_published_pattern_and_broken_ones_do_not() {
+        let pattern = regex::Regex::new(SEALED_FORM_PATTERN).unwrap();
+        let key = DataKey::generate();
+        let c = ctx(Uuid::now_v7(), "student_name");
+        // Every plaintext length modulo 3 (so every padding), and the widest key version.
+        let versions = [1, 9, 10, 4_242, i32::MAX as u32].into_iter().cycle();
+        let forms: Vec<String> = (1..=40)
+            .zip(versions)
+            .map(|(len, key_version)| {
+                let plaintext = serde_json::to_vec(&"x".repeat(len)).unwrap();
+                let sealed = seal(&key, Uuid::now_v7(), key_version, &c, &plaintext);
+                sealed.to_json()[SEALED_MARKER].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for form in &forms {
+            assert!(pattern.is_match(form), "{form}");
+        }
+        let one_pad = forms
+            .iter()
+            .find(|f| f.ends_with('=') && !f.ends_with("=="))
+            .unwrap();
+        let two_pad = forms.iter().find(|f| f.ends_with("==")).unwrap();
+        let text = &forms[0];
+        let subject = text.split('.').nth(1).unwrap();
+        let body = text.rsplit('.').next().unwrap();
+        let head = &text[..text.len() - body.len()];
+        let refused_by_the_reader_too = [
+            format!("2{}", &text[1..]),
+            text.replace(subject, &subject.to_uppercase()),
+            text.replace(subject, &subject.replace('-', "")),
+            text.replacen(".1.", ".01.", 1),
+            text.replacen(".1.", ".0.", 1),
+            text.replacen(".1.", ".+1.", 1),
+            text.replacen(".1.", ".12345678901.", 1),
+            format!("{head}-{}", &body[1..]),
+            one_pad.trim_end_matches('=').to_owned(),
+            two_pad.trim_end_matches('=').to_owned(),
+            // A bit set past the last byte: not what the encoder writes.
+            format!("{}B=", &one_pad[..one_pad.len() - 2]),
+            format!("{}R==", &two_pad[..two_pad.len() - 3]),
+            format!("{text}\n"),
+            format!(" {text}"),
+            super::super::pii::ERASED.to_owned(),
+        ];
+        for form in &refused_by_the_reader_too {
+            assert!(!pattern.is_match(form), "{form}");
+            let read = SealedField::from_json(&json!({ SEALED_MARKER: form }), &c);
+            assert!(!matches!(read, Some(Ok(_))), "{form}");
+        }
+        // Shorter than the tag: the reader parses it (and then cannot open it); never written.
+        let untagged = format!("{head}{}", &body[..36]);
+        assert!(!pattern.is_match(&untagged), "{untagged}");
     }
 
     #[test]
