@@ -30,6 +30,7 @@ fn quiz(student_id: Uuid, name: &str) -> Envelope {
 fn names(events: &[edupulse_events::store::StoredEvent]) -> Vec<Pii<String>> {
     events
         .iter()
+        .filter(|e| e.envelope.event_type == "quiz.submitted")
         .map(|e| {
             let quiz: QuizSubmitted = Registry::global()
                 .decode(&e.envelope.event_type, e.envelope.version, &e.envelope.payload)

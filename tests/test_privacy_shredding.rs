@@ -738,7 +738,7 @@ impl edupulse_events::privacy::KeyProvider for GatedProvider {
         &'a self,
         subject: Uuid,
         key_version: u32,
-        key: &'a edupulse_events::privacy::DataKey,
+        key: &'a DataKey,
     ) -> futures::future::BoxFuture<'a, Result<Vec<u8>, edupulse_events::privacy::KeyError>> {
         self.inner.wrap(subject, key_version, key)
     }
@@ -750,7 +750,7 @@ impl edupulse_events::privacy::KeyProvider for GatedProvider {
         wrapped: &'a [u8],
     ) -> futures::future::BoxFuture<
         'a,
-        Result<edupulse_events::privacy::DataKey, edupulse_events::privacy::KeyError>,
+        Result<DataKey, edupulse_events::privacy::KeyError>,
     > {
         Box::pin(async move {
             self.entered.notify_one();

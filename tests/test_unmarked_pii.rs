@@ -12,6 +12,7 @@ use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{LocalKeyProvider, Pii, reveal};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::privacy::DataKey;
+use edupulse_events::schemars::JsonSchema;
 use edupulse_events::{DomainEvent, EncodeError, Envelope, Uuid};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,8 @@ struct ThroughRenamedImport {
     names: [Personal<String>; 2],
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "edupulse_events::schemars")]
 struct Contact {
     email: Pii<String>,
 }
@@ -224,7 +226,7 @@ async fn unmarked_pii_never_reaches_an_embedded_store_file() {
 
 #[test]
 fn reveal_is_the_one_way_to_the_plaintext() {
-    let name = Pii::from("Ada");
+    let name: Pii<String> = Pii::from("Ada");
     assert!(serde_json::to_value(&name).is_err());
     assert_eq!(reveal(|| serde_json::to_value(&name)).unwrap(), "Ada");
     // Erased serializes anywhere: it holds nothing.

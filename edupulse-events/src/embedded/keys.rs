@@ -54,8 +54,9 @@ pub(super) async fn key_for_append(
     Ok((1, key))
 }
 
-/// The keys among `wanted`: `Some` key, or `None` where the subject's erasure record covers
-/// that version. A key neither there nor destroyed is absent from the map.
+/// The keys among `wanted`: `Some` key, or `None` where the subject was erased (an erased
+/// subject never gets a key again here, so the record covers every version). A key neither
+/// there nor destroyed is absent from the map.
 pub(super) async fn keys_for_read(
     pool: &SqlitePool,
     provider: &dyn KeyProvider,
@@ -69,8 +70,7 @@ pub(super) async fn keys_for_read(
         // One statement: the key and the tombstone from one snapshot.
         let (wrapped, erased): (Option<Vec<u8>>, bool) = sqlx::query_as(
             "SELECT (SELECT wrapped FROM subject_keys WHERE subject_id = ?1 AND key_version = ?2), \
-             coalesce((SELECT last_key_version >= ?2 FROM erased_subjects \
-             WHERE subject_id = ?1), 0)",
+             EXISTS (SELECT 1 FROM erased_subjects WHERE subject_id = ?1)",
         )
         .bind(subject.to_string())
         .bind(i64::from(version))

@@ -240,7 +240,8 @@ impl KeyStore {
 
     /// The keys to open each of `wanted` (subject, key version), fetched in one query for
     /// those not cached: `Some` key, or `None` where the subject's erasure record covers that
-    /// version (the key was destroyed). A key that is neither there nor destroyed is absent
+    /// version (every version while the subject may have no new keys; those up to the last
+    /// destroyed one after [`allow_new_keys`](Self::allow_new_keys)). A key that is neither there nor destroyed is absent
     /// from the map: the caller reports it, rather than reading the value as erased.
     pub async fn keys_for_read(
         &self,
@@ -272,7 +273,7 @@ impl KeyStore {
         // deletes the one and writes the other in one transaction.
         let rows: Vec<(Uuid, i32, Option<Vec<u8>>, bool)> = sqlx::query_as(
             "SELECT w.subject_id, w.key_version, k.wrapped, \
-             coalesce(t.last_key_version >= w.key_version, false) \
+             coalesce(NOT t.allow_new_keys OR t.last_key_version >= w.key_version, false) \
              FROM unnest($1::uuid[], $2::int[]) AS w(subject_id, key_version) \
              LEFT JOIN subject_keys k USING (subject_id, key_version) \
              LEFT JOIN erased_subjects t ON t.subject_id = w.subject_id",
