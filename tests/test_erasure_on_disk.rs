@@ -33,7 +33,11 @@ fn names(events: &[edupulse_events::store::StoredEvent]) -> Vec<Pii<String>> {
         .filter(|e| e.envelope.event_type == "quiz.submitted")
         .map(|e| {
             let quiz: QuizSubmitted = Registry::global()
-                .decode(&e.envelope.event_type, e.envelope.version, &e.envelope.payload)
+                .decode(
+                    &e.envelope.event_type,
+                    e.envelope.version,
+                    &e.envelope.payload,
+                )
                 .unwrap()
                 .downcast()
                 .unwrap_or_else(|_| panic!("not a quiz"));
@@ -85,24 +89,54 @@ async fn an_erased_key_leaves_the_sqlite_database_wal_and_shm_files() {
     let receipt = store.erase_subject(erased, "test").await.unwrap();
     assert!(receipt.key_bytes_purged);
     let files = sqlite_files(dir.path());
-    assert!(!in_any(&files, &erased_key), "the erased key is still on disk");
-    assert!(in_any(&files, &kept_key), "the other subject's key is gone too");
+    assert!(
+        !in_any(&files, &erased_key),
+        "the erased key is still on disk"
+    );
+    assert!(
+        in_any(&files, &kept_key),
+        "the other subject's key is gone too"
+    );
     let read = names(&store.read_all(LogCursor::START, 10).await.unwrap());
     assert_eq!(read, vec![Pii::Erased, Pii::from("Grace")]);
 }
 
-/// The bytes of the key table's relation files (main fork and TOAST), read by the server.
+/// The bytes of the key table's relation files (every partition's main fork and TOAST),
+/// read by the server after a CHECKPOINT.
 async fn key_table_files(env: &TestEnv) -> Vec<u8> {
     sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
     let files: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
-         WHERE c.oid = 'subject_keys'::regclass \
-            OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'subject_keys'::regclass)",
+        "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
+                        WHERE inhparent = 'subject_keys'::regclass) \
+         SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
+         WHERE (c.oid IN (SELECT oid FROM parts) \
+            OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE oid IN (SELECT oid FROM parts))) \
+           AND pg_relation_filepath(c.oid) IS NOT NULL",
     )
     .fetch_all(&env.pool)
     .await
     .unwrap();
     files.concat()
+}
+
+/// A fresh subject whose key lands in the same hash partition as `subject`'s.
+async fn same_partition_as(env: &TestEnv, subject: Uuid) -> Uuid {
+    let partition = |id: Uuid| {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT r FROM generate_series(0, 15) AS r \
+             WHERE satisfies_hash_partition('subject_keys'::regclass, 16, r, $1::uuid)",
+        )
+        .bind(id)
+        .fetch_one(&env.pool)
+    };
+    let wanted = partition(subject).await.unwrap();
+    for _ in 0..10_000 {
+        let candidate = Uuid::now_v7();
+        if partition(candidate).await.unwrap() == wanted {
+            return candidate;
+        }
+    }
+    panic!("no subject in partition {wanted} among 10,000");
 }
 
 async fn pg_wrapped(env: &TestEnv, subject: Uuid) -> Vec<u8> {
@@ -116,10 +150,15 @@ async fn pg_wrapped(env: &TestEnv, subject: Uuid) -> Vec<u8> {
 #[tokio::test]
 async fn an_erased_key_leaves_the_postgres_key_table_files() {
     let env = TestEnv::new().await;
-    let (first, erased, last) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    // The erased key is the newest row of its page: the one a plain VACUUM leaves behind in
-    // the page's free space.
-    for (student, name) in [(first, "Ada"), (last, "Grace"), (erased, "Edsger")] {
+    let erased = Uuid::now_v7();
+    // The erased key is the newest row of a page that holds another key: the case a plain
+    // VACUUM leaves behind in the page's free space. So `first` shares its partition.
+    let first = same_partition_as(&env, erased).await;
+    for (student, name) in [
+        (first, "Ada"),
+        (Uuid::now_v7(), "Grace"),
+        (erased, "Edsger"),
+    ] {
         env.store
             .append_committed(ExpectedVersion::NoStream, &[quiz(student, name)])
             .await
@@ -127,7 +166,10 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
     }
     let erased_key = pg_wrapped(&env, erased).await;
     let kept_key = pg_wrapped(&env, first).await;
-    assert!(contains(&key_table_files(&env).await, &erased_key), "control");
+    assert!(
+        contains(&key_table_files(&env).await, &erased_key),
+        "control"
+    );
 
     let receipt = env
         .keys
@@ -136,7 +178,10 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
         .unwrap();
     assert!(receipt.key_bytes_purged);
     let files = key_table_files(&env).await;
-    assert!(!contains(&files, &erased_key), "the erased key is still on disk");
+    assert!(
+        !contains(&files, &erased_key),
+        "the erased key is still on disk"
+    );
     assert!(contains(&files, &kept_key), "the other keys are gone too");
     env.cleanup().await;
 }
@@ -212,11 +257,9 @@ async fn after_a_rotation_an_older_copy_of_a_sqlite_store_opens_nothing() {
     std::fs::copy(&path, &backup).unwrap();
 
     let new_master = DataKey::generate();
-    let rotating = store
-        .clone()
-        .with_keys(Arc::new(
-            LocalKeyProvider::new(new_master.clone()).with_previous(old_master),
-        ));
+    let rotating = store.clone().with_keys(Arc::new(
+        LocalKeyProvider::new(new_master.clone()).with_previous(old_master),
+    ));
     assert_eq!(rotating.rotate_master_key().await.unwrap(), 1);
 
     let retired = Arc::new(LocalKeyProvider::new(new_master));

@@ -14,8 +14,8 @@ use common::TestEnv;
 use edupulse_domain::{
     BadgeAwarded, LearningPulseResponded, PaymentProcessed, PaymentStatus, QuizSubmitted,
 };
-use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, PrivacyError, Scrub};
 use edupulse_events::publish::envelope_from_message;
 use edupulse_events::relay::{Relay, RelayConfig};
@@ -362,7 +362,10 @@ fn planted_canaries_never_rest_in_clear_in_an_embedded_store_file() {
                     .map(|(_, s)| *s)
                     .collect();
                 for subject in &erased {
-                    store.erase_subject(*subject, "property test").await.unwrap();
+                    store
+                        .erase_subject(*subject, "property test")
+                        .await
+                        .unwrap();
                 }
                 assert_no_plaintext(&canaries, "after erasure");
                 let mut replayed = HashMap::new();
@@ -748,10 +751,7 @@ impl edupulse_events::privacy::KeyProvider for GatedProvider {
         subject: Uuid,
         key_version: u32,
         wrapped: &'a [u8],
-    ) -> futures::future::BoxFuture<
-        'a,
-        Result<DataKey, edupulse_events::privacy::KeyError>,
-    > {
+    ) -> futures::future::BoxFuture<'a, Result<DataKey, edupulse_events::privacy::KeyError>> {
         Box::pin(async move {
             self.entered.notify_one();
             self.gate.acquire().await.unwrap().forget();

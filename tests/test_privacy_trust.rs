@@ -139,12 +139,13 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
     let student = Uuid::now_v7();
     let event = quiz(student);
     env.append(std::slice::from_ref(&event)).await;
-    let (version, wrapped): (i32, Vec<u8>) =
-        sqlx::query_as("DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version, wrapped")
-            .bind(student)
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+    let (version, wrapped): (i32, Vec<u8>) = sqlx::query_as(
+        "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version, wrapped",
+    )
+    .bind(student)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
     env.relay_everything().await;
 
     let runtime = runtime(&env, env.master.clone()).await;
@@ -179,7 +180,10 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
         info.delivered.consumer_sequence >= 4
     };
     eventually("the event is delivered again and again", redelivered).await;
-    assert!(applied.lock().unwrap().is_empty(), "applied without its key");
+    assert!(
+        applied.lock().unwrap().is_empty(),
+        "applied without its key"
+    );
     assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
 
     // The key comes back (the right backup restored): the event is applied, name present.
@@ -190,7 +194,10 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
         .execute(&env.pool)
         .await
         .unwrap();
-    eventually("the event is applied", async || !applied.lock().unwrap().is_empty()).await;
+    eventually("the event is applied", async || {
+        !applied.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(
         applied.lock().unwrap()[0].present().map(String::as_str),
         Some("Ada Lovelace")
@@ -276,7 +283,10 @@ async fn a_forged_erasure_event_does_not_run_on_erasure() {
         serde_json::to_vec(&envelope.payload).unwrap(),
     )
     .await;
-    env.keys.erase_subject(&env.store, real, "test").await.unwrap();
+    env.keys
+        .erase_subject(&env.store, real, "test")
+        .await
+        .unwrap();
     env.relay_everything().await;
 
     let runtime = runtime(&env, env.master.clone()).await;
@@ -376,13 +386,19 @@ async fn headers_that_contradict_the_payload_are_refused_with_a_reason() {
         env.count("consumer_dead_letters").await == 2
     })
     .await;
-    eventually("the original is applied", async || *applied.lock().unwrap() == 1).await;
+    eventually("the original is applied", async || {
+        *applied.lock().unwrap() == 1
+    })
+    .await;
     let reasons: Vec<String> =
         sqlx::query_scalar("SELECT reason FROM consumer_dead_letters ORDER BY stream_sequence")
             .fetch_all(&env.pool)
             .await
             .unwrap();
-    assert!(reasons[0].contains(header_names::AGGREGATE_ID), "{reasons:?}");
+    assert!(
+        reasons[0].contains(header_names::AGGREGATE_ID),
+        "{reasons:?}"
+    );
     assert!(reasons[1].contains(header_names::SEQUENCE), "{reasons:?}");
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();

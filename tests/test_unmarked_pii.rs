@@ -7,12 +7,12 @@ mod common;
 
 use common::TestEnv;
 use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::DataKey;
 use edupulse_events::privacy::Pii as Personal;
 use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{LocalKeyProvider, Pii, reveal};
-use edupulse_events::store::ExpectedVersion;
-use edupulse_events::privacy::DataKey;
 use edupulse_events::schemars::JsonSchema;
+use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{DomainEvent, EncodeError, Envelope, Uuid};
 use serde::{Deserialize, Serialize};
 

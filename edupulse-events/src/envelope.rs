@@ -129,12 +129,11 @@ impl Envelope {
     /// A [`Pii`](crate::privacy::Pii) value anywhere but in a field marked `#[event(pii)]` is
     /// [`EncodeError::UnsealedPii`]: the store seals only the fields the derive knows.
     pub fn new<T: DomainEvent>(event: &T) -> Result<Self, EncodeError> {
-        let mut payload = privacy::marking(|| serde_json::to_value(event)).map_err(|err| {
-            EncodeError::Json {
+        let mut payload =
+            privacy::marking(|| serde_json::to_value(event)).map_err(|err| EncodeError::Json {
                 type_name: T::TYPE,
                 category: err.classify(),
-            }
-        })?;
+            })?;
         let known: Vec<&str> = T::PII_FIELDS.iter().map(|pii| pii.field.json).collect();
         privacy::unwrap_marked(&mut payload, &known).map_err(|path| EncodeError::UnsealedPii {
             type_name: T::TYPE,

@@ -150,12 +150,11 @@ impl SubscriberBuilder {
                 Box::pin(async move {
                     // Anyone who can publish on the prefix can send a plausible erasure event;
                     // only the store's tombstone, committed with the real one, is believed.
-                    let confirmed: Option<i32> = sqlx::query_scalar(
-                        "SELECT 1 FROM erased_subjects WHERE subject_id = $1",
-                    )
-                    .bind(erased.subject_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let confirmed: Option<i32> =
+                        sqlx::query_scalar("SELECT 1 FROM erased_subjects WHERE subject_id = $1")
+                            .bind(erased.subject_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     if confirmed.is_none() {
                         return Err(UnconfirmedErasure {
                             subject: erased.subject_id,

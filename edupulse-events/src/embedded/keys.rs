@@ -129,10 +129,10 @@ pub(super) async fn destroy(
     .bind(last.unwrap_or(0))
     .execute(&mut *conn)
     .await?;
-    Ok(Destroyed {
-        keys: destroyed,
-        already_erased: erased_before.is_some() && destroyed == 0,
-    })
+    Ok(Destroyed::new(
+        destroyed,
+        erased_before.is_some() && destroyed == 0,
+    ))
 }
 
 /// Re-wraps every data key with `provider`'s current master key inside `conn`'s

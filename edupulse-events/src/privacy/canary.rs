@@ -327,7 +327,10 @@ impl PlaintextScan {
 
 /// Whether `needle` occurs in `haystack`, byte for byte.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
 }
 
 fn quote_ident(name: &str) -> String {

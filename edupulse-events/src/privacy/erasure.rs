@@ -189,7 +189,10 @@ impl KeyStore {
         self.evict(subject);
         committed.map_err(StoreError::from)?;
         ::metrics::counter!(crate::metrics::ERASURES).increment(1);
-        let key_bytes_purged = match self.compact(store.pool(), COMPACT_LOCK_WAIT).await {
+        let key_bytes_purged = match self
+            .compact_after(store.pool(), &destroyed, COMPACT_LOCK_WAIT)
+            .await
+        {
             Ok(done) => done,
             Err(err) => {
                 tracing::warn!(error = %err, "the erasure committed, but the key table was not compacted");

@@ -92,12 +92,25 @@ const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT current_setting('transaction_isolat
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// What [`KeyStore::destroy`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destroyed {
     /// How many key versions were destroyed.
     pub keys: u64,
     /// The subject was erased before and had no key since: nothing new was destroyed.
     pub already_erased: bool,
+    /// The key table's partitions the keys were deleted from (PostgreSQL's names for them).
+    relations: Vec<String>,
+}
+
+impl Destroyed {
+    /// For a store whose key table is one file (no partitions to name).
+    pub(crate) fn new(keys: u64, already_erased: bool) -> Self {
+        Destroyed {
+            keys,
+            already_erased,
+            relations: Vec::new(),
+        }
+    }
 }
 
 /// The data keys of one store.
@@ -347,13 +360,15 @@ impl KeyStore {
                 .bind(subject)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let destroyed: Vec<i32> = sqlx::query_scalar(
-            "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING key_version",
+        // Which partition held each key: the one the compaction after the commit rewrites.
+        let destroyed: Vec<(i32, String)> = sqlx::query_as(
+            "DELETE FROM subject_keys WHERE subject_id = $1 \
+             RETURNING key_version, tableoid::regclass::text",
         )
         .bind(subject)
         .fetch_all(&mut *tx)
         .await?;
-        let last = destroyed.iter().copied().max().unwrap_or(0);
+        let last = destroyed.iter().map(|(v, _)| *v).max().unwrap_or(0);
         sqlx::query(
             "INSERT INTO erased_subjects (subject_id, reason, last_key_version) \
              VALUES ($1, $2, $3) \
@@ -367,9 +382,12 @@ impl KeyStore {
         .execute(&mut *tx)
         .await?;
         self.evict(subject);
+        let mut relations: Vec<String> = destroyed.iter().map(|(_, r)| r.clone()).collect();
+        relations.dedup();
         Ok(Destroyed {
             keys: destroyed.len() as u64,
             already_erased: erased_before.is_some() && destroyed.is_empty(),
+            relations,
         })
     }
 
@@ -396,7 +414,10 @@ impl KeyStore {
         let mut versions = Vec::with_capacity(rows.len());
         let mut rewrapped = Vec::with_capacity(rows.len());
         for (subject, version, wrapped) in rows {
-            let key = self.provider.unwrap(subject, version as u32, &wrapped).await?;
+            let key = self
+                .provider
+                .unwrap(subject, version as u32, &wrapped)
+                .await?;
             rewrapped.push(self.provider.wrap(subject, version as u32, &key).await?);
             subjects.push(subject);
             versions.push(version);
@@ -430,30 +451,23 @@ impl KeyStore {
     /// live files (WAL, backups) are what [`rotate_master_key`](Self::rotate_master_key)
     /// is for.
     pub async fn compact(&self, pool: &PgPool, lock_wait: Duration) -> Result<bool, KeyStoreError> {
-        let mut conn = pool.acquire().await?;
-        let millis = i64::try_from(lock_wait.as_millis()).unwrap_or(i64::MAX);
-        sqlx::query("SELECT set_config('lock_timeout', $1, false)")
-            .bind(format!("{millis}ms"))
-            .execute(&mut *conn)
-            .await?;
-        let vacuumed = sqlx::query("VACUUM (FULL) subject_keys")
-            .execute(&mut *conn)
-            .await;
-        // The pooled connection goes back with the server's default again.
-        sqlx::query("RESET lock_timeout").execute(&mut *conn).await?;
-        match vacuumed {
-            Ok(_) => Ok(true),
-            // 55P03: lock_not_available.
-            Err(err)
-                if err.as_database_error().and_then(|db| db.code()).as_deref()
-                    == Some("55P03") =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        }
+        compact_relation(pool, "subject_keys", lock_wait).await
     }
 
+    /// [`compact`](Self::compact) of only the partitions that held what `destroyed` names:
+    /// what an erasure runs after its commit. `Ok(true)` when nothing needed it.
+    pub async fn compact_after(
+        &self,
+        pool: &PgPool,
+        destroyed: &Destroyed,
+        lock_wait: Duration,
+    ) -> Result<bool, KeyStoreError> {
+        let mut all = true;
+        for relation in &destroyed.relations {
+            all &= compact_relation(pool, relation, lock_wait).await?;
+        }
+        Ok(all)
+    }
     /// Lets an erased subject have personal data again (a person who comes back under the
     /// same id): the next append creates a key of a version above every destroyed one, so
     /// nothing sealed before the erasure ever opens again. `false` when the subject was never
@@ -498,5 +512,38 @@ impl KeyStore {
             }
             None => None,
         }
+    }
+}
+
+/// `VACUUM (FULL)` of `relation` (the key table or one of its partitions, as PostgreSQL names
+/// it), waiting at most `lock_wait` for its lock; `Ok(false)` when it gave up.
+async fn compact_relation(
+    pool: &PgPool,
+    relation: &str,
+    lock_wait: Duration,
+) -> Result<bool, KeyStoreError> {
+    let mut conn = pool.acquire().await?;
+    let millis = i64::try_from(lock_wait.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query("SELECT set_config('lock_timeout', $1, false)")
+        .bind(format!("{millis}ms"))
+        .execute(&mut *conn)
+        .await?;
+    // The name is `subject_keys` or PostgreSQL's own `regclass` output for one of its
+    // partitions, quoted where it needs to be.
+    let statement = format!("VACUUM (FULL) {relation}");
+    let vacuumed = sqlx::query(&statement).execute(&mut *conn).await;
+    // The pooled connection goes back with the server's default again.
+    sqlx::query("RESET lock_timeout")
+        .execute(&mut *conn)
+        .await?;
+    match vacuumed {
+        Ok(_) => Ok(true),
+        // 55P03: lock_not_available.
+        Err(err)
+            if err.as_database_error().and_then(|db| db.code()).as_deref() == Some("55P03") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
     }
 }

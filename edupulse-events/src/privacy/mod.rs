@@ -29,8 +29,8 @@ mod seal;
 
 pub use erasure::{DataSubjectErased, ErasureError, ErasureReceipt, Scrub};
 pub use error::{KeyError, PrivacyError};
-pub(crate) use guard::{marking, unwrap_marked};
 pub use guard::reveal;
+pub(crate) use guard::{marking, unwrap_marked};
 pub use key::DataKey;
 pub use keystore::{Destroyed, KEY_CACHE_TTL, KeyStore, KeyStoreError};
 pub(crate) use pii::is_erased_json;

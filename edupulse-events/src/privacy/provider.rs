@@ -79,7 +79,11 @@ impl LocalKeyProvider {
         let mut provider = Self::parse(&text, MASTER_KEY_ENV)?;
         if let Ok(previous) = std::env::var(PREVIOUS_MASTER_KEYS_ENV) {
             let previous = Zeroizing::new(previous);
-            for (n, text) in previous.split(',').filter(|t| !t.trim().is_empty()).enumerate() {
+            for (n, text) in previous
+                .split(',')
+                .filter(|t| !t.trim().is_empty())
+                .enumerate()
+            {
                 let origin = format!("{PREVIOUS_MASTER_KEYS_ENV} (key {})", n + 1);
                 provider.previous.push(Self::parse(text, &origin)?.master);
             }
