@@ -2,7 +2,8 @@
 //! same value that every field pays anyway (the baseline), in the same run; and the time to
 //! erase one data subject with 10,000 and with 1,000,000 events in the log (it must not grow);
 //! and single-event appends of an event with a PII field beside the same shape without one.
-//! Run `scripts/services && cargo bench --bench privacy` (`BENCH_PART=field|erase|append`).
+//! And master-key rotation of 100,000 live keys beside a raw rewrite of the same table.
+//! Run `scripts/services && cargo bench --bench privacy` (`BENCH_PART=field|erase|append|rotate`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -53,6 +54,89 @@ async fn main() {
     if part.is_empty() || part == "erase" {
         erasure_time().await;
     }
+    if part.is_empty() || part == "rotate" {
+        rotation_time().await;
+    }
+}
+
+/// Live data keys for the rotation benchmark.
+const ROTATED_KEYS: usize = 100_000;
+
+/// Master-key rotation with 100,000 live data keys (unwrap with the old master, wrap with
+/// the new, one UPDATE, then the key table compacted), beside the raw baseline of the same
+/// table rewritten without any cryptography (one UPDATE of every row, the same compaction);
+/// then erasing one subject with that many keys in the table (the erasure compacts one of
+/// the sixteen partitions).
+async fn rotation_time() {
+    use edupulse_events::privacy::{KeyProvider, KeyStore, LocalKeyProvider};
+    use std::sync::Arc;
+
+    let env = TestEnv::new().await;
+    let old = LocalKeyProvider::new(env.master.clone());
+    for _ in 0..ROTATED_KEYS / 10_000 {
+        let subjects: Vec<Uuid> = (0..10_000).map(|_| Uuid::now_v7()).collect();
+        let mut wrapped = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            wrapped.push(old.wrap(*subject, 1, &DataKey::generate()).await.unwrap());
+        }
+        sqlx::query(
+            "INSERT INTO subject_keys (subject_id, key_version, wrapped) \
+             SELECT s, 1, w FROM unnest($1::uuid[], $2::bytea[]) AS t(s, w)",
+        )
+        .bind(&subjects)
+        .bind(&wrapped)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("VACUUM ANALYZE subject_keys")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    sqlx::query("UPDATE subject_keys SET wrapped = wrapped || ''::bytea")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM (FULL) subject_keys")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let raw = start.elapsed();
+    let new_master = DataKey::generate();
+    let rotating = KeyStore::new(Arc::new(
+        LocalKeyProvider::new(new_master).with_previous(env.master.clone()),
+    ));
+    let start = Instant::now();
+    let count = rotating.rotate_master_key(&env.pool).await.unwrap();
+    let rotation = start.elapsed();
+    assert_eq!(count, ROTATED_KEYS as u64);
+    println!(
+        "rotate the master key, {ROTATED_KEYS} live data keys: {rotation:?} ({:.0} keys/s) | raw rewrite of the same table (UPDATE + VACUUM FULL, no crypto) {raw:?} | ratio {:.2}",
+        ROTATED_KEYS as f64 / rotation.as_secs_f64(),
+        raw.as_secs_f64() / rotation.as_secs_f64()
+    );
+    let mut times = Vec::with_capacity(ERASURES);
+    for _ in 0..ERASURES {
+        let subject = Uuid::now_v7();
+        let mut tx = env.pool.begin().await.unwrap();
+        rotating.key_for_append(&mut tx, subject).await.unwrap();
+        tx.commit().await.unwrap();
+        let start = Instant::now();
+        let receipt = rotating
+            .erase_subject(&env.store, subject, "benchmark")
+            .await
+            .unwrap();
+        times.push(start.elapsed());
+        assert!(receipt.key_bytes_purged);
+    }
+    times.sort_unstable();
+    println!(
+        "  erase one subject with {ROTATED_KEYS} keys in the table (its partition compacted): median {:?}, slowest of {ERASURES} {:?}",
+        times[ERASURES / 2],
+        times[ERASURES - 1]
+    );
+    env.cleanup().await;
 }
 
 const APPENDS: usize = 3_000;

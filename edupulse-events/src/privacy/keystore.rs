@@ -100,6 +100,8 @@ pub struct Destroyed {
     pub already_erased: bool,
     /// The key table's partitions the keys were deleted from (PostgreSQL's names for them).
     relations: Vec<String>,
+    /// The destroying transaction's id, on PostgreSQL.
+    xid: Option<String>,
 }
 
 impl Destroyed {
@@ -109,6 +111,7 @@ impl Destroyed {
             keys,
             already_erased,
             relations: Vec::new(),
+            xid: None,
         }
     }
 }
@@ -384,10 +387,15 @@ impl KeyStore {
         self.evict(subject);
         let mut relations: Vec<String> = destroyed.iter().map(|(_, r)| r.clone()).collect();
         relations.dedup();
+        // The compaction waits for snapshots taken before this transaction commits.
+        let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
+            .fetch_one(&mut *tx)
+            .await?;
         Ok(Destroyed {
             keys: destroyed.len() as u64,
             already_erased: erased_before.is_some() && destroyed.is_empty(),
             relations,
+            xid: Some(xid),
         })
     }
 
@@ -456,12 +464,31 @@ impl KeyStore {
 
     /// [`compact`](Self::compact) of only the partitions that held what `destroyed` names:
     /// what an erasure runs after its commit. `Ok(true)` when nothing needed it.
+    ///
+    /// A rewrite keeps a deleted row that a snapshot taken before the deletion committed can
+    /// still see, so this first waits, at most `wait`, until no session of the database holds
+    /// such a snapshot (as `pg_stat_activity` shows them: sessions of other roles only with
+    /// `pg_read_all_stats`); `Ok(false)` when one still did, or the table stayed locked.
     pub async fn compact_after(
         &self,
         pool: &PgPool,
         destroyed: &Destroyed,
-        lock_wait: Duration,
+        wait: Duration,
     ) -> Result<bool, KeyStoreError> {
+        if destroyed.relations.is_empty() {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + wait;
+        if let Some(xid) = &destroyed.xid
+            && !older_snapshots_gone(pool, xid, deadline).await?
+        {
+            // The rewrite would keep the row: leave it to a later compaction.
+            return Ok(false);
+        }
+        // Never 0: PostgreSQL reads a lock_timeout of 0 as no limit at all.
+        let lock_wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
         let mut all = true;
         for relation in &destroyed.relations {
             all &= compact_relation(pool, relation, lock_wait).await?;
@@ -515,6 +542,34 @@ impl KeyStore {
     }
 }
 
+/// Waits until no client session of this database holds a snapshot in which transaction
+/// `xid` had not committed (its `backend_xmin` at or before `xid`), checking every 10 ms until
+/// `deadline`; `false` when one still did.
+async fn older_snapshots_gone(
+    pool: &PgPool,
+    xid: &str,
+    deadline: Instant,
+) -> Result<bool, KeyStoreError> {
+    loop {
+        let older: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND backend_type = 'client backend' AND backend_xmin IS NOT NULL \
+               AND age(backend_xmin) >= age($1::xid))",
+        )
+        .bind(xid)
+        .fetch_one(pool)
+        .await?;
+        if !older {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// `VACUUM (FULL)` of `relation` (the key table or one of its partitions, as PostgreSQL names
 /// it), waiting at most `lock_wait` for its lock; `Ok(false)` when it gave up.
 async fn compact_relation(
@@ -523,7 +578,10 @@ async fn compact_relation(
     lock_wait: Duration,
 ) -> Result<bool, KeyStoreError> {
     let mut conn = pool.acquire().await?;
-    let millis = i64::try_from(lock_wait.as_millis()).unwrap_or(i64::MAX);
+    // At least 1 ms: 0 would mean no limit.
+    let millis = i64::try_from(lock_wait.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     sqlx::query("SELECT set_config('lock_timeout', $1, false)")
         .bind(format!("{millis}ms"))
         .execute(&mut *conn)
