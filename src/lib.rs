@@ -3,3 +3,9 @@
 
 pub mod config;
 pub mod leaderboard;
+
+/// The README's Rust blocks, compiled (and run, unless marked otherwise) as doctests, so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

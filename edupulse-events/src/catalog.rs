@@ -41,7 +41,7 @@ pub struct CatalogEntry {
     /// The type string this version is upcast from, if any.
     pub upcast_from: Option<String>,
     /// JSON Schema (draft 2020-12) of the payload as stored and published: each personal-data
-    /// property is the sealed form or the erased marker (see [`wire_schema`]), its plaintext
+    /// property is the sealed form or the erased marker (a pattern for the sealed form, a constant for the erased one), its plaintext
     /// schema kept under `x-plaintext`.
     pub schema: Value,
 }

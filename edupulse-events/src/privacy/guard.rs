@@ -61,7 +61,7 @@ fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
 /// ```
 /// use edupulse_events::privacy::{Pii, reveal};
 ///
-/// let name = Pii::from("Ada");
+/// let name: Pii<String> = Pii::from("Ada");
 /// assert!(serde_json::to_value(&name).is_err());
 /// let json = reveal(|| serde_json::to_value(&name)).unwrap();
 /// assert_eq!(json, "Ada");

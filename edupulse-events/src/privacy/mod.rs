@@ -35,5 +35,5 @@ pub use key::DataKey;
 pub use keystore::{Destroyed, KEY_CACHE_TTL, KeyStore, KeyStoreError};
 pub(crate) use pii::is_erased_json;
 pub use pii::{Erasable, Pii, PiiOwner, erased_json};
-pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV};
+pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV, PREVIOUS_MASTER_KEYS_ENV};
 pub use seal::{FieldContext, SEALED_FORM_PATTERN, SEALED_MARKER, SealedField, open, seal};

@@ -108,7 +108,7 @@ impl<T> fmt::Debug for Pii<T> {
 
 /// A present value serializes only where something will seal it: inside
 /// [`Envelope::new`](crate::Envelope::new), marked for the envelope to place at its known
-/// personal-data field (see [`guard`](super::guard)), or inside [`reveal`](super::reveal) on
+/// personal-data field, or inside [`reveal`](super::reveal) on
 /// purpose. Anywhere else it is an error, so a `Pii` the derive could not see (an alias, a
 /// nested struct, a flattened one) is refused instead of stored in clear.
 impl<T: Serialize> Serialize for Pii<T> {

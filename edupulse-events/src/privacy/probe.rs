@@ -94,7 +94,7 @@ impl<T: ?Sized> UnmarkedHoldsNoPii for &UnmarkedField<T> {
     }
 }
 
-/// Implemented only by [`NoPii`]: the bound that turns the answer into a compile error.
+/// Implemented only by `NoPii`: the bound that turns the answer into a compile error.
 #[diagnostic::on_unimplemented(
     message = "this field holds `Pii` but is not #[event(pii)], so its value would be stored \
                and published in clear",
