@@ -94,6 +94,24 @@ async fn status_tail_and_erase_report_what_the_servers_hold() {
     );
     let status = admin(&env, &["status"]).await;
     assert!(status.contains("log: 4 event(s)"), "{status}");
+
+    // The operator sees that the erasure took effect: the names now print as erased.
+    let tail = admin(&env, &["tail", "quiz.>", "--from-start", "--limit", "3"]).await;
+    assert_eq!(tail.matches("<erased>").count(), 3, "{tail}");
+    assert!(!tail.contains("<pii>"), "{tail}");
+    let again = admin(
+        &env,
+        &["erase", &student.to_string(), "--reason", "ticket 1235"],
+    )
+    .await;
+    assert!(
+        again.starts_with(&format!("{student} was already erased")),
+        "{again}"
+    );
+    let another = Uuid::now_v7();
+    env.append(&[submission(another, "Grace")]).await;
+    let rotated = admin(&env, &["rotate-master-key"]).await;
+    assert!(rotated.starts_with("re-wrapped 1 data key(s)"), "{rotated}");
     env.cleanup().await;
 }
 

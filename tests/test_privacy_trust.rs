@@ -99,6 +99,14 @@ async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_postgre
         .downcast()
         .unwrap_or_else(|_| panic!("not a quiz"));
     assert!(decoded.student_name.is_erased());
+    // A second erasure says so, and destroys nothing.
+    let again = env
+        .keys
+        .erase_subject(&env.store, student, "test again")
+        .await
+        .unwrap();
+    assert!(again.already_erased);
+    assert_eq!(again.keys_destroyed, 0);
     env.cleanup().await;
 }
 
@@ -212,6 +220,10 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
 
 #[tokio::test]
 async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
+    // The test's runtime is single-threaded: a thread-local recorder sees the subscriber.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let env = TestEnv::new().await;
     env.append(&[quiz(Uuid::now_v7())]).await;
     env.relay_everything().await;
@@ -246,6 +258,23 @@ async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
     .await;
     assert_eq!(*applied.lock().unwrap(), 0);
     assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
+    let stalled: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == "edupulse_consumer_stalled_total"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "fault" && l.value() == "configuration")
+        })
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert!(stalled >= 3, "stalls counted: {stalled}");
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     env.cleanup().await;
