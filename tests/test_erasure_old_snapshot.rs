@@ -11,23 +11,6 @@ use edupulse_events::privacy::canary::contains;
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 
-/// The bytes of the key table's relation files (every partition's main fork and TOAST),
-/// read by the server after a CHECKPOINT.
-async fn key_table_files(env: &TestEnv) -> Vec<u8> {
-    sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
-    let files: Vec<Vec<u8>> = sqlx::query_scalar(
-        "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
-                        WHERE inhparent = 'subject_keys'::regclass) \
-         SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
-         WHERE c.oid IN (SELECT oid FROM parts) \
-           AND pg_relation_filepath(c.oid) IS NOT NULL",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    files.concat()
-}
-
 #[tokio::test]
 async fn a_snapshot_older_than_the_erasure_is_reported_and_a_later_compaction_finishes() {
     let env = TestEnv::new().await;
@@ -78,6 +61,6 @@ async fn a_snapshot_older_than_the_erasure_is_reported_and_a_later_compaction_fi
             .await
             .unwrap()
     );
-    assert!(!contains(&key_table_files(&env).await, &erased_key));
+    assert!(!contains(&env.key_table_files().await, &erased_key));
     env.cleanup().await;
 }

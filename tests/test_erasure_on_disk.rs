@@ -101,24 +101,6 @@ async fn an_erased_key_leaves_the_sqlite_database_wal_and_shm_files() {
     assert_eq!(read, vec![Pii::Erased, Pii::from("Grace")]);
 }
 
-/// The bytes of the key table's relation files (every partition's main fork and TOAST),
-/// read by the server after a CHECKPOINT.
-async fn key_table_files(env: &TestEnv) -> Vec<u8> {
-    sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
-    let files: Vec<Vec<u8>> = sqlx::query_scalar(
-        "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
-                        WHERE inhparent = 'subject_keys'::regclass) \
-         SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
-         WHERE (c.oid IN (SELECT oid FROM parts) \
-            OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE oid IN (SELECT oid FROM parts))) \
-           AND pg_relation_filepath(c.oid) IS NOT NULL",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    files.concat()
-}
-
 /// A fresh subject whose key lands in the same hash partition as `subject`'s.
 async fn same_partition_as(env: &TestEnv, subject: Uuid) -> Uuid {
     let partition = |id: Uuid| {
@@ -167,7 +149,7 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
     let erased_key = pg_wrapped(&env, erased).await;
     let kept_key = pg_wrapped(&env, first).await;
     assert!(
-        contains(&key_table_files(&env).await, &erased_key),
+        contains(&env.key_table_files().await, &erased_key),
         "control"
     );
 
@@ -177,7 +159,7 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
         .await
         .unwrap();
     assert!(receipt.key_bytes_purged);
-    let files = key_table_files(&env).await;
+    let files = env.key_table_files().await;
     assert!(
         !contains(&files, &erased_key),
         "the erased key is still on disk"
@@ -236,7 +218,7 @@ async fn after_a_rotation_an_older_copy_of_the_key_table_opens_nothing() {
         assert!(old_only.unwrap(*subject, version, wrapped).await.is_ok());
     }
     // The old wrapped forms are gone from the live files too.
-    let files = key_table_files(&env).await;
+    let files = env.key_table_files().await;
     assert!(backup.iter().all(|(_, _, w)| !contains(&files, w)));
     env.cleanup().await;
 }

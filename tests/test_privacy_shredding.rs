@@ -250,13 +250,39 @@ async fn assert_no_plaintext(env: &TestEnv, canaries: &[Canary], when: &str) {
     assert!(leaks.is_empty(), "{when}: plaintext found: {leaks:?}");
 }
 
-/// Random events over a few subjects, random erasures: no canary rests in clear in any table
-/// or raw message, before or after; replays from both copies erase exactly the erased
-/// subjects' values.
-#[test]
-fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let env = runtime.block_on(TestEnv::new());
+/// One case of the property: events of random shapes over five subjects, every PII field a
+/// fresh canary, and the subjects the case erases.
+struct Case {
+    planted: Vec<Planted>,
+    canaries: Vec<Canary>,
+    erased: HashSet<Uuid>,
+}
+
+impl Case {
+    /// `shapes` are (kind, subject, other subject); bit `i` of `erase_mask` erases subject `i`.
+    fn new(shapes: &[(u8, usize, usize)], erase_mask: u8) -> Case {
+        let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let mut canaries = Vec::new();
+        let planted = shapes
+            .iter()
+            .map(|&(kind, a, b)| Planted::new(kind, subjects[a], subjects[b], &mut canaries))
+            .collect();
+        let erased = subjects
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| erase_mask & (1 << i) != 0)
+            .map(|(_, s)| *s)
+            .collect();
+        Case {
+            planted,
+            canaries,
+            erased,
+        }
+    }
+}
+
+/// Runs `check` on eight random cases (1 to 24 events, a random set of subjects erased).
+fn for_cases(check: impl Fn(Case)) {
     let mut runner = TestRunner::new(Config {
         cases: 8,
         failure_persistence: None,
@@ -265,45 +291,48 @@ fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
     let events = prop::collection::vec((0u8..5, 0usize..5, 0usize..5), 1..25);
     runner
         .run(&(events, any::<u8>()), |(shapes, erase_mask)| {
-            runtime.block_on(async {
-                let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-                let mut canaries = Vec::new();
-                let planted: Vec<Planted> = shapes
-                    .iter()
-                    .map(|&(kind, a, b)| {
-                        Planted::new(kind, subjects[a], subjects[b], &mut canaries)
-                    })
-                    .collect();
-                let ids = append_all(&env, &planted).await;
-                env.relay_everything().await;
-                assert_no_plaintext(&env, &canaries, "before erasure").await;
-
-                let erased: HashSet<Uuid> = subjects
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| erase_mask & (1 << i) != 0)
-                    .map(|(_, s)| *s)
-                    .collect();
-                for subject in &erased {
-                    env.keys
-                        .erase_subject(&env.store, *subject, "property test")
-                        .await
-                        .unwrap();
-                }
-                env.relay_everything().await;
-                assert_no_plaintext(&env, &canaries, "after erasure").await;
-
-                let from_log = replay_from_postgres(&env.store).await;
-                let from_stream = replay_from_stream(&env).await;
-                for (id, event) in ids.iter().zip(&planted) {
-                    let expected = event.after_erasure(&erased);
-                    assert_eq!(from_log[id], expected, "log replay of {id}");
-                    assert_eq!(from_stream[id], expected, "stream replay of {id}");
-                }
-            });
+            check(Case::new(&shapes, erase_mask));
             Ok(())
         })
         .unwrap();
+}
+
+/// Random events over a few subjects, random erasures: no canary rests in clear in any table
+/// or raw message, before or after; replays from both copies erase exactly the erased
+/// subjects' values.
+#[test]
+fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let env = runtime.block_on(TestEnv::new());
+    for_cases(|case| {
+        runtime.block_on(async {
+            let Case {
+                planted,
+                canaries,
+                erased,
+            } = case;
+            let ids = append_all(&env, &planted).await;
+            env.relay_everything().await;
+            assert_no_plaintext(&env, &canaries, "before erasure").await;
+
+            for subject in &erased {
+                env.keys
+                    .erase_subject(&env.store, *subject, "property test")
+                    .await
+                    .unwrap();
+            }
+            env.relay_everything().await;
+            assert_no_plaintext(&env, &canaries, "after erasure").await;
+
+            let from_log = replay_from_postgres(&env.store).await;
+            let from_stream = replay_from_stream(&env).await;
+            for (id, event) in ids.iter().zip(&planted) {
+                let expected = event.after_erasure(&erased);
+                assert_eq!(from_log[id], expected, "log replay of {id}");
+                assert_eq!(from_stream[id], expected, "stream replay of {id}");
+            }
+        });
+    });
     runtime.block_on(env.cleanup());
 }
 
@@ -328,61 +357,43 @@ fn planted_canaries_never_rest_in_clear_in_an_embedded_store_file() {
         let leaks = scan.leaks();
         assert!(leaks.is_empty(), "{when}: plaintext found: {leaks:?}");
     };
-    let mut runner = TestRunner::new(Config {
-        cases: 8,
-        failure_persistence: None,
-        ..Config::default()
+    for_cases(|case| {
+        runtime.block_on(async {
+            let Case {
+                planted,
+                canaries,
+                erased,
+            } = case;
+            let mut ids = Vec::new();
+            for event in &planted {
+                let envelope = event.envelope();
+                ids.push(envelope.id);
+                store
+                    .append_committed(ExpectedVersion::NoStream, &[envelope])
+                    .await
+                    .unwrap();
+            }
+            assert_no_plaintext(&canaries, "before erasure");
+            for subject in &erased {
+                store
+                    .erase_subject(*subject, "property test")
+                    .await
+                    .unwrap();
+            }
+            assert_no_plaintext(&canaries, "after erasure");
+            let mut replayed = HashMap::new();
+            for stored in store.read_all(LogCursor::START, i64::MAX).await.unwrap() {
+                if stored.envelope.event_type.starts_with("privacy.") {
+                    continue;
+                }
+                let event = stored.decode(Registry::global()).unwrap();
+                replayed.insert(stored.envelope.id, Planted::decoded(event));
+            }
+            for (id, event) in ids.iter().zip(&planted) {
+                assert_eq!(replayed[id], event.after_erasure(&erased), "replay of {id}");
+            }
+        });
     });
-    let events = prop::collection::vec((0u8..5, 0usize..5, 0usize..5), 1..25);
-    runner
-        .run(&(events, any::<u8>()), |(shapes, erase_mask)| {
-            runtime.block_on(async {
-                let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-                let mut canaries = Vec::new();
-                let planted: Vec<Planted> = shapes
-                    .iter()
-                    .map(|&(kind, a, b)| {
-                        Planted::new(kind, subjects[a], subjects[b], &mut canaries)
-                    })
-                    .collect();
-                let mut ids = Vec::new();
-                for event in &planted {
-                    let envelope = event.envelope();
-                    ids.push(envelope.id);
-                    store
-                        .append_committed(ExpectedVersion::NoStream, &[envelope])
-                        .await
-                        .unwrap();
-                }
-                assert_no_plaintext(&canaries, "before erasure");
-                let erased: HashSet<Uuid> = subjects
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| erase_mask & (1 << i) != 0)
-                    .map(|(_, s)| *s)
-                    .collect();
-                for subject in &erased {
-                    store
-                        .erase_subject(*subject, "property test")
-                        .await
-                        .unwrap();
-                }
-                assert_no_plaintext(&canaries, "after erasure");
-                let mut replayed = HashMap::new();
-                for stored in store.read_all(LogCursor::START, i64::MAX).await.unwrap() {
-                    if stored.envelope.event_type.starts_with("privacy.") {
-                        continue;
-                    }
-                    let event = stored.decode(Registry::global()).unwrap();
-                    replayed.insert(stored.envelope.id, Planted::decoded(event));
-                }
-                for (id, event) in ids.iter().zip(&planted) {
-                    assert_eq!(replayed[id], event.after_erasure(&erased), "replay of {id}");
-                }
-            });
-            Ok(())
-        })
-        .unwrap();
 }
 
 #[tokio::test]

@@ -52,6 +52,58 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A subscriber running until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), edupulse_events::consume::ConsumeError>>,
+}
+
+fn start(subscriber: Subscriber) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(subscriber.run(async {
+        stopped.await.ok();
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A `quizzes` subscriber that records each quiz's name, with two deliveries and a short
+/// back-off.
+async fn quiz_subscriber(runtime: &Runtime) -> (Running, Arc<Mutex<Vec<Pii<String>>>>) {
+    let applied: Arc<Mutex<Vec<Pii<String>>>> = Arc::default();
+    let seen = applied.clone();
+    let subscriber = Subscriber::builder(runtime, "quizzes")
+        .max_deliveries(2)
+        .backoff(vec![Duration::from_millis(20)])
+        .on(move |event: QuizSubmitted, _: &Envelope, _tx| {
+            seen.lock().unwrap().push(event.student_name);
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .await
+        .unwrap();
+    (start(subscriber), applied)
+}
+
+/// How many deliveries the `quizzes` consumer has made, redeliveries included.
+async fn deliveries(env: &TestEnv) -> u64 {
+    jetstream::new(env.nats.clone())
+        .get_stream(&env.stream)
+        .await
+        .unwrap()
+        .consumer_info("quizzes")
+        .await
+        .unwrap()
+        .delivered
+        .consumer_sequence
+}
+
 fn assert_key_missing(err: StoreError, subject: Uuid) {
     match err {
         StoreError::Privacy(PrivacyError::KeyMissing {
@@ -160,37 +212,13 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
     env.relay_everything().await;
 
     let runtime = runtime(&env, env.master.clone()).await;
-    let applied: Arc<Mutex<Vec<Pii<String>>>> = Arc::default();
-    let seen = applied.clone();
-    let subscriber = Subscriber::builder(&runtime, "quizzes")
-        .max_deliveries(2)
-        .backoff(vec![Duration::from_millis(20)])
-        .on(move |event: QuizSubmitted, _: &Envelope, _tx| {
-            seen.lock().unwrap().push(event.student_name);
-            Box::pin(async { Ok(()) })
-        })
-        .build()
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(subscriber.run(async {
-        stopped.await.ok();
-    }));
-
-    // Past its two deliveries (four, the stream holds this one message): neither applied nor
+    let (running, applied) = quiz_subscriber(&runtime).await;
+    // Past its two deliveries (four; the stream holds this one message): neither applied nor
     // set aside.
-    let redelivered = async || {
-        let info = jetstream::new(env.nats.clone())
-            .get_stream(&env.stream)
-            .await
-            .unwrap()
-            .consumer_info("quizzes")
-            .await
-            .unwrap();
-        // One message in the stream: every delivery takes a consumer sequence.
-        info.delivered.consumer_sequence >= 4
-    };
-    eventually("the event is delivered again and again", redelivered).await;
+    eventually("the event is delivered again and again", async || {
+        deliveries(&env).await >= 4
+    })
+    .await;
     assert!(
         applied.lock().unwrap().is_empty(),
         "applied without its key"
@@ -213,8 +241,7 @@ async fn a_subscriber_waits_for_a_missing_key_instead_of_setting_the_event_aside
         applied.lock().unwrap()[0].present().map(String::as_str),
         Some("Ada Lovelace")
     );
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     env.cleanup().await;
 }
 
@@ -228,35 +255,12 @@ async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
     env.append(&[quiz(Uuid::now_v7())]).await;
     env.relay_everything().await;
     let runtime = runtime(&env, DataKey::generate()).await;
-    let applied = Arc::new(Mutex::new(0));
-    let seen = applied.clone();
-    let subscriber = Subscriber::builder(&runtime, "quizzes")
-        .max_deliveries(2)
-        .backoff(vec![Duration::from_millis(20)])
-        .on(move |_: QuizSubmitted, _: &Envelope, _tx| {
-            *seen.lock().unwrap() += 1;
-            Box::pin(async { Ok(()) })
-        })
-        .build()
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(subscriber.run(async {
-        stopped.await.ok();
-    }));
-    let js = jetstream::new(env.nats.clone());
+    let (running, applied) = quiz_subscriber(&runtime).await;
     eventually("the event is delivered again and again", async || {
-        let info = js
-            .get_stream(&env.stream)
-            .await
-            .unwrap()
-            .consumer_info("quizzes")
-            .await
-            .unwrap();
-        info.delivered.consumer_sequence >= 4
+        deliveries(&env).await >= 4
     })
     .await;
-    assert_eq!(*applied.lock().unwrap(), 0);
+    assert!(applied.lock().unwrap().is_empty());
     assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
     let stalled: u64 = snapshotter
         .snapshot()
@@ -275,8 +279,7 @@ async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
         })
         .sum();
     assert!(stalled >= 3, "stalls counted: {stalled}");
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     env.cleanup().await;
 }
 
@@ -334,10 +337,7 @@ async fn a_forged_erasure_event_does_not_run_on_erasure() {
         .build()
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(subscriber.run(async {
-        stopped.await.ok();
-    }));
+    let running = start(subscriber);
     eventually("the forged event is set aside", async || {
         env.count("consumer_dead_letters").await == 1
     })
@@ -352,8 +352,7 @@ async fn a_forged_erasure_event_does_not_run_on_erasure() {
         .await
         .unwrap();
     assert!(reason.contains("not confirmed"), "{reason}");
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     env.cleanup().await;
 }
 
@@ -399,27 +398,13 @@ async fn headers_that_contradict_the_payload_are_refused_with_a_reason() {
     assert_eq!(header(&original, header_names::SEQUENCE), "1");
 
     let runtime = runtime(&env, env.master.clone()).await;
-    let applied = Arc::new(Mutex::new(0));
-    let seen = applied.clone();
-    let subscriber = Subscriber::builder(&runtime, "quizzes")
-        .backoff(vec![Duration::from_millis(20)])
-        .on(move |_: QuizSubmitted, _: &Envelope, _tx| {
-            *seen.lock().unwrap() += 1;
-            Box::pin(async { Ok(()) })
-        })
-        .build()
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(subscriber.run(async {
-        stopped.await.ok();
-    }));
+    let (running, applied) = quiz_subscriber(&runtime).await;
     eventually("both altered messages are set aside", async || {
         env.count("consumer_dead_letters").await == 2
     })
     .await;
     eventually("the original is applied", async || {
-        *applied.lock().unwrap() == 1
+        applied.lock().unwrap().len() == 1
     })
     .await;
     let reasons: Vec<String> =
@@ -432,8 +417,7 @@ async fn headers_that_contradict_the_payload_are_refused_with_a_reason() {
         "{reasons:?}"
     );
     assert!(reasons[1].contains(header_names::SEQUENCE), "{reasons:?}");
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     env.cleanup().await;
 }
 

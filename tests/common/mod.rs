@@ -206,6 +206,25 @@ impl TestEnv {
             .options([("search_path", self.schema.as_str())])
     }
 
+    /// The bytes of the key table's relation files (every partition's main fork and TOAST),
+    /// read by the server after a CHECKPOINT: what is on disk, dead rows included.
+    pub async fn key_table_files(&self) -> Vec<u8> {
+        sqlx::query("CHECKPOINT").execute(&self.pool).await.unwrap();
+        let files: Vec<Vec<u8>> = sqlx::query_scalar(
+            "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
+                            WHERE inhparent = 'subject_keys'::regclass) \
+             SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
+             WHERE (c.oid IN (SELECT oid FROM parts) \
+                OR c.oid IN (SELECT reltoastrelid FROM pg_class \
+                             WHERE oid IN (SELECT oid FROM parts))) \
+               AND pg_relation_filepath(c.oid) IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        files.concat()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&self.pool)
