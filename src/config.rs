@@ -47,9 +47,9 @@ pub async fn pool(max_connections: u32) -> Result<PgPool, ConfigError> {
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/postgres",
     );
-    let schema = schema();
+    // One quoted identifier, never a list: `a,public` must not quietly run in `public`.
     let options =
-        PgConnectOptions::from_str(&database)?.options([("search_path", schema.as_str())]);
+        edupulse_events::store::in_schema(PgConnectOptions::from_str(&database)?, &schema())?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .connect_with(options)

@@ -325,6 +325,9 @@ impl RuntimeBuilder {
     /// Validates the registry, migrates, provisions the stream.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
         Registry::global().validate()?;
+        // Before anything subscribes under it (the erasure follower) or provisions with it.
+        crate::publish::validate_prefix(&self.prefix)
+            .map_err(|err| RuntimeError::Publish(err.into()))?;
         let pool = self
             .pool
             .ok_or(RuntimeError::Missing("a PostgreSQL pool"))?;
@@ -348,6 +351,8 @@ impl RuntimeBuilder {
         }
         if self.migrate {
             store.migrate().await?;
+        } else {
+            store.check_partitions().await?;
         }
         let publisher =
             Publisher::provision(nats, StreamSettings::new(self.stream, self.prefix)).await?;

@@ -2,9 +2,11 @@
 //! becomes (the JSON payload as body, CloudEvents attributes as headers).
 
 mod headers;
+mod prefix;
 mod received;
 mod stream;
 
 pub use headers::{event_headers, names as header_names};
+pub use prefix::{PrefixError, validate_prefix};
 pub use received::{ReceiveError, envelope_from_message};
 pub use stream::{PublishError, Publisher, StreamSettings};

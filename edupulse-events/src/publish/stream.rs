@@ -74,6 +74,9 @@ pub enum PublishError {
     /// JetStream refused or failed a request.
     #[error("JetStream error: {0}")]
     JetStream(String),
+    /// The subject prefix would capture subjects that are not this stream's.
+    #[error(transparent)]
+    Prefix(#[from] super::PrefixError),
 }
 
 /// A JetStream context bound to a provisioned stream.
@@ -90,6 +93,7 @@ impl Publisher {
         client: async_nats::Client,
         settings: StreamSettings,
     ) -> Result<Self, PublishError> {
+        super::validate_prefix(&settings.prefix)?;
         let context = jetstream::new(client);
         match context.get_stream(&settings.name).await {
             Ok(mut existing) => {

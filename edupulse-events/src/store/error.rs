@@ -88,6 +88,19 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// This process's outbox partition count differs from the one the store recorded.
+    #[error(
+        "this store's outbox has {recorded} partitions, but this process was configured with \
+         {configured}; configure {recorded} (EDUPULSE_PARTITIONS, Store::with_partitions, \
+         RuntimeBuilder::partitions): with different counts, events land in partitions no relay \
+         leads"
+    )]
+    PartitionMismatch {
+        /// The count recorded by the first process.
+        recorded: u16,
+        /// This process's count.
+        configured: u16,
+    },
     /// A stored row could not be read back (a corrupt or foreign row).
     #[error("stored event at position {position} is unreadable: {reason}")]
     Corrupt {

@@ -5,6 +5,7 @@ mod append;
 mod backend;
 mod error;
 mod read;
+mod schema_name;
 pub(crate) mod sealing;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use backend::EventStore;
 pub(crate) use error::Redacted;
 pub use error::{DatabaseError, StoreError};
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
+pub use schema_name::{SchemaNameError, in_schema};
 
 /// The migrations in `migrations/`, embedded so an application can run them at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -77,9 +79,39 @@ impl Store {
         self
     }
 
-    /// Runs the embedded migrations in the pool's schema.
+    /// Runs the embedded migrations in the pool's schema, then records this store's outbox
+    /// partition count, or checks it against the one recorded (see
+    /// [`check_partitions`](Self::check_partitions)).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        self.check_partitions().await
+    }
+
+    /// Records the outbox partition count on first use, and refuses a count other than the
+    /// one recorded: writers and relays that disagree on it strand events in partitions no
+    /// relay leads. [`migrate`](Self::migrate) and the runtime's builder call this; call it
+    /// at start-up when a process builds its store without them.
+    pub async fn check_partitions(&self) -> Result<(), StoreError> {
+        // Bind order: $1 this store's count.
+        const RECORD: &str = "INSERT INTO store_settings (outbox_partitions) VALUES ($1) \
+             ON CONFLICT (only_row) DO UPDATE SET outbox_partitions = \
+             coalesce(store_settings.outbox_partitions, excluded.outbox_partitions) \
+             RETURNING outbox_partitions";
+        let configured = i16::try_from(self.partitions).expect("clamped to i16 by with_partitions");
+        let recorded: i16 = sqlx::query_scalar(RECORD)
+            .bind(configured)
+            .fetch_one(&self.pool)
+            .await?;
+        if recorded != configured {
+            return Err(StoreError::PartitionMismatch {
+                recorded: recorded.unsigned_abs(),
+                configured: self.partitions,
+            });
+        }
+        Ok(())
     }
 
     /// The pool this store reads with.

@@ -1,0 +1,128 @@
+//! Configuration that would break things silently is refused at start-up, naming what is
+//! wrong: a subject prefix that captures other subjects, a schema name that is really a list,
+//! an outbox partition count that differs from the store's.
+
+mod common;
+
+use std::str::FromStr;
+
+use common::{TestEnv, database_url};
+use edupulse_events::publish::PublishError;
+use edupulse_events::store::{Store, StoreError, in_schema};
+use edupulse_events::{Runtime, RuntimeError, Uuid};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+async fn build(env: &TestEnv, prefix: &str, partitions: u16) -> Result<Runtime, RuntimeError> {
+    Runtime::builder()
+        .postgres(env.pool.clone())
+        .nats(env.nats.clone())
+        .subject_prefix(prefix)
+        .stream(env.stream.clone())
+        .partitions(partitions)
+        .key_provider(std::sync::Arc::new(
+            edupulse_events::privacy::LocalKeyProvider::new(env.master.clone()),
+        ))
+        .build()
+        .await
+}
+
+#[tokio::test]
+async fn a_prefix_that_captures_other_subjects_is_refused_before_any_stream_exists() {
+    let env = TestEnv::new().await;
+    for prefix in [
+        "*",
+        ">",
+        "edupulse.*",
+        "_INBOX",
+        "$JS",
+        "a..b",
+        "with space",
+    ] {
+        match build(&env, prefix, 4).await {
+            Err(RuntimeError::Publish(PublishError::Prefix(err))) => {
+                assert_eq!(err.prefix, prefix);
+            }
+            other => panic!("`{prefix}` was accepted: {:?}", other.map(|_| ())),
+        }
+    }
+    let js = async_nats::jetstream::new(env.nats.clone());
+    assert!(
+        js.get_stream(&env.stream).await.is_err(),
+        "a stream was provisioned"
+    );
+    // The control: the test's own prefix is accepted.
+    build(&env, &env.prefix, 4).await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_partition_count_other_than_the_stores_is_refused_naming_both() {
+    // The environment's store recorded 4 partitions when it migrated.
+    let env = TestEnv::new().await;
+    match build(&env, &env.prefix, 8).await {
+        Err(RuntimeError::Store(StoreError::PartitionMismatch {
+            recorded,
+            configured,
+        })) => {
+            assert_eq!((recorded, configured), (4, 8));
+            let message = StoreError::PartitionMismatch {
+                recorded,
+                configured,
+            }
+            .to_string();
+            assert!(message.contains('4') && message.contains('8'), "{message}");
+        }
+        other => panic!("8 partitions accepted: {:?}", other.map(|_| ())),
+    }
+    // A writer that builds its store by hand is told too.
+    let writer = Store::new(env.pool.clone(), env.prefix.clone()).with_partitions(16);
+    assert!(matches!(
+        writer.check_partitions().await,
+        Err(StoreError::PartitionMismatch {
+            recorded: 4,
+            configured: 16
+        })
+    ));
+    build(&env, &env.prefix, 4).await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_schema_name_with_a_comma_is_one_schema_not_a_search_path() {
+    let schema = format!("t_{},public", Uuid::now_v7().simple());
+    let base = PgConnectOptions::from_str(&database_url()).unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(base.clone())
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(in_schema(base, &schema).unwrap())
+        .await
+        .unwrap();
+    let tables = async |schema: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1")
+            .bind(schema)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+    };
+    let public_before = tables("public").await;
+    Store::new(pool.clone(), "t").migrate().await.unwrap();
+    assert!(tables(&schema).await > 0, "no table in the schema");
+    assert_eq!(
+        tables("public").await,
+        public_before,
+        "the store ran in public"
+    );
+    pool.close().await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
