@@ -1,7 +1,8 @@
 //! The relay under failure, against real servers: a nats-server killed with SIGKILL in the
 //! middle of relaying 20,000 events and restarted, and a relay process killed mid-batch with a
 //! second relay taking over. Afterwards the stream must hold every event exactly once, each
-//! aggregate in order, and the outbox must be empty.
+//! aggregate in order, and the outbox must be empty. And a broker outage with a backlog: the
+//! relay backs off instead of reading the outbox and warning in a loop.
 
 mod common;
 
@@ -220,6 +221,105 @@ async fn a_relay_process_killed_mid_batch_is_taken_over_by_another() {
         standby.led_partitions().len(),
         env.store.partitions() as usize
     );
+    assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
+    env.cleanup().await;
+}
+
+/// Counts the warnings the library logs (not the NATS client's own).
+struct LibraryWarnings(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LibraryWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() == tracing::Level::WARN && meta.target().starts_with("edupulse_events") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// What was recorded since the last snapshot (a snapshot drains the recorder): for each of
+/// `names`, its histogram's samples or its counter's increments.
+fn recorded<const N: usize>(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    names: [&str; N],
+) -> [u64; N] {
+    use metrics_util::debugging::DebugValue;
+    let mut totals = [0; N];
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let Some(at) = names.iter().position(|n| *n == key.key().name()) {
+            totals[at] += match value {
+                DebugValue::Counter(n) => n,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(_) => 0,
+            };
+        }
+    }
+    totals
+}
+
+/// How long the broker stays down in the outage test.
+const OUTAGE: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_broker_outage_with_a_backlog_backs_off_and_warns_once() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    common::ensure_services();
+    // One thread: the relay task logs and records where these see it.
+    let warnings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(LibraryWarnings(warnings.clone())),
+    );
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+
+    let mut server = OwnNatsServer::start();
+    let env = TestEnv::with_nats(&server.url()).await;
+    fill_outbox(&env).await;
+    let publisher = env.publisher().await;
+    let config = RelayConfig {
+        batch_size: 500,
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_secs(2),
+        ..RelayConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(Relay::new(env.store.clone(), publisher, config).run(async {
+        let _ = stopped.await;
+    }));
+    until_published(&env.nats, &env.prefix, 2_000).await;
+    server.kill();
+    // A snapshot drains what was recorded so far: the next one holds only the outage.
+    snapshotter.snapshot();
+    let warned_before = warnings.load(std::sync::atomic::Ordering::Relaxed);
+    // The outage itself: how long the broker is down is what is under test.
+    tokio::time::sleep(OUTAGE).await;
+    let [reads, failed] = recorded(
+        &snapshotter,
+        [
+            "edupulse_relay_batch_events",
+            "edupulse_relay_failed_steps_total",
+        ],
+    );
+    let warned = warnings.load(std::sync::atomic::Ordering::Relaxed) - warned_before;
+    // Doubling from 20 ms to 2 s: about ten failed steps in six seconds, each after at most
+    // two reads (the pipelined one before the failure is known).
+    assert!(
+        failed >= 1,
+        "the outage was never noticed ({reads} reads, {warned} warnings)"
+    );
+    assert!(failed <= 15, "{failed} failed steps in {OUTAGE:?}");
+    assert!(
+        reads <= 2 * failed + 4,
+        "{reads} outbox reads for {failed} failed steps"
+    );
+    assert!(warned <= 2, "{warned} warnings in {OUTAGE:?}");
+
+    server.restart();
+    until_outbox_empty(&env).await;
+    stop.send(()).unwrap();
+    relay.await.unwrap().unwrap();
     assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
     env.cleanup().await;
 }

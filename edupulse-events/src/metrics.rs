@@ -14,6 +14,11 @@
 
 /// Events published and acknowledged.
 pub const RELAY_PUBLISHED: &str = "edupulse_relay_published_total";
+/// Relay steps that failed (a publish not acknowledged, the database unreachable): each is
+/// followed by a back-off.
+pub const RELAY_FAILED_STEPS: &str = "edupulse_relay_failed_steps_total";
+/// The back-off the relay is waiting out after failed steps, in seconds; 0 once it recovered.
+pub const RELAY_BACKOFF_SECONDS: &str = "edupulse_relay_backoff_seconds";
 /// Events the relay set aside.
 pub const RELAY_DEAD_LETTERS: &str = "edupulse_relay_dead_letters_total";
 /// Age of the oldest event in the last batch.

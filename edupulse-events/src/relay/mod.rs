@@ -4,6 +4,7 @@
 
 mod batch;
 mod leadership;
+mod pacing;
 mod pipeline;
 mod read;
 
@@ -17,6 +18,7 @@ use crate::store::{Store, StoreError};
 
 pub use batch::StepOutcome;
 use leadership::Leadership;
+use pacing::{Pacing, Progress};
 use pipeline::Pipeline;
 use read::{OutboxRow, ReadFrom};
 
@@ -314,36 +316,39 @@ impl Relay {
             .await?;
         let mut listener = Self::listen(&self.store, &channel).await;
         tokio::pin!(shutdown);
-        let mut backoff = self.config.min_backoff;
+        let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
         loop {
-            let wait = match self.step().await {
-                Ok(outcome) if outcome.interrupted => {
+            let stepped = self.step().await;
+            let progress = match &stepped {
+                Err(_) => Progress::Failed,
+                Ok(outcome) if outcome.interrupted => Progress::Failed,
+                Ok(outcome) if outcome.published > 0 || outcome.loaded == 0 => {
+                    Progress::Acknowledged
+                }
+                Ok(_) => Progress::InFlight,
+            };
+            let error = stepped.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+            let wait = match (pacing.record(progress, error), stepped) {
+                (Some(delay), _) => {
                     self.unpark().await;
-                    let delay = backoff;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                     Some(delay)
                 }
-                Ok(outcome) if outcome.loaded >= UNPARK_AT || self.prefetch.is_some() => {
+                (None, Err(_)) => unreachable!("a failed step always backs off"),
+                (None, Ok(outcome)) if outcome.loaded >= UNPARK_AT || self.prefetch.is_some() => {
                     // Appends are coming in quickly: stop them notifying (NOTIFY would make
                     // their commits take turns) and look again at once.
-                    backoff = self.config.min_backoff;
                     busy_pause = MIN_BUSY_PAUSE;
                     self.unpark().await;
                     None
                 }
-                Ok(_) if self.leadership.held().is_empty() => {
-                    // A standby: nothing to park; try for partitions again on the timer.
-                    backoff = self.config.min_backoff;
+                // A standby: nothing to park; try for partitions again on the timer.
+                (None, Ok(_)) if self.leadership.held().is_empty() => {
                     Some(self.config.poll_interval)
                 }
-                Ok(_) if self.leadership.all_parked() => {
-                    // Still parked since before this step: every commit since has notified.
-                    backoff = self.config.min_backoff;
-                    Some(self.config.poll_interval)
-                }
-                Ok(outcome) => {
-                    backoff = self.config.min_backoff;
+                // Still parked since before this step: every commit since has notified.
+                (None, Ok(_)) if self.leadership.all_parked() => Some(self.config.poll_interval),
+                (None, Ok(outcome)) => {
                     if outcome.loaded > 0 {
                         // Work came in: the pause escalates only over empty looks.
                         busy_pause = MIN_BUSY_PAUSE;
@@ -362,13 +367,6 @@ impl Relay {
                         }
                         Idle::Work => None,
                     }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "relay step failed; retrying");
-                    self.unpark().await;
-                    let delay = backoff;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                    Some(delay)
                 }
             };
             let Some(wait) = wait else {

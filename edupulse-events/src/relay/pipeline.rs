@@ -128,7 +128,8 @@ impl Pipeline {
                     self.release(aggregate);
                 }
                 Err(err) => {
-                    tracing::warn!(position, error = %err, "publish not acknowledged");
+                    // Said once per outage by the relay's pacing, not once per message.
+                    tracing::debug!(position, error = %err, "publish not acknowledged");
                     self.failed = true;
                 }
             }
@@ -156,7 +157,7 @@ impl Pipeline {
                 self.release(aggregate);
             }
             Err(err) => {
-                tracing::warn!(position, error = %err, "publish failed");
+                tracing::debug!(position, error = %err, "publish failed");
                 self.failed = true;
             }
         }
