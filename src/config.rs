@@ -4,12 +4,14 @@
 //! `EDUPULSE_PARTITIONS` (default 8) and `EDUPULSE_MASTER_KEY` (32 bytes, base64).
 
 use std::error::Error;
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use edupulse_events::Runtime;
 use edupulse_events::privacy::{KeyError, LocalKeyProvider, MASTER_KEY_ENV};
+use edupulse_events::{Runtime, RuntimeBuilder};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -41,15 +43,74 @@ pub fn partitions() -> Result<u16, ConfigError> {
     Ok(var("EDUPULSE_PARTITIONS", "8").parse()?)
 }
 
-/// A pool on `DATABASE_URL` with the schema first on the search path.
-pub async fn pool(max_connections: u32) -> Result<PgPool, ConfigError> {
+/// How long a process waiting for its servers at start-up waits between attempts, at most.
+const MAX_START_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds or fails for a reason waiting cannot fix (`retry` says
+/// which), waiting from 100 ms to 5 s between attempts and saying so on standard error each
+/// time: a process started before its database or broker comes up on its own.
+pub async fn at_start<T, E, F, Fut>(
+    what: &str,
+    retry: impl Fn(&E) -> bool,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut wait = Duration::from_millis(100);
+    for tries in 1u64.. {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if retry(&err) => {
+                eprintln!("waiting for {what} (attempt {tries}, next in {wait:?}): {err}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_START_WAIT);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    unreachable!("the attempts are counted in u64")
+}
+
+/// Whether a database error is the server being unreachable for now.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+    ) || err
+        .as_database_error()
+        // 57P03: cannot_connect_now (starting up or shutting down).
+        .is_some_and(|db| db.code().as_deref() == Some("57P03"))
+}
+
+/// [`pool`], waiting for PostgreSQL to come up.
+pub async fn pool_waiting(max_connections: u32) -> Result<PgPool, ConfigError> {
+    let options = connect_options()?;
+    Ok(at_start("PostgreSQL", is_unreachable, || {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
+    })
+    .await?)
+}
+
+fn connect_options() -> Result<PgConnectOptions, ConfigError> {
     let database = var(
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/postgres",
     );
     // One quoted identifier, never a list: `a,public` must not quietly run in `public`.
-    let options =
-        edupulse_events::store::in_schema(PgConnectOptions::from_str(&database)?, &schema())?;
+    Ok(edupulse_events::store::in_schema(
+        PgConnectOptions::from_str(&database)?,
+        &schema(),
+    )?)
+}
+
+/// A pool on `DATABASE_URL` with the schema first on the search path.
+pub async fn pool(max_connections: u32) -> Result<PgPool, ConfigError> {
+    let options = connect_options()?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .connect_with(options)
@@ -80,21 +141,50 @@ pub fn key_provider(development: bool) -> Result<LocalKeyProvider, KeyError> {
     }
 }
 
+/// [`runtime`], waiting for the broker to come up (the stream is provisioned at start); a
+/// configuration error (a bad prefix, another partition count, a stream with other settings)
+/// stops at once.
+pub async fn runtime_waiting(
+    pool: PgPool,
+    nats: async_nats::Client,
+    keys: LocalKeyProvider,
+) -> Result<Runtime, ConfigError> {
+    use edupulse_events::RuntimeError;
+    use edupulse_events::publish::PublishError;
+
+    let (keys, partitions) = (Arc::new(keys), partitions()?);
+    let broker_down =
+        |err: &RuntimeError| matches!(err, RuntimeError::Publish(PublishError::JetStream(_)));
+    Ok(at_start("NATS JetStream", broker_down, || {
+        builder(pool.clone(), nats.clone(), keys.clone(), partitions).build()
+    })
+    .await?)
+}
+
 /// The runtime over `pool` and `nats` as configured by the environment.
 pub async fn runtime(
     pool: PgPool,
     nats: async_nats::Client,
     keys: LocalKeyProvider,
 ) -> Result<Runtime, ConfigError> {
-    Ok(Runtime::builder()
+    Ok(builder(pool, nats, Arc::new(keys), partitions()?)
+        .build()
+        .await?)
+}
+
+fn builder(
+    pool: PgPool,
+    nats: async_nats::Client,
+    keys: Arc<LocalKeyProvider>,
+    partitions: u16,
+) -> RuntimeBuilder {
+    Runtime::builder()
         .postgres(pool)
         .nats(nats)
         .subject_prefix(prefix())
         .stream(stream())
-        .partitions(partitions()?)
-        .key_provider(Arc::new(keys))
-        .build()
-        .await?)
+        .partitions(partitions)
+        .key_provider(keys)
 }
 
 /// Completes on Ctrl-C or SIGTERM: how a process is asked to stop.

@@ -11,8 +11,9 @@ use edupulse_suite::{config, leaderboard};
 
 #[tokio::main]
 async fn main() -> Result<(), config::ConfigError> {
-    let pool = config::pool(4).await?;
-    let runtime = config::runtime(
+    // Started before its servers, it waits for them; a configuration error stops it at once.
+    let pool = config::pool_waiting(4).await?;
+    let runtime = config::runtime_waiting(
         pool.clone(),
         config::nats(true).await?,
         config::key_provider(false)?,

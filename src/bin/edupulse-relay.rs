@@ -5,18 +5,23 @@
 //! default `public`), `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default
 //! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 10000).
 
-use edupulse_events::publish::{Publisher, StreamSettings};
+use edupulse_events::publish::{PublishError, Publisher, StreamSettings};
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::Store;
 use edupulse_suite::config;
 
 #[tokio::main]
 async fn main() -> Result<(), config::ConfigError> {
-    let store =
-        Store::new(config::pool(4).await?, config::prefix()).with_partitions(config::partitions()?);
-    let publisher = Publisher::provision(
-        config::nats(true).await?,
-        StreamSettings::new(config::stream(), config::prefix()),
+    // Started before its servers, it waits for them; a configuration error stops it at once.
+    let store = Store::new(config::pool_waiting(4).await?, config::prefix())
+        .with_partitions(config::partitions()?);
+    store.check_partitions().await?;
+    let nats = config::nats(true).await?;
+    let settings = StreamSettings::new(config::stream(), config::prefix());
+    let publisher = config::at_start(
+        "NATS JetStream",
+        |err| matches!(err, PublishError::JetStream(_)),
+        || Publisher::provision(nats.clone(), settings.clone()),
     )
     .await?;
     let relay_config = RelayConfig {
