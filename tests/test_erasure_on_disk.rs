@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::TestEnv;
+use common::OwnDatabase;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::embedded::SqliteStore;
 use edupulse_events::privacy::canary::contains;
@@ -102,7 +102,7 @@ async fn an_erased_key_leaves_the_sqlite_database_wal_and_shm_files() {
 }
 
 /// A fresh subject whose key lands in the same hash partition as `subject`'s.
-async fn same_partition_as(env: &TestEnv, subject: Uuid) -> Uuid {
+async fn same_partition_as(env: &OwnDatabase, subject: Uuid) -> Uuid {
     let partition = |id: Uuid| {
         sqlx::query_scalar::<_, i32>(
             "SELECT r FROM generate_series(0, 15) AS r \
@@ -121,7 +121,7 @@ async fn same_partition_as(env: &TestEnv, subject: Uuid) -> Uuid {
     panic!("no subject in partition {wanted} among 10,000");
 }
 
-async fn pg_wrapped(env: &TestEnv, subject: Uuid) -> Vec<u8> {
+async fn pg_wrapped(env: &OwnDatabase, subject: Uuid) -> Vec<u8> {
     sqlx::query_scalar("SELECT wrapped FROM subject_keys WHERE subject_id = $1")
         .bind(subject)
         .fetch_one(&env.pool)
@@ -131,7 +131,8 @@ async fn pg_wrapped(env: &TestEnv, subject: Uuid) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_erased_key_leaves_the_postgres_key_table_files() {
-    let env = TestEnv::new().await;
+    // A database of its own: nothing else's transactions hold its deleted rows back.
+    let env = OwnDatabase::new().await;
     let erased = Uuid::now_v7();
     // The erased key is the newest row of a page that holds another key: the case a plain
     // VACUUM leaves behind in the page's free space. So `first` shares its partition.
@@ -149,7 +150,7 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
     let erased_key = pg_wrapped(&env, erased).await;
     let kept_key = pg_wrapped(&env, first).await;
     assert!(
-        contains(&env.key_table_files().await, &erased_key),
+        contains(&common::key_table_files(&env.pool).await, &erased_key),
         "control"
     );
 
@@ -159,18 +160,19 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
         .await
         .unwrap();
     assert!(receipt.key_bytes_purged);
-    let files = env.key_table_files().await;
+    let files = common::key_table_files(&env.pool).await;
     assert!(
         !contains(&files, &erased_key),
         "the erased key is still on disk"
     );
     assert!(contains(&files, &kept_key), "the other keys are gone too");
-    env.cleanup().await;
+    env.drop_database().await;
 }
 
 #[tokio::test]
 async fn after_a_rotation_an_older_copy_of_the_key_table_opens_nothing() {
-    let env = TestEnv::new().await;
+    // A database of its own: nothing else's transactions hold its deleted rows back.
+    let env = OwnDatabase::new().await;
     let students: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
     let mut quizzes = Vec::new();
     for student in &students {
@@ -200,7 +202,7 @@ async fn after_a_rotation_an_older_copy_of_the_key_table_opens_nothing() {
     // The old master key retired: the live table opens under the new one alone...
     let new_only = LocalKeyProvider::new(new_master.clone());
     let keys = Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(new_master))));
-    let store = Store::new(env.pool.clone(), env.prefix.clone()).with_keys(keys);
+    let store = Store::new(env.pool.clone(), "t").with_keys(keys);
     let mut read = Vec::new();
     for quiz_id in &quizzes {
         read.extend(names(&store.read_stream(*quiz_id).await.unwrap()));
@@ -218,9 +220,9 @@ async fn after_a_rotation_an_older_copy_of_the_key_table_opens_nothing() {
         assert!(old_only.unwrap(*subject, version, wrapped).await.is_ok());
     }
     // The old wrapped forms are gone from the live files too.
-    let files = env.key_table_files().await;
+    let files = common::key_table_files(&env.pool).await;
     assert!(backup.iter().all(|(_, _, w)| !contains(&files, w)));
-    env.cleanup().await;
+    env.drop_database().await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! A `Pii` value the derive cannot see (behind a type alias, a renamed import, inside a plain
-//! field's own struct, flattened into the payload) is refused when the event is put in an
+//! field's own struct, flattened into the payload, written inside a string by a custom
+//! serializer, or asking for the plaintext in its own `Serialize`) is refused when the event is put in an
 //! envelope, by the `Pii` value itself: nothing reaches PostgreSQL, the stream or an embedded
 //! store's files, as text, hex or base64.
 
@@ -70,6 +71,52 @@ struct Flattened {
     contact: Contact,
 }
 
+/// A custom serializer that writes a struct holding personal data as JSON text: the marker
+/// ends up inside a string, where no scan of the payload can see it.
+fn as_json_text<S: serde::Serializer>(contact: &Contact, serializer: S) -> Result<S::Ok, S::Error> {
+    let text = serde_json::to_string(contact).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
+}
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "test_unmarked.inside_a_string", aggregate = "lesson")]
+struct InsideAString {
+    #[event(aggregate_id)]
+    lesson_id: Uuid,
+    #[event(data_subject)]
+    student_id: Uuid,
+    #[serde(serialize_with = "as_json_text")]
+    contact: Contact,
+}
+
+/// A value whose own `Serialize` asks for the plaintext.
+#[derive(Deserialize, JsonSchema)]
+#[schemars(crate = "edupulse_events::schemars")]
+#[serde(transparent)]
+struct Revealing(Pii<String>);
+
+impl Serialize for Revealing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        reveal(|| self.0.serialize(serializer))
+    }
+}
+
+impl std::fmt::Debug for Revealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "test_unmarked.revealing", aggregate = "lesson")]
+struct RevealingField {
+    #[event(aggregate_id)]
+    lesson_id: Uuid,
+    #[event(data_subject)]
+    student_id: Uuid,
+    nickname: Revealing,
+}
+
 /// The positive control: a plain (non-personal) field holding a canary is found by the scan.
 #[derive(Serialize, Deserialize, DomainEvent)]
 #[event(name = "test_unmarked.plain", aggregate = "lesson")]
@@ -103,7 +150,28 @@ fn shapes(canary: &Canary) -> Vec<(Result<Envelope, EncodeError>, &'static str, 
         student_id,
         contact: Contact { email: text() },
     };
+    let in_string = InsideAString {
+        lesson_id,
+        student_id,
+        contact: Contact { email: text() },
+    };
+    let revealing = RevealingField {
+        lesson_id,
+        student_id,
+        nickname: Revealing(text()),
+    };
     vec![
+        (
+            Envelope::new(&in_string),
+            "(a value written by custom serialization, e.g. inside a string)",
+            serde_json::to_value(&in_string).is_err(),
+        ),
+        (
+            Envelope::new(&revealing),
+            "nickname",
+            // Outside an envelope, revealing is what this type asked for.
+            true,
+        ),
         (
             Envelope::new(&alias),
             "name",

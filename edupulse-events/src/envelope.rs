@@ -129,13 +129,19 @@ impl Envelope {
     /// A [`Pii`](crate::privacy::Pii) value anywhere but in a field marked `#[event(pii)]` is
     /// [`EncodeError::UnsealedPii`]: the store seals only the fields the derive knows.
     pub fn new<T: DomainEvent>(event: &T) -> Result<Self, EncodeError> {
-        let mut payload =
-            privacy::marking(|| serde_json::to_value(event)).map_err(|err| EncodeError::Json {
-                type_name: T::TYPE,
-                category: err.classify(),
-            })?;
+        let (payload, marked) = privacy::marking(|| serde_json::to_value(event));
+        let mut payload = payload.map_err(|err| EncodeError::Json {
+            type_name: T::TYPE,
+            category: err.classify(),
+        })?;
         let known: Vec<&str> = T::PII_FIELDS.iter().map(|pii| pii.field.json).collect();
-        privacy::unwrap_marked(&mut payload, &known).map_err(|path| EncodeError::UnsealedPii {
+        let names = std::cell::OnceCell::new();
+        let unwrapped = privacy::unwrap_marked(&mut payload, &known, marked, &|name| {
+            names
+                .get_or_init(|| schema_names(T::descriptor()))
+                .contains(name)
+        });
+        unwrapped.map_err(|path| EncodeError::UnsealedPii {
             type_name: T::TYPE,
             path,
         })?;
@@ -218,4 +224,27 @@ impl fmt::Debug for Metadata {
             .field("extra_keys", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Every property name in `descriptor`'s payload schema (its own and its nested types'):
+/// the names an error may show, as opposed to a map's keys, which may be personal data.
+/// Computed only when an error names a path.
+fn schema_names(
+    descriptor: &crate::descriptor::EventDescriptor,
+) -> std::collections::BTreeSet<String> {
+    fn collect(schema: &Value, names: &mut std::collections::BTreeSet<String>) {
+        match schema {
+            Value::Object(object) => {
+                if let Some(Value::Object(properties)) = object.get("properties") {
+                    names.extend(properties.keys().cloned());
+                }
+                object.values().for_each(|inner| collect(inner, names));
+            }
+            Value::Array(items) => items.iter().for_each(|inner| collect(inner, names)),
+            _ => {}
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    collect(&descriptor.payload_schema(), &mut names);
+    names
 }

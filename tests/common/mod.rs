@@ -15,8 +15,8 @@ use edupulse_events::publish::{Publisher, StreamSettings};
 use edupulse_events::store::Store;
 use edupulse_events::{DomainEvent, Envelope, Uuid};
 use futures::StreamExt;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 /// Brings the servers up, once per test binary, when the local defaults are not answering:
 /// `cargo test` on a machine where nothing runs yet behaves like `scripts/test`. Servers named
@@ -206,23 +206,9 @@ impl TestEnv {
             .options([("search_path", self.schema.as_str())])
     }
 
-    /// The bytes of the key table's relation files (every partition's main fork and TOAST),
-    /// read by the server after a CHECKPOINT: what is on disk, dead rows included.
+    /// The bytes of the key table's relation files: see [`key_table_files`].
     pub async fn key_table_files(&self) -> Vec<u8> {
-        sqlx::query("CHECKPOINT").execute(&self.pool).await.unwrap();
-        let files: Vec<Vec<u8>> = sqlx::query_scalar(
-            "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
-                            WHERE inhparent = 'subject_keys'::regclass) \
-             SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
-             WHERE (c.oid IN (SELECT oid FROM parts) \
-                OR c.oid IN (SELECT reltoastrelid FROM pg_class \
-                             WHERE oid IN (SELECT oid FROM parts))) \
-               AND pg_relation_filepath(c.oid) IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .unwrap();
-        files.concat()
+        key_table_files(&self.pool).await
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -332,5 +318,77 @@ pub fn assert_exactly_once_in_order(messages: &[jetstream::Message], expected: u
         let sequence: u64 = header(m, "ce-sequence").parse().unwrap();
         let previous = last.insert(aggregate, sequence).unwrap_or(0);
         assert_eq!(sequence, previous + 1, "aggregate {aggregate} out of order");
+    }
+}
+
+/// The bytes of the key table's relation files (every partition's main fork and TOAST) in
+/// `pool`'s schema, read by the server after a CHECKPOINT: what is on disk, dead rows
+/// included.
+pub async fn key_table_files(pool: &PgPool) -> Vec<u8> {
+    sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
+    let files: Vec<Vec<u8>> = sqlx::query_scalar(
+        "WITH parts AS (SELECT inhrelid AS oid FROM pg_inherits \
+                        WHERE inhparent = 'subject_keys'::regclass) \
+         SELECT pg_read_binary_file(pg_relation_filepath(c.oid)) FROM pg_class c \
+         WHERE (c.oid IN (SELECT oid FROM parts) \
+            OR c.oid IN (SELECT reltoastrelid FROM pg_class \
+                         WHERE oid IN (SELECT oid FROM parts))) \
+           AND pg_relation_filepath(c.oid) IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    files.concat()
+}
+
+/// A database of the test's own, with a store (and keys) migrated into it. What keeps a
+/// deleted row from being vacuumed away is counted per database: other tests' transactions
+/// in the shared one cannot hold this one's back.
+pub struct OwnDatabase {
+    name: String,
+    pub pool: PgPool,
+    pub store: Store,
+    pub keys: Arc<KeyStore>,
+    pub master: DataKey,
+}
+
+impl OwnDatabase {
+    pub async fn new() -> Self {
+        ensure_services();
+        let name = format!("t_{}", Uuid::now_v7().simple());
+        let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
+        let mut admin = sqlx::PgConnection::connect_with(&base).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(base.database(&name))
+            .await
+            .unwrap();
+        let master = DataKey::generate();
+        let keys = Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(
+            master.clone(),
+        ))));
+        let store = Store::new(pool.clone(), "t").with_keys(keys.clone());
+        store.migrate().await.unwrap();
+        OwnDatabase {
+            name,
+            pool,
+            store,
+            keys,
+            master,
+        }
+    }
+
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        let base = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL");
+        let mut admin = sqlx::PgConnection::connect_with(&base).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
 }

@@ -32,6 +32,10 @@ pub(crate) enum Mode {
 
 thread_local! {
     static MODE: Cell<Mode> = const { Cell::new(Mode::Refuse) };
+    /// Values marked in the current marking scope: every one must be found again at a known
+    /// field, or it went somewhere the envelope cannot see (inside a string a custom
+    /// serializer wrote, say).
+    static MARKED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The current mode.
@@ -66,33 +70,59 @@ fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
 /// let json = reveal(|| serde_json::to_value(&name)).unwrap();
 /// assert_eq!(json, "Ada");
 /// ```
+///
+/// Inside an event's own serialization (`Envelope::new`) this changes nothing: a custom
+/// serializer cannot reveal what the envelope is about to seal.
 pub fn reveal<R>(f: impl FnOnce() -> R) -> R {
-    with_mode(Mode::Reveal, f)
+    let mode = match mode() {
+        Mode::Mark => Mode::Mark,
+        _ => Mode::Reveal,
+    };
+    with_mode(mode, f)
 }
 
-/// Runs `f` (an event's serialization) with present values marked for [`unwrap_marked`].
-pub(crate) fn marking<R>(f: impl FnOnce() -> R) -> R {
-    with_mode(Mode::Mark, f)
+/// Runs `f` (an event's serialization) with present values marked for [`unwrap_marked`];
+/// also returns how many were marked.
+pub(crate) fn marking<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = MARKED.with(|m| m.replace(0));
+    let result = with_mode(Mode::Mark, f);
+    let marked = MARKED.with(|m| m.replace(before));
+    (result, marked)
 }
 
-/// Unwraps the marked value at each of `known` top-level fields of `payload`, then looks for
-/// any marker left: the path of the first one is returned as the error, as `a.b[2].c`.
-pub(crate) fn unwrap_marked(payload: &mut Value, known: &[&str]) -> Result<(), String> {
+/// Counts one value marked (called by `Pii`'s `Serialize`).
+pub(super) fn count_marked() {
+    MARKED.with(|m| m.set(m.get() + 1));
+}
+
+/// Unwraps the marked value at each of `known` top-level fields of `payload`; `marked` values
+/// were marked in all. A marker left anywhere else is an error with its path, as `a.b[2].c`,
+/// each object key not among `names` (the payload schema's property names; a map's keys may
+/// be personal data) shown as `<key>`. Fewer markers found than were marked is an error too:
+/// a value went where no marker can be seen.
+pub(crate) fn unwrap_marked(
+    payload: &mut Value,
+    known: &[&str],
+    marked: usize,
+    names: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    let mut unwrapped = 0;
     if let Value::Object(fields) = payload {
         for name in known {
             if let Some(slot) = fields.get_mut(*name)
                 && let Some(inner) = take_marked(slot)
             {
                 *slot = inner;
+                unwrapped += 1;
             }
         }
     }
-    let mut path = String::new();
+    let mut path = Vec::new();
     if find_marker(payload, &mut path) {
-        if path.is_empty() {
-            path.push('.');
-        }
-        return Err(path);
+        return Err(show(&path, names));
+    }
+    if unwrapped != marked {
+        return Err("(a value written by custom serialization, e.g. inside a string)".to_owned());
     }
     Ok(())
 }
@@ -103,39 +133,56 @@ fn take_marked(slot: &mut Value) -> Option<Value> {
     object.remove(MARKER)
 }
 
+/// One step of a path into a payload.
+enum Step<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
 /// Whether a marker object is somewhere in `value`; `path` is left pointing at it.
-fn find_marker(value: &Value, path: &mut String) -> bool {
+fn find_marker<'v>(value: &'v Value, path: &mut Vec<Step<'v>>) -> bool {
     match value {
         Value::Object(object) => {
             if object.len() == 1 && object.contains_key(MARKER) {
                 return true;
             }
-            for (name, inner) in object {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
+            object.iter().any(|(name, inner)| {
+                path.push(Step::Key(name));
+                find_marker(inner, path) || {
+                    path.pop();
+                    false
                 }
-                path.push_str(name);
-                if find_marker(inner, path) {
-                    return true;
-                }
-                path.truncate(len);
-            }
-            false
+            })
         }
-        Value::Array(items) => {
-            for (index, inner) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{index}]"));
-                if find_marker(inner, path) {
-                    return true;
-                }
-                path.truncate(len);
+        Value::Array(items) => items.iter().enumerate().any(|(index, inner)| {
+            path.push(Step::Index(index));
+            find_marker(inner, path) || {
+                path.pop();
+                false
             }
-            false
-        }
+        }),
         _ => false,
     }
+}
+
+/// `path` as `a.b[2].c`, each key not among `names` shown as `<key>`.
+fn show(path: &[Step<'_>], names: &dyn Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for step in path {
+        match step {
+            Step::Key(name) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(if names(name) { name } else { "<key>" });
+            }
+            Step::Index(index) => text.push_str(&format!("[{index}]")),
+        }
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -145,17 +192,28 @@ mod tests {
 
     #[test]
     fn markers_at_known_fields_are_unwrapped_and_others_are_named() {
+        let all = |_: &str| true;
         let mut payload = json!({ "name": { MARKER: "Ada" }, "score": 1 });
-        unwrap_marked(&mut payload, &["name"]).unwrap();
+        unwrap_marked(&mut payload, &["name"], 1, &all).unwrap();
         assert_eq!(payload, json!({ "name": "Ada", "score": 1 }));
 
         let mut nested = json!({ "details": { "names": [1, { MARKER: "Ada" }] } });
-        let path = unwrap_marked(&mut nested, &["details"]).unwrap_err();
+        let path = unwrap_marked(&mut nested, &["details"], 1, &all).unwrap_err();
         assert_eq!(path, "details.names[1]");
 
         let mut inside = json!({ "name": { MARKER: { "alias": { MARKER: "Ada" } } } });
-        let path = unwrap_marked(&mut inside, &["name"]).unwrap_err();
+        let path = unwrap_marked(&mut inside, &["name"], 2, &all).unwrap_err();
         assert_eq!(path, "name.alias");
+
+        // A map keyed by personal data: the key is not shown.
+        let fields = |name: &str| name == "grades";
+        let mut keyed = json!({ "grades": { "ada@example.org": { MARKER: "A" } } });
+        let path = unwrap_marked(&mut keyed, &[], 1, &fields).unwrap_err();
+        assert_eq!(path, "grades.<key>");
+
+        // Marked, but the marker is nowhere to be seen (written inside a string).
+        let mut hidden = json!({ "contact": "{\"email\":{\"$pii:plaintext\":\"x\"}}" });
+        assert!(unwrap_marked(&mut hidden, &[], 1, &all).is_err());
     }
 
     #[test]
@@ -163,6 +221,8 @@ mod tests {
         let caught = std::panic::catch_unwind(|| reveal(|| panic!("inside")));
         assert!(caught.is_err());
         assert_eq!(mode(), Mode::Refuse);
-        marking(|| assert_eq!(reveal(mode), Mode::Reveal));
+        // Inside an envelope's marking, reveal cannot switch marking off.
+        assert_eq!(marking(|| reveal(mode)).0, Mode::Mark);
+        assert_eq!(reveal(mode), Mode::Reveal);
     }
 }

@@ -98,10 +98,10 @@ pub struct Destroyed {
     pub keys: u64,
     /// The subject was erased before and had no key since: nothing new was destroyed.
     pub already_erased: bool,
-    /// The key table's partitions the keys were deleted from (PostgreSQL's names for them).
-    relations: Vec<String>,
+    /// The key table's partitions the keys were deleted from, as quoted `schema.table`.
+    pub(super) relations: Vec<String>,
     /// The destroying transaction's id, on PostgreSQL.
-    xid: Option<String>,
+    pub(super) xid: Option<String>,
 }
 
 impl Destroyed {
@@ -118,7 +118,7 @@ impl Destroyed {
 
 /// The data keys of one store.
 pub struct KeyStore {
-    provider: Arc<dyn KeyProvider>,
+    pub(super) provider: Arc<dyn KeyProvider>,
     cache: Mutex<Cache>,
     evicted: tokio::sync::broadcast::Sender<Uuid>,
 }
@@ -363,10 +363,13 @@ impl KeyStore {
                 .bind(subject)
                 .fetch_optional(&mut *tx)
                 .await?;
-        // Which partition held each key: the one the compaction after the commit rewrites.
+        // Which partition held each key (schema-qualified and quoted, so the compaction
+        // after the commit names the same table on any connection).
         let destroyed: Vec<(i32, String)> = sqlx::query_as(
             "DELETE FROM subject_keys WHERE subject_id = $1 \
-             RETURNING key_version, tableoid::regclass::text",
+             RETURNING key_version, (SELECT format('%I.%I', n.nspname, c.relname) \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE c.oid = subject_keys.tableoid)",
         )
         .bind(subject)
         .fetch_all(&mut *tx)
@@ -399,102 +402,6 @@ impl KeyStore {
         })
     }
 
-    /// Re-wraps every live data key with the provider's current master key, in one
-    /// transaction, then compacts the key table so the old wrapped forms leave its files.
-    /// Returns how many keys were re-wrapped.
-    ///
-    /// Give this store a provider that holds the new master key and still unwraps with the
-    /// old one ([`LocalKeyProvider::with_previous`](super::LocalKeyProvider::with_previous));
-    /// once this returns, retire the old master key everywhere, and every copy of the key
-    /// table taken before (WAL archives, base backups, a replica's history) opens nothing.
-    /// Appends and reads go on meanwhile: the data keys themselves do not change.
-    pub async fn rotate_master_key(&self, pool: &PgPool) -> Result<u64, KeyStoreError> {
-        let mut tx = pool.begin().await?;
-        // Locked so an erasure waits for the rotation rather than the rotation writing back
-        // a key the erasure just deleted.
-        let rows: Vec<(Uuid, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT subject_id, key_version, wrapped FROM subject_keys \
-             ORDER BY subject_id, key_version FOR UPDATE",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut subjects = Vec::with_capacity(rows.len());
-        let mut versions = Vec::with_capacity(rows.len());
-        let mut rewrapped = Vec::with_capacity(rows.len());
-        for (subject, version, wrapped) in rows {
-            let key = self
-                .provider
-                .unwrap(subject, version as u32, &wrapped)
-                .await?;
-            rewrapped.push(self.provider.wrap(subject, version as u32, &key).await?);
-            subjects.push(subject);
-            versions.push(version);
-        }
-        sqlx::query(
-            "UPDATE subject_keys k SET wrapped = w.wrapped \
-             FROM unnest($1::uuid[], $2::int[], $3::bytea[]) AS w(subject_id, key_version, wrapped) \
-             WHERE k.subject_id = w.subject_id AND k.key_version = w.key_version",
-        )
-        .bind(&subjects)
-        .bind(&versions)
-        .bind(&rewrapped)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        if !self.compact(pool, Duration::from_secs(10)).await? {
-            tracing::warn!(
-                "master key rotated, but the key table is busy: the old wrapped keys stay in \
-                 its files until the next compaction (they open only with the old master key)"
-            );
-        }
-        Ok(subjects.len() as u64)
-    }
-
-    /// Rewrites the key table (`VACUUM FULL`) so that destroyed keys leave its files: a
-    /// plain `VACUUM` frees a deleted row but can leave its bytes in the page's free space.
-    /// Waits at most `lock_wait` for appends holding the table; `Ok(false)` when it gave up.
-    ///
-    /// A transaction that began before the erasure and is still open keeps the old row
-    /// version alive through the rewrite; the next compaction removes it. Copies outside the
-    /// live files (WAL, backups) are what [`rotate_master_key`](Self::rotate_master_key)
-    /// is for.
-    pub async fn compact(&self, pool: &PgPool, lock_wait: Duration) -> Result<bool, KeyStoreError> {
-        compact_relation(pool, "subject_keys", lock_wait).await
-    }
-
-    /// [`compact`](Self::compact) of only the partitions that held what `destroyed` names:
-    /// what an erasure runs after its commit. `Ok(true)` when nothing needed it.
-    ///
-    /// A rewrite keeps a deleted row that a snapshot taken before the deletion committed can
-    /// still see, so this first waits, at most `wait`, until no session of the database holds
-    /// such a snapshot (as `pg_stat_activity` shows them: sessions of other roles only with
-    /// `pg_read_all_stats`); `Ok(false)` when one still did, or the table stayed locked.
-    pub async fn compact_after(
-        &self,
-        pool: &PgPool,
-        destroyed: &Destroyed,
-        wait: Duration,
-    ) -> Result<bool, KeyStoreError> {
-        if destroyed.relations.is_empty() {
-            return Ok(true);
-        }
-        let deadline = Instant::now() + wait;
-        if let Some(xid) = &destroyed.xid
-            && !older_snapshots_gone(pool, xid, deadline).await?
-        {
-            // The rewrite would keep the row: leave it to a later compaction.
-            return Ok(false);
-        }
-        // Never 0: PostgreSQL reads a lock_timeout of 0 as no limit at all.
-        let lock_wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        let mut all = true;
-        for relation in &destroyed.relations {
-            all &= compact_relation(pool, relation, lock_wait).await?;
-        }
-        Ok(all)
-    }
     /// Lets an erased subject have personal data again (a person who comes back under the
     /// same id): the next append creates a key of a version above every destroyed one, so
     /// nothing sealed before the erasure ever opens again. `false` when the subject was never
@@ -539,69 +446,5 @@ impl KeyStore {
             }
             None => None,
         }
-    }
-}
-
-/// Waits until no client session of this database holds a snapshot in which transaction
-/// `xid` had not committed (its `backend_xmin` at or before `xid`), checking every 10 ms until
-/// `deadline`; `false` when one still did.
-async fn older_snapshots_gone(
-    pool: &PgPool,
-    xid: &str,
-    deadline: Instant,
-) -> Result<bool, KeyStoreError> {
-    loop {
-        let older: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-               AND backend_type = 'client backend' AND backend_xmin IS NOT NULL \
-               AND age(backend_xmin) >= age($1::xid))",
-        )
-        .bind(xid)
-        .fetch_one(pool)
-        .await?;
-        if !older {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `VACUUM (FULL)` of `relation` (the key table or one of its partitions, as PostgreSQL names
-/// it), waiting at most `lock_wait` for its lock; `Ok(false)` when it gave up.
-async fn compact_relation(
-    pool: &PgPool,
-    relation: &str,
-    lock_wait: Duration,
-) -> Result<bool, KeyStoreError> {
-    let mut conn = pool.acquire().await?;
-    // At least 1 ms: 0 would mean no limit.
-    let millis = i64::try_from(lock_wait.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    sqlx::query("SELECT set_config('lock_timeout', $1, false)")
-        .bind(format!("{millis}ms"))
-        .execute(&mut *conn)
-        .await?;
-    // The name is `subject_keys` or PostgreSQL's own `regclass` output for one of its
-    // partitions, quoted where it needs to be.
-    let statement = format!("VACUUM (FULL) {relation}");
-    let vacuumed = sqlx::query(&statement).execute(&mut *conn).await;
-    // The pooled connection goes back with the server's default again.
-    sqlx::query("RESET lock_timeout")
-        .execute(&mut *conn)
-        .await?;
-    match vacuumed {
-        Ok(_) => Ok(true),
-        // 55P03: lock_not_available.
-        Err(err)
-            if err.as_database_error().and_then(|db| db.code()).as_deref() == Some("55P03") =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(err.into()),
     }
 }

@@ -16,6 +16,7 @@
 //! adapter can follow), [`KeyStore::erase_subject`] and the [`canary`] scan.
 
 pub mod canary;
+mod compact;
 mod erasure;
 mod error;
 mod follow;
@@ -25,6 +26,7 @@ mod keystore;
 mod pii;
 pub(crate) mod probe;
 mod provider;
+mod rotate;
 mod seal;
 
 pub use erasure::{DataSubjectErased, ErasureError, ErasureReceipt, Scrub};

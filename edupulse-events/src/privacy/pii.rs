@@ -122,6 +122,7 @@ impl<T: Serialize> Serialize for Pii<T> {
         match guard::mode() {
             Mode::Reveal => value.serialize(serializer),
             Mode::Mark => {
+                guard::count_marked();
                 let mut map = serializer.serialize_map(Some(1))?;
                 map.serialize_entry(guard::MARKER, value)?;
                 map.end()

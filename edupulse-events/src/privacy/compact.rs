@@ -1,0 +1,143 @@
+//! Taking destroyed keys' bytes out of the key table's files. Deleting a row leaves its bytes
+//! in the page until the page is rewritten, and a plain `VACUUM` frees the space without
+//! overwriting it; `VACUUM (FULL)` writes the table anew without the row. It keeps the row,
+//! though, while anything in the database may still see it: a transaction older than the
+//! deletion, an older snapshot, a replication slot or a prepared transaction holding the
+//! horizon back. So the erasure's compaction first waits for those, and says when it could
+//! not, rather than claiming bytes are gone that are not.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgPool};
+
+use super::keystore::{Destroyed, KeyStore, KeyStoreError};
+
+/// Whether anything visible to this session still holds the horizon at or before transaction
+/// `$1`: an older running transaction or snapshot of this database (or of a walsender, whose
+/// `hot_standby_feedback` counts for every database), a replication slot, a prepared
+/// transaction; or a session of this database this role may not look into (then nobody can
+/// say, so the answer is yes).
+const HORIZON_HELD: &str = "\
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_activity
+    WHERE (datname = current_database() OR datname IS NULL) AND pid <> pg_backend_pid()
+      AND (age(backend_xmin) >= age($1::xid) OR age(backend_xid) > age($1::xid)
+           OR (backend_type = 'client backend' AND query = '<insufficient privilege>'))
+) OR EXISTS (
+    SELECT 1 FROM pg_replication_slots
+    WHERE (database = current_database() OR database IS NULL) AND age(xmin) >= age($1::xid)
+) OR EXISTS (
+    SELECT 1 FROM pg_prepared_xacts
+    WHERE database = current_database() AND age(transaction) > age($1::xid)
+)";
+
+/// Each attempt to take a partition's lock waits this long at most, so appends and reads do
+/// not queue behind a compaction that waits for a long transaction.
+const LOCK_ATTEMPT: Duration = Duration::from_millis(50);
+
+impl KeyStore {
+    /// Rewrites the whole key table (`VACUUM (FULL)` of every partition) so that destroyed
+    /// keys and replaced wrapped forms leave its files; tries to take each partition's lock
+    /// until `wait` has passed. `Ok(false)` when a partition stayed locked.
+    ///
+    /// It does not wait for older transactions: a row one of them can still see stays in the
+    /// new files (see [`compact_after`](Self::compact_after), which waits).
+    pub async fn compact(&self, pool: &PgPool, wait: Duration) -> Result<bool, KeyStoreError> {
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE i.inhparent = 'subject_keys'::regclass",
+        )
+        .fetch_all(pool)
+        .await?;
+        vacuum_full(pool, &partitions, Instant::now() + wait).await
+    }
+
+    /// [`compact`](Self::compact) of only the partitions that held what `destroyed` names:
+    /// what an erasure runs after its commit. `Ok(true)` when nothing needed it.
+    ///
+    /// First waits, at most `wait` in all, until nothing in the database can still see the
+    /// deleted rows (see the module's documentation); `Ok(false)` when something still could
+    /// (or a partition stayed locked): the rows' bytes may still be in the files.
+    pub async fn compact_after(
+        &self,
+        pool: &PgPool,
+        destroyed: &Destroyed,
+        wait: Duration,
+    ) -> Result<bool, KeyStoreError> {
+        if destroyed.relations.is_empty() {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + wait;
+        if let Some(xid) = &destroyed.xid
+            && !horizon_passed(pool, xid, deadline).await?
+        {
+            // The rewrite would keep the rows: leave them to a later compaction.
+            return Ok(false);
+        }
+        vacuum_full(pool, &destroyed.relations, deadline).await
+    }
+}
+
+/// Waits until nothing holds the horizon at or before transaction `xid`, checking every
+/// 10 ms until `deadline`; `false` when something still did.
+async fn horizon_passed(
+    pool: &PgPool,
+    xid: &str,
+    deadline: Instant,
+) -> Result<bool, KeyStoreError> {
+    loop {
+        let held: bool = sqlx::query_scalar(HORIZON_HELD)
+            .bind(xid)
+            .fetch_one(pool)
+            .await?;
+        if !held {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `VACUUM (FULL)` of each of `tables` (quoted `schema.table` names from the catalog), on a
+/// connection of its own that is closed afterwards (its `lock_timeout` never reaches the
+/// pool), each lock tried for [`LOCK_ATTEMPT`] at a time until `deadline`. `Ok(false)` when
+/// a table stayed locked.
+async fn vacuum_full(
+    pool: &PgPool,
+    tables: &[String],
+    deadline: Instant,
+) -> Result<bool, KeyStoreError> {
+    let mut conn = pool.acquire().await?.detach();
+    let millis = LOCK_ATTEMPT.as_millis().max(1);
+    sqlx::query(&format!("SET lock_timeout = {millis}"))
+        .execute(&mut conn)
+        .await?;
+    let mut all = true;
+    for table in tables {
+        // Built at run time: the name comes from PostgreSQL's own `format('%I.%I')`.
+        let statement = format!("VACUUM (FULL) {table}");
+        loop {
+            match sqlx::query(&statement).execute(&mut conn).await {
+                Ok(_) => break,
+                // 55P03: lock_not_available.
+                Err(err)
+                    if err.as_database_error().and_then(|db| db.code()).as_deref()
+                        == Some("55P03") =>
+                {
+                    if Instant::now() >= deadline {
+                        all = false;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(all)
+}
