@@ -225,11 +225,13 @@ impl Runtime {
                 "differs from the event type's aggregate",
             );
         }
+        // The type's subject below any prefix: a subscriber may read a stream whose prefix is
+        // not its own runtime's.
         let subject = message.subject.as_str();
-        let expected_subject = subject
-            .strip_prefix(self.store.subject_prefix())
-            .and_then(|rest| rest.strip_prefix('.'));
-        if expected_subject != Some(descriptor.subject()) {
+        let on_its_subject = subject
+            .strip_suffix(descriptor.subject())
+            .is_some_and(|prefix| prefix.ends_with('.'));
+        if !on_its_subject {
             return inconsistent(
                 header_names::TYPE,
                 "does not match the subject the message was published on",

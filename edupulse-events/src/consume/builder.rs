@@ -145,16 +145,17 @@ impl SubscriberBuilder {
         let keys = self.runtime.keys().cloned();
         let hook = std::sync::Arc::new(hook);
         self.on(
-            move |erased: crate::privacy::DataSubjectErased, _envelope: &Envelope, tx| {
-                let (keys, hook) = (keys.clone(), hook.clone());
+            move |erased: crate::privacy::DataSubjectErased, envelope: &Envelope, tx| {
+                let (keys, hook, event_id) = (keys.clone(), hook.clone(), envelope.id);
                 Box::pin(async move {
                     // Anyone who can publish on the prefix can send a plausible erasure event;
-                    // only the store's tombstone, committed with the real one, is believed.
-                    let confirmed: Option<i32> =
-                        sqlx::query_scalar("SELECT 1 FROM erased_subjects WHERE subject_id = $1")
-                            .bind(erased.subject_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                    // only one the store wrote, with the erasure record committed beside it,
+                    // is believed. (The subscriber shares the store's database.)
+                    let confirmed: Option<i32> = sqlx::query_scalar(CONFIRMED_ERASURE)
+                        .bind(event_id)
+                        .bind(erased.subject_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if confirmed.is_none() {
                         return Err(UnconfirmedErasure {
                             subject: erased.subject_id,
@@ -261,12 +262,18 @@ impl SubscriberBuilder {
     }
 }
 
-/// An erasure event whose subject the store has no tombstone for: forged, or read against
-/// another store. Its hook does not run.
+// Bind order: $1 the event's id, $2 the subject it names.
+const CONFIRMED_ERASURE: &str = "SELECT 1 FROM events e \
+     JOIN erased_subjects t ON t.subject_id = $2 \
+     WHERE e.event_id = $1 AND e.event_type = 'privacy.subject_erased' \
+       AND e.data_subjects @> ARRAY[$2::uuid]";
+
+/// An erasure event the store did not write (no such erasure event in its log, or no erasure
+/// record for the subject): forged, or read against another store. Its hook does not run.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "erasure event for subject {subject} is not confirmed by the store's erasure record; \
-     on_erasure did not run"
+    "erasure event for subject {subject} is not confirmed by the store (no such erasure event \
+     in its log with an erasure record): not confirmed, so on_erasure did not run"
 )]
 pub struct UnconfirmedErasure {
     /// The subject the event names.

@@ -47,8 +47,6 @@ struct Received {
     delivery: Option<usize>,
     /// Why it did not decode.
     undecodable: Option<String>,
-    /// Not decoded for a cause outside the message: retried later, never set aside.
-    held: Option<Outcome>,
 }
 
 impl Subscriber {
@@ -86,6 +84,8 @@ impl Subscriber {
             .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
         let mut batches = messages.ready_chunks(self.max_batch);
         let mut shutdown = std::pin::pin!(shutdown);
+        // Tells a batch waiting out a stall to stop; any other batch is finished first.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         loop {
             let batch = tokio::select! {
                 biased;
@@ -104,20 +104,32 @@ impl Subscriber {
                     .ok()
                 })
                 .collect();
-            self.process(&messages).await;
+            let processing = self.process(&messages, stopping.clone());
+            tokio::pin!(processing);
+            tokio::select! {
+                () = &mut processing => {}
+                () = &mut shutdown => {
+                    let _ = stop.send(true);
+                    processing.await;
+                    return Ok(());
+                }
+            }
         }
     }
 
     /// Decodes the messages in order and applies them; a data subject's erasure ends a group,
     /// so the messages after it decode once its key has left the cache.
     #[tracing::instrument(name = "edupulse.consume_batch", level = "debug", skip_all, fields(consumer = self.dispatcher.inbox.consumer(), messages = messages.len()))]
-    async fn process(&self, messages: &[jetstream::Message]) {
+    async fn process(
+        &self,
+        messages: &[jetstream::Message],
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let pool = self.runtime.store().pool();
         let mut received = Vec::with_capacity(messages.len());
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(messages.len());
         let mut applied_up_to = 0;
-        let mut stalled = None;
-        for message in messages {
+        for (index, message) in messages.iter().enumerate() {
             let (sequence, delivered) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
                 Err(_) => (0, 1),
@@ -127,16 +139,16 @@ impl Subscriber {
                 delivered,
                 delivery: None,
                 undecodable: None,
-                held: None,
             };
-            if let Some(wait) = stalled {
-                // Held back behind a message that could not be decoded for now, so that
-                // nothing overtakes it.
-                entry.held = Some(Outcome::Retry(wait));
-                received.push(entry);
-                continue;
-            }
-            match self.runtime.decode_message(message).await {
+            let Some(decoded) = self
+                .decode_waiting(message, &messages[index..], &mut stop)
+                .await
+            else {
+                // Stopped while waiting: this message and the rest stay unacknowledged and
+                // come back, in order, after the acknowledgement wait.
+                break;
+            };
+            match decoded {
                 Ok((envelope, event)) => {
                     let erasure = event.is::<DataSubjectErased>();
                     entry.delivery = Some(deliveries.len());
@@ -153,15 +165,7 @@ impl Subscriber {
                     }
                 }
                 // Never decodable here, however often it is delivered.
-                Err(err) if err.fault() == Fault::Message => {
-                    entry.undecodable = Some(format!("cannot decode: {err}"));
-                }
-                // Not the message's fault: it waits, and does not use up its deliveries.
-                Err(err) => {
-                    let wait = self.stall(&err, sequence, delivered);
-                    stalled = Some(wait);
-                    entry.held = Some(Outcome::Retry(wait));
-                }
+                Err(err) => entry.undecodable = Some(format!("cannot decode: {err}")),
             }
             received.push(entry);
         }
@@ -174,7 +178,6 @@ impl Subscriber {
             .await;
         for (message, entry) in messages.iter().zip(received) {
             let outcome = match (entry.delivery, entry.undecodable) {
-                _ if entry.held.is_some() => entry.held.expect("checked"),
                 (Some(index), _) => deliveries[index]
                     .outcome
                     .take()
@@ -186,10 +189,43 @@ impl Subscriber {
         }
     }
 
-    /// Reports a message that could not be decoded for a cause outside it, and how long it
-    /// waits: the back-off grows with its deliveries and stays at the last step, however
-    /// many there are, since waiting loses nothing.
-    fn stall(&self, err: &MessageError, sequence: u64, delivered: i64) -> std::time::Duration {
+    /// Decodes `message`; while that fails for a cause outside the message (the database, the
+    /// key provider, a wrong master key, missing keys), waits and tries again, here, rather
+    /// than letting JetStream redeliver it: the messages behind it (`holding`, itself
+    /// included) stay in hand, in order, told to JetStream as in progress so none is
+    /// redelivered meanwhile, and none uses up a delivery. `None` when `stop` was signalled
+    /// while waiting.
+    async fn decode_waiting(
+        &self,
+        message: &jetstream::Message,
+        holding: &[jetstream::Message],
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Result<(crate::Envelope, crate::AnyEvent), MessageError>> {
+        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let mut attempt: i64 = 1;
+        loop {
+            let err = match self.runtime.decode_message(message).await {
+                Err(err) if err.fault() != Fault::Message => err,
+                decoded => return Some(decoded),
+            };
+            let wait = self.stall(&err, sequence, attempt);
+            for held in holding {
+                if let Err(err) = held.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %err, "could not tell JetStream a held message is in progress");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stopping| *stopping) => return None,
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Reports a message that could not be decoded for a cause outside it, and how long to
+    /// wait before the next attempt: the back-off grows with the attempts and stays at its
+    /// last step, however many there are, since waiting loses nothing.
+    fn stall(&self, err: &MessageError, sequence: u64, attempt: i64) -> std::time::Duration {
         let consumer = self.dispatcher.inbox.consumer();
         let fault = match err.fault() {
             Fault::Configuration => {
@@ -214,7 +250,7 @@ impl Subscriber {
         ::metrics::counter!(crate::metrics::CONSUMER_STALLED, "consumer" => consumer.to_owned(), "fault" => fault)
             .increment(1);
         let backoff = &self.dispatcher.backoff;
-        let step = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+        let step = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
         backoff[step.min(backoff.len() - 1)]
     }
 
