@@ -417,7 +417,8 @@ impl SqliteStore {
         }
         let mut tx = self.begin().await?;
         let destroyed = keys::destroy(&mut tx, subject, reason).await?;
-        let keys_destroyed = destroyed.keys as u32;
+        // One key per version of one subject: never near u32::MAX.
+        let keys_destroyed = u32::try_from(destroyed.keys).unwrap_or(u32::MAX);
         let (envelope, erased_at) = DataSubjectErased::envelope(subject, keys_destroyed)?;
         let appended = self
             .append(

@@ -154,7 +154,8 @@ impl KeyStore {
     ) -> Result<ErasureReceipt, ErasureError> {
         let mut tx = store.begin_read_committed().await?;
         let destroyed = self.destroy(&mut tx, subject, reason).await?;
-        let keys_destroyed = destroyed.keys as u32;
+        // One key per version of one subject: never near u32::MAX.
+        let keys_destroyed = u32::try_from(destroyed.keys).unwrap_or(u32::MAX);
         let events_scrubbed = match scrub {
             Scrub::KeysOnly => 0,
             Scrub::StoredCiphertext => {
