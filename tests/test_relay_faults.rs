@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::own_servers::OwnNatsServer;
 use common::{TestEnv, assert_exactly_once_in_order};
 use edupulse_domain::LearningPulseResponded;
 use edupulse_events::relay::{Relay, RelayConfig};
@@ -20,86 +19,6 @@ use futures::StreamExt;
 
 const EVENTS: usize = 20_000;
 const AGGREGATES: usize = 200;
-
-/// A nats-server of the test's own, on a free port, with its own store directory.
-struct OwnNatsServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn nats_server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
-        return path.into();
-    }
-    let candidates = std::env::var("PATH").unwrap_or_default();
-    candidates
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
-        .map(|dir| PathBuf::from(dir).join("nats-server"))
-        .find(|p| p.exists())
-        .expect("nats-server is not installed: run scripts/services")
-}
-
-impl OwnNatsServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("edupulse-nats-{}", Uuid::now_v7().simple()));
-        let mut server = OwnNatsServer {
-            child: None,
-            port,
-            dir,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port and store directory, and waits until it accepts.
-    fn restart(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::yield_now();
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnNatsServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// EVENTS events over AGGREGATES aggregates, interleaved in runs of 5 per aggregate.
 async fn fill_outbox(env: &TestEnv) {

@@ -10,7 +10,15 @@
 use edupulse_suite::{config, leaderboard};
 
 #[tokio::main]
-async fn main() -> Result<(), config::ConfigError> {
+async fn main() {
+    // Said as a sentence: what is wrong and what to set, not the error's structure.
+    if let Err(err) = run().await {
+        eprintln!("edupulse-leaderboard: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), config::ConfigError> {
     // Started before its servers, it waits for them; a configuration error stops it at once.
     let pool = config::pool_waiting(4).await?;
     let runtime = config::runtime_waiting(

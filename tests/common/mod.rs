@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod own_servers;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,0 +1,213 @@
+//! Servers a fault test starts for itself, so it may kill, freeze and restart them without
+//! touching anyone else's: a nats-server with JetStream, and a PostgreSQL cluster of its own
+//! (initdb and pg_ctl, run as the `postgres` user when the test runs as root, since PostgreSQL
+//! refuses to). Each on a free loopback port, in a directory of its own, stopped and removed
+//! on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edupulse_events::Uuid;
+
+/// A free port on 127.0.0.1 (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts on `port`, at most `within`.
+fn wait_for_port(port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A nats-server of the test's own, on a free port, with its own store directory.
+pub struct OwnNatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
+        return path.into();
+    }
+    let candidates = std::env::var("PATH").unwrap_or_default();
+    candidates
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
+        .map(|dir| PathBuf::from(dir).join("nats-server"))
+        .find(|p| p.exists())
+        .expect("nats-server is not installed: run scripts/services")
+}
+
+impl OwnNatsServer {
+    /// Started and accepting.
+    pub fn start() -> Self {
+        let mut server = Self::stopped(free_port());
+        server.restart();
+        server
+    }
+
+    /// One that will listen on `port` once [`restart`](Self::restart)ed.
+    pub fn stopped(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("edupulse-nats-{}", Uuid::now_v7().simple()));
+        OwnNatsServer {
+            child: None,
+            port,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store directory, and waits until it accepts.
+    pub fn restart(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20), "nats-server");
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnNatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (trust authentication, user `postgres`).
+pub struct OwnPostgres {
+    pub port: u16,
+    dir: PathBuf,
+    running: bool,
+}
+
+fn pg_binary(name: &str) -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("PostgreSQL is not installed: run scripts/services")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL version installed")
+        .join("bin")
+        .join(name)
+}
+
+/// `program args...`, as the `postgres` user when this process is root.
+fn as_postgres(program: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"));
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl OwnPostgres {
+    /// A new cluster, initialised but not started.
+    pub fn init() -> Self {
+        let dir = std::env::temp_dir().join(format!("edupulse-pg-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The cluster's owner must own its directory.
+        let _ = Command::new("chown").arg("postgres:").arg(&dir).status();
+        let status = as_postgres(&pg_binary("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-D"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb failed");
+        OwnPostgres {
+            port: free_port(),
+            dir,
+            running: false,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the cluster and waits until it accepts connections.
+    pub fn start(&mut self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let status = as_postgres(&pg_binary("pg_ctl"))
+            .args(["-w", "-t", "60", "-o", &options, "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_ctl start");
+        assert!(status.success(), "pg_ctl start failed");
+        self.running = true;
+    }
+
+    /// Stops it at once (`immediate`: as a crash would).
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = as_postgres(&pg_binary("pg_ctl"))
+                .args(["-m", "immediate", "-D"])
+                .arg(self.dir.join("data"))
+                .arg("stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
