@@ -1,7 +1,9 @@
 //! Configuration from the environment, as the workspace's processes and examples read it:
-//! `DATABASE_URL`, `EDUPULSE_SCHEMA` (search path, default `public`), `NATS_URL`,
-//! `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default `EDUPULSE`),
-//! `EDUPULSE_PARTITIONS` (default 8) and `EDUPULSE_MASTER_KEY` (32 bytes, base64).
+//! `DATABASE_URL`, `EDUPULSE_SCHEMA` (the schema, one name, default `public`), `NATS_URL`
+//! (one server or several, comma-separated), `EDUPULSE_PREFIX` (default `edupulse`),
+//! `EDUPULSE_STREAM` (default `EDUPULSE`), `EDUPULSE_REPLICAS`, `EDUPULSE_MAX_AGE_SECS`,
+//! `EDUPULSE_DUPLICATE_WINDOW_SECS`, `EDUPULSE_PARTITIONS` (default 8) and
+//! `EDUPULSE_MASTER_KEY` (32 bytes, base64).
 
 use std::error::Error;
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edupulse_events::privacy::{KeyError, LocalKeyProvider, MASTER_KEY_ENV};
+use edupulse_events::publish::StreamSettings;
 use edupulse_events::{Runtime, RuntimeBuilder};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -117,17 +120,54 @@ pub async fn pool(max_connections: u32) -> Result<PgPool, ConfigError> {
         .await?)
 }
 
-/// A client of `NATS_URL`. A long-running process `wait`s for a server that is not up yet; a
-/// command is better told at once.
+/// The servers of `NATS_URL`: one URL, or several separated by commas (a cluster's).
+pub fn nats_servers() -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+    let urls = var("NATS_URL", "nats://127.0.0.1:4222");
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|err| format!("NATS_URL: `{url}` is not a server address: {err}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err("NATS_URL names no server".into());
+    }
+    Ok(servers)
+}
+
+/// A client of `NATS_URL`'s servers. A long-running process `wait`s for a server that is not
+/// up yet; a command is better told at once.
 pub async fn nats(wait: bool) -> Result<async_nats::Client, ConfigError> {
     let options = if wait {
         async_nats::ConnectOptions::new().retry_on_initial_connect()
     } else {
         async_nats::ConnectOptions::new()
     };
-    Ok(options
-        .connect(var("NATS_URL", "nats://127.0.0.1:4222"))
-        .await?)
+    Ok(options.connect(nats_servers()?).await?)
+}
+
+/// The stream as `EDUPULSE_STREAM`, `EDUPULSE_PREFIX`, `EDUPULSE_REPLICAS` (default 1),
+/// `EDUPULSE_MAX_AGE_SECS` (default 0: forever) and `EDUPULSE_DUPLICATE_WINDOW_SECS` (default
+/// 120) configure it.
+pub fn stream_settings() -> Result<StreamSettings, ConfigError> {
+    let seconds = |name: &str, default: &str| -> Result<Duration, ConfigError> {
+        let text = var(name, default);
+        Ok(Duration::from_secs(text.parse().map_err(|_| {
+            format!("{name}: `{text}` is not a whole number of seconds")
+        })?))
+    };
+    let replicas = var("EDUPULSE_REPLICAS", "1");
+    Ok(StreamSettings::new(stream(), prefix())
+        .with_replicas(
+            replicas
+                .parse()
+                .map_err(|_| format!("EDUPULSE_REPLICAS: `{replicas}` is not a number"))?,
+        )
+        .with_max_age(seconds("EDUPULSE_MAX_AGE_SECS", "0")?)
+        .with_duplicate_window(seconds("EDUPULSE_DUPLICATE_WINDOW_SECS", "120")?))
 }
 
 /// The master key from `EDUPULSE_MASTER_KEY`; with `development` and the variable unset, a
@@ -152,11 +192,13 @@ pub async fn runtime_waiting(
     use edupulse_events::RuntimeError;
     use edupulse_events::publish::PublishError;
 
-    let (keys, partitions) = (Arc::new(keys), partitions()?);
+    let (keys, partitions, settings) = (Arc::new(keys), partitions()?, stream_settings()?);
     let broker_down =
         |err: &RuntimeError| matches!(err, RuntimeError::Publish(PublishError::JetStream(_)));
     Ok(at_start("NATS JetStream", broker_down, || {
-        builder(pool.clone(), nats.clone(), keys.clone(), partitions).build()
+        builder(pool.clone(), nats.clone(), keys.clone(), partitions)
+            .stream_settings(settings.clone())
+            .build()
     })
     .await?)
 }
@@ -168,6 +210,7 @@ pub async fn runtime(
     keys: LocalKeyProvider,
 ) -> Result<Runtime, ConfigError> {
     Ok(builder(pool, nats, Arc::new(keys), partitions()?)
+        .stream_settings(stream_settings()?)
         .build()
         .await?)
 }

@@ -126,3 +126,51 @@ async fn a_schema_name_with_a_comma_is_one_schema_not_a_search_path() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn stream_settings_are_provisioned_and_a_shorter_duplicate_window_is_refused() {
+    use edupulse_events::publish::StreamSettings;
+    use std::time::Duration;
+
+    let env = TestEnv::new().await;
+    let settings = StreamSettings::new("", "")
+        .with_max_age(Duration::from_secs(3_600))
+        .with_duplicate_window(Duration::from_secs(600));
+    let runtime = Runtime::builder()
+        .postgres(env.pool.clone())
+        .nats(env.nats.clone())
+        .subject_prefix(env.prefix.clone())
+        .stream(env.stream.clone())
+        .partitions(4)
+        .key_provider(std::sync::Arc::new(
+            edupulse_events::privacy::LocalKeyProvider::new(env.master.clone()),
+        ))
+        .stream_settings(settings.clone())
+        .build()
+        .await
+        .unwrap();
+    let mut stream = async_nats::jetstream::new(env.nats.clone())
+        .get_stream(&env.stream)
+        .await
+        .unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert_eq!(config.max_age, Duration::from_secs(3_600));
+    assert_eq!(config.duplicate_window, Duration::from_secs(600));
+    drop(runtime);
+
+    // A relay that needs a longer window than the stream keeps is refused: a crash between
+    // publish and bookkeeping recovered after the stream's window would duplicate events.
+    let longer = edupulse_events::publish::Publisher::provision(
+        env.nats.clone(),
+        StreamSettings::new(&env.stream, &env.prefix)
+            .with_duplicate_window(Duration::from_secs(1_200)),
+    )
+    .await;
+    match longer {
+        Err(PublishError::IncompatibleStream { setting, .. }) => {
+            assert_eq!(setting, "duplicate window");
+        }
+        other => panic!("accepted: {:?}", other.map(|_| ())),
+    }
+    env.cleanup().await;
+}

@@ -130,6 +130,9 @@ pub struct RuntimeBuilder {
     migrate: bool,
     relay_config: RelayConfig,
     key_provider: Option<Arc<dyn KeyProvider>>,
+    /// Replicas, max age and duplicate window of the stream (its name and subjects come from
+    /// `stream` and `prefix`).
+    stream_settings: StreamSettings,
 }
 
 impl Runtime {
@@ -144,6 +147,7 @@ impl Runtime {
             migrate: true,
             relay_config: RelayConfig::default(),
             key_provider: None,
+            stream_settings: StreamSettings::new("", ""),
         }
     }
 
@@ -298,6 +302,28 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The stream's replicas, max age and duplicate window, as provisioned when the stream
+    /// does not exist yet (an existing stream with other replicas or max age is reported,
+    /// one with a shorter duplicate window refused). Its name and prefix here are ignored:
+    /// [`stream`](Self::stream) and [`subject_prefix`](Self::subject_prefix) set those.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use edupulse_events::Runtime;
+    /// use edupulse_events::publish::StreamSettings;
+    ///
+    /// let builder = Runtime::builder().stream_settings(
+    ///     StreamSettings::new("", "")
+    ///         .with_replicas(3)
+    ///         .with_duplicate_window(Duration::from_secs(600)),
+    /// );
+    /// # let _ = builder;
+    /// ```
+    pub fn stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.stream_settings = settings;
+        self
+    }
+
     /// Outbox partitions (relay leaders); fixed for the life of a store.
     pub fn partitions(mut self, partitions: u16) -> Self {
         self.partitions = partitions;
@@ -356,8 +382,12 @@ impl RuntimeBuilder {
         } else {
             store.check_partitions().await?;
         }
-        let publisher =
-            Publisher::provision(nats, StreamSettings::new(self.stream, self.prefix)).await?;
+        let settings = StreamSettings {
+            name: self.stream,
+            prefix: self.prefix,
+            ..self.stream_settings
+        };
+        let publisher = Publisher::provision(nats, settings).await?;
         Ok(Runtime {
             store,
             publisher,

@@ -5,7 +5,7 @@
 //! default `public`), `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default
 //! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 10000).
 
-use edupulse_events::publish::{PublishError, Publisher, StreamSettings};
+use edupulse_events::publish::{PublishError, Publisher};
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::Store;
 use edupulse_suite::config;
@@ -25,7 +25,7 @@ async fn run() -> Result<(), config::ConfigError> {
         .with_partitions(config::partitions()?);
     store.check_partitions().await?;
     let nats = config::nats(true).await?;
-    let settings = StreamSettings::new(config::stream(), config::prefix());
+    let settings = config::stream_settings()?;
     let publisher = config::at_start(
         "NATS JetStream",
         |err| matches!(err, PublishError::JetStream(_)),

@@ -34,6 +34,25 @@ impl StreamSettings {
         }
     }
 
+    /// Replicas: 3 in a three-server cluster, so the stream survives losing one.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
+    }
+
+    /// How long events are kept (zero: forever).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// How long JetStream remembers message ids: the longest a relay may take to recover
+    /// from a crash between publishing and its bookkeeping without a visible duplicate.
+    pub fn with_duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = window;
+        self
+    }
+
     fn subjects(&self) -> String {
         format!("{}.>", self.prefix)
     }
@@ -161,6 +180,24 @@ fn check_compatible(wanted: &StreamSettings, actual: &stream::Config) -> Result<
             format!("at least {:?}", wanted.duplicate_window),
             format!("{:?}", actual.duplicate_window),
         ));
+    }
+    // Differences that break no promise of the relay's: said, not refused (an operator may
+    // have changed them on purpose).
+    if actual.num_replicas != wanted.replicas {
+        tracing::warn!(
+            stream = %wanted.name,
+            configured = wanted.replicas,
+            actual = actual.num_replicas,
+            "the stream exists with another replica count than configured; leaving it as it is"
+        );
+    }
+    if actual.max_age != wanted.max_age {
+        tracing::warn!(
+            stream = %wanted.name,
+            configured = ?wanted.max_age,
+            actual = ?actual.max_age,
+            "the stream exists with another max age than configured; leaving it as it is"
+        );
     }
     Ok(())
 }
