@@ -239,3 +239,15 @@ pub async fn terminated() {
         _ = terminate.recv() => {}
     }
 }
+
+/// Writes log lines at `info` and above (or the level `EDUPULSE_LOG` names, e.g. `warn`) to
+/// standard error: what an operator of a shipped process reads and alerts on.
+pub fn log_to_stderr() {
+    let level = var("EDUPULSE_LOG", "info")
+        .parse::<tracing_subscriber::filter::LevelFilter>()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .init();
+}

@@ -11,6 +11,7 @@ use edupulse_suite::{config, leaderboard};
 
 #[tokio::main]
 async fn main() {
+    config::log_to_stderr();
     // Said as a sentence: what is wrong and what to set, not the error's structure.
     if let Err(err) = run().await {
         eprintln!("edupulse-leaderboard: {err}");

@@ -12,6 +12,7 @@ use edupulse_suite::config;
 
 #[tokio::main]
 async fn main() {
+    config::log_to_stderr();
     // Said as a sentence: what is wrong and what to set, not the error's structure.
     if let Err(err) = run().await {
         eprintln!("edupulse-relay: {err}");
