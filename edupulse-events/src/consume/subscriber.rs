@@ -129,7 +129,7 @@ impl Subscriber {
         let mut received = Vec::with_capacity(messages.len());
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(messages.len());
         let mut applied_up_to = 0;
-        for (index, message) in messages.iter().enumerate() {
+        for message in messages {
             let (sequence, delivered) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
                 Err(_) => (0, 1),
@@ -140,10 +140,7 @@ impl Subscriber {
                 delivery: None,
                 undecodable: None,
             };
-            let Some(decoded) = self
-                .decode_waiting(message, &messages[index..], &mut stop)
-                .await
-            else {
+            let Some(decoded) = self.decode_waiting(message, messages, &mut stop).await else {
                 // Stopped while waiting: this message and the rest stay unacknowledged and
                 // come back, in order, after the acknowledgement wait.
                 break;
@@ -191,10 +188,10 @@ impl Subscriber {
 
     /// Decodes `message`; while that fails for a cause outside the message (the database, the
     /// key provider, a wrong master key, missing keys), waits and tries again, here, rather
-    /// than letting JetStream redeliver it: the messages behind it (`holding`, itself
-    /// included) stay in hand, in order, told to JetStream as in progress so none is
-    /// redelivered meanwhile, and none uses up a delivery. `None` when `stop` was signalled
-    /// while waiting.
+    /// than letting JetStream redeliver it: the batch in hand (`holding`: the messages before
+    /// it, waiting to be applied, and those behind it) stays in hand, in order, told to
+    /// JetStream as in progress so none is redelivered meanwhile, and none uses up a
+    /// delivery. `None` when `stop` was signalled while waiting.
     async fn decode_waiting(
         &self,
         message: &jetstream::Message,

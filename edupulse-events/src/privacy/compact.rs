@@ -8,19 +8,23 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 
 use super::keystore::{Destroyed, KeyStore, KeyStoreError};
 
 /// Whether anything visible to this session still holds the horizon at or before transaction
 /// `$1`: an older running transaction or snapshot of this database (or of a walsender, whose
-/// `hot_standby_feedback` counts for every database), a replication slot, a prepared
-/// transaction; or a session of this database this role may not look into (then nobody can
-/// say, so the answer is yes).
+/// `hot_standby_feedback` counts for every database; not an autovacuum worker's plain
+/// vacuum, which PostgreSQL itself leaves out), a replication slot, a prepared transaction;
+/// or a session of this database this role may not look into (then nobody can say, so the
+/// answer is yes).
 const HORIZON_HELD: &str = "\
 SELECT EXISTS (
     SELECT 1 FROM pg_stat_activity
     WHERE (datname = current_database() OR datname IS NULL) AND pid <> pg_backend_pid()
+      -- A plain vacuum does not hold the horizon back for others (PostgreSQL skips it).
+      AND NOT (backend_type = 'autovacuum worker' AND query LIKE 'autovacuum: VACUUM %'
+               AND query NOT LIKE '%ANALYZE%')
       AND (age(backend_xmin) >= age($1::xid) OR age(backend_xid) > age($1::xid)
            OR (backend_type = 'client backend' AND query = '<insufficient privilege>'))
 ) OR EXISTS (
@@ -31,9 +35,8 @@ SELECT EXISTS (
     WHERE database = current_database() AND age(transaction) > age($1::xid)
 )";
 
-/// Each attempt to take a partition's lock waits this long at most, so appends and reads do
-/// not queue behind a compaction that waits for a long transaction.
-const LOCK_ATTEMPT: Duration = Duration::from_millis(50);
+/// How long to wait before trying a locked partition again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 impl KeyStore {
     /// Rewrites the whole key table (`VACUUM (FULL)` of every partition) so that destroyed
@@ -102,42 +105,39 @@ async fn horizon_passed(
     }
 }
 
-/// `VACUUM (FULL)` of each of `tables` (quoted `schema.table` names from the catalog), on a
-/// connection of its own that is closed afterwards (its `lock_timeout` never reaches the
-/// pool), each lock tried for [`LOCK_ATTEMPT`] at a time until `deadline`. `Ok(false)` when
-/// a table stayed locked.
+/// `VACUUM (FULL, SKIP_LOCKED)` of each of `tables` (quoted `schema.table` names from the
+/// catalog) until it is rewritten or `deadline` passes; `Ok(false)` when a table stayed locked.
+/// `SKIP_LOCKED` never waits in the lock queue, so appends and reads do not queue behind it,
+/// and it changes no setting of the pooled connection; whether a table was rewritten is told
+/// by its file node, which a rewrite always changes.
 async fn vacuum_full(
     pool: &PgPool,
     tables: &[String],
     deadline: Instant,
 ) -> Result<bool, KeyStoreError> {
-    let mut conn = pool.acquire().await?.detach();
-    let millis = LOCK_ATTEMPT.as_millis().max(1);
-    sqlx::query(&format!("SET lock_timeout = {millis}"))
-        .execute(&mut conn)
-        .await?;
-    let mut all = true;
+    let mut conn = pool.acquire().await?;
     for table in tables {
+        let file_node = "SELECT pg_relation_filenode($1::regclass)::bigint";
         // Built at run time: the name comes from PostgreSQL's own `format('%I.%I')`.
-        let statement = format!("VACUUM (FULL) {table}");
+        let statement = format!("VACUUM (FULL, SKIP_LOCKED) {table}");
         loop {
-            match sqlx::query(&statement).execute(&mut conn).await {
-                Ok(_) => break,
-                // 55P03: lock_not_available.
-                Err(err)
-                    if err.as_database_error().and_then(|db| db.code()).as_deref()
-                        == Some("55P03") =>
-                {
-                    if Instant::now() >= deadline {
-                        all = false;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(err) => return Err(err.into()),
+            let before: Option<i64> = sqlx::query_scalar(file_node)
+                .bind(table)
+                .fetch_one(&mut *conn)
+                .await?;
+            sqlx::query(&statement).execute(&mut *conn).await?;
+            let after: Option<i64> = sqlx::query_scalar(file_node)
+                .bind(table)
+                .fetch_one(&mut *conn)
+                .await?;
+            if after != before {
+                break;
             }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
         }
     }
-    conn.close().await?;
-    Ok(all)
+    Ok(true)
 }
