@@ -67,6 +67,35 @@ async fn until_outbox_empty(env: &TestEnv) {
     }
 }
 
+/// A relay in this process, batches of 500, back-off from 20 ms up to `max_backoff`, until
+/// [`RunningRelay::stop`].
+struct RunningRelay {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), edupulse_events::store::StoreError>>,
+}
+
+async fn start_relay(env: &TestEnv, max_backoff: Duration) -> RunningRelay {
+    let config = RelayConfig {
+        batch_size: 500,
+        min_backoff: Duration::from_millis(20),
+        max_backoff,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    RunningRelay { stop, task }
+}
+
+impl RunningRelay {
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
     // Installs nats-server on a fresh machine, before this test starts one of its own.
@@ -74,16 +103,7 @@ async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
     let mut server = OwnNatsServer::start();
     let env = TestEnv::with_nats(&server.url()).await;
     fill_outbox(&env).await;
-    let publisher = env.publisher().await;
-    let config = RelayConfig {
-        batch_size: 500,
-        max_backoff: Duration::from_millis(500),
-        ..RelayConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(Relay::new(env.store.clone(), publisher, config).run(async {
-        let _ = stopped.await;
-    }));
+    let relay = start_relay(&env, Duration::from_millis(500)).await;
 
     until_published(&env.nats, &env.prefix, 3_000).await;
     server.kill();
@@ -94,8 +114,7 @@ async fn nats_killed_mid_relay_and_restarted_loses_and_duplicates_nothing() {
     );
     server.restart();
     until_outbox_empty(&env).await;
-    stop.send(()).unwrap();
-    relay.await.unwrap().unwrap();
+    relay.stop().await;
 
     assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
     assert_eq!(env.count("dead_letters").await, 0);
@@ -196,17 +215,7 @@ async fn a_broker_outage_with_a_backlog_backs_off_and_warns_once() {
     let mut server = OwnNatsServer::start();
     let env = TestEnv::with_nats(&server.url()).await;
     fill_outbox(&env).await;
-    let publisher = env.publisher().await;
-    let config = RelayConfig {
-        batch_size: 500,
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_secs(2),
-        ..RelayConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(Relay::new(env.store.clone(), publisher, config).run(async {
-        let _ = stopped.await;
-    }));
+    let relay = start_relay(&env, Duration::from_secs(2)).await;
     until_published(&env.nats, &env.prefix, 2_000).await;
     server.kill();
     // A snapshot drains what was recorded so far: the next one holds only the outage.
@@ -237,8 +246,7 @@ async fn a_broker_outage_with_a_backlog_backs_off_and_warns_once() {
 
     server.restart();
     until_outbox_empty(&env).await;
-    stop.send(()).unwrap();
-    relay.await.unwrap().unwrap();
+    relay.stop().await;
     assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
     env.cleanup().await;
 }
