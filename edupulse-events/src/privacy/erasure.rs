@@ -105,8 +105,9 @@ WHERE data_subjects @> ARRAY[$1::uuid]
               WHERE split_part(v ->> '$pii', '.', 2) = $1::text)
 "#;
 
-/// How long the key table's compaction after an erasure waits for appends holding it.
-const COMPACT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the key table's compaction after an erasure waits, in all, for older transactions
+/// and for the partition's lock.
+const COMPACT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why an erasure did not happen (nothing was changed).
 #[derive(Debug, Error)]
@@ -191,21 +192,23 @@ impl KeyStore {
         committed.map_err(StoreError::from)?;
         ::metrics::counter!(crate::metrics::ERASURES).increment(1);
         let key_bytes_purged = match self
-            .compact_after(store.pool(), &destroyed, COMPACT_LOCK_WAIT)
+            .compact_after(store.pool(), &destroyed, COMPACT_WAIT)
             .await
         {
-            Ok(done) => done,
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    "the erasure committed, but an older transaction or the partition's lock \
+                     kept the key table from being compacted: the destroyed key's bytes stay in \
+                     its files until the next compaction"
+                );
+                false
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "the erasure committed, but the key table was not compacted");
                 false
             }
         };
-        if !key_bytes_purged {
-            tracing::warn!(
-                "the erasure committed, but the key table is busy: the destroyed key's bytes \
-                 stay in its files until the next compaction"
-            );
-        }
         Ok(ErasureReceipt {
             subject,
             event_id: envelope.id,

@@ -117,6 +117,11 @@ pub(crate) fn unwrap_marked(
             }
         }
     }
+    // Each marked value leaves one marker: when all were found at known fields, none is left
+    // anywhere, and the payload need not be walked (this runs on every append).
+    if unwrapped == marked {
+        return Ok(());
+    }
     let mut path = Vec::new();
     if find_marker(payload, &mut path) {
         return Err(show(&path, names));

@@ -35,10 +35,8 @@ impl KeyStore {
         let mut read = Vec::with_capacity(rows.len());
         let mut rewrapped = Vec::with_capacity(rows.len());
         for (subject, version, wrapped) in rows {
-            let key_version = u32::try_from(version).map_err(|_| KeyStoreError::KeyMissing {
-                subject,
-                key_version: 0,
-            })?;
+            let key_version =
+                u32::try_from(version).expect("key_version >= 1 by the table's CHECK");
             let key = self.provider.unwrap(subject, key_version, &wrapped).await?;
             rewrapped.push(self.provider.wrap(subject, key_version, &key).await?);
             subjects.push(subject);
