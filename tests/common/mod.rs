@@ -74,7 +74,7 @@ impl TestEnv {
     }
 
     /// An environment whose broker is the nats-server at `nats_url` (e.g. one a fault test
-    /// starts and kills itself).
+    /// starts and kills itself), or the servers of a cluster, comma-separated.
     pub async fn with_nats(nats_url: &str) -> Self {
         ensure_services();
         let id = Uuid::now_v7().simple().to_string();
@@ -120,9 +120,14 @@ impl TestEnv {
             .with_partitions(4)
             .with_keys(keys.clone());
         store.migrate().await.unwrap();
+        // One server, or a cluster's, comma-separated.
+        let servers: Vec<async_nats::ServerAddr> = nats_url
+            .split(',')
+            .map(|url| url.parse().expect("a NATS server URL"))
+            .collect();
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(nats_url)
+            .connect(servers)
             .await
             .expect("NATS is not reachable: run scripts/services");
         // With retry_on_initial_connect the client returns before the server's INFO arrives;
@@ -220,19 +225,31 @@ impl TestEnv {
             .unwrap()
     }
 
-    /// Every message in the stream, in stream order, read by a plain pull consumer.
+    /// Every event in the stream (the relays' fences left out), in stream order, read by a
+    /// plain pull consumer.
     pub async fn stream_messages(&self) -> Vec<jetstream::Message> {
         let js = jetstream::new(self.nats.clone());
-        let mut stream = js.get_stream(&self.stream).await.unwrap();
-        let total = stream.info().await.unwrap().state.messages as usize;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::Config {
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ack_policy: jetstream::consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let stream = js.get_stream(&self.stream).await.unwrap();
+        let config = jetstream::consumer::pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            filter_subject: format!("{}.>", self.prefix),
+            // One replica in memory: no quorum to wait for on a cluster.
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        };
+        // A cluster that just lost a server may take a few request timeouts to elect leaders.
+        let mut attempts = 0;
+        let mut consumer = loop {
+            attempts += 1;
+            match stream.create_consumer(config.clone()).await {
+                Ok(consumer) => break consumer,
+                Err(err) if attempts < 6 => eprintln!("creating the reading consumer: {err}"),
+                Err(err) => panic!("creating the reading consumer: {err}"),
+            }
+        };
+        let total = consumer.info().await.unwrap().num_pending as usize;
         let mut out = Vec::with_capacity(total);
         while out.len() < total {
             let mut batch = consumer

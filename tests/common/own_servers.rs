@@ -34,20 +34,31 @@ pub struct OwnNatsServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// Its name and cluster block, when it is one of a cluster's servers.
+    cluster_args: Vec<String>,
 }
 
+/// The nats-server the fault tests run: one that fences a relay that lost its leadership
+/// (2.11 or later), which `scripts/services` installs beside the build; `NATS_SERVER_BIN`
+/// overrides it.
 fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
         return path.into();
     }
-    let candidates = std::env::var("PATH").unwrap_or_default();
-    candidates
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
-        .map(|dir| PathBuf::from(dir).join("nats-server"))
-        .find(|p| p.exists())
-        .expect("nats-server is not installed: run scripts/services")
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools")
+        .join(format!("nats-server-{FENCING_NATS_VERSION}"))
+        .join("bin/nats-server");
+    assert!(
+        installed.exists(),
+        "nats-server {FENCING_NATS_VERSION} is not installed at {}: run scripts/services",
+        installed.display()
+    );
+    installed
 }
+
+/// Kept in step with `scripts/services`.
+const FENCING_NATS_VERSION: &str = "2.12.8";
 
 impl OwnNatsServer {
     /// Started and accepting.
@@ -64,7 +75,50 @@ impl OwnNatsServer {
             child: None,
             port,
             dir,
+            cluster_args: Vec::new(),
         }
+    }
+
+    /// `size` servers clustered on loopback (JetStream replicated across them), started; the
+    /// caller waits for JetStream to elect its meta leader before creating streams.
+    pub fn cluster(size: usize) -> Vec<Self> {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let cluster_name = format!("edupulse-{}", Uuid::now_v7().simple());
+        let mut servers: Vec<Self> = (0..size)
+            .map(|n| {
+                let mut server = Self::stopped(free_port());
+                let routes: Vec<String> = route_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(other, _)| *other != n)
+                    .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                    .collect();
+                server.cluster_args = vec![
+                    "--server_name".into(),
+                    format!("n{n}"),
+                    "--cluster_name".into(),
+                    cluster_name.clone(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", route_ports[n]),
+                    "--routes".into(),
+                    routes.join(","),
+                ];
+                server
+            })
+            .collect();
+        for server in &mut servers {
+            server.restart();
+        }
+        servers
+    }
+
+    /// The server's name in its cluster (`n0`, `n1`, ...).
+    pub fn name(&self) -> Option<&str> {
+        let at = self
+            .cluster_args
+            .iter()
+            .position(|a| a == "--server_name")?;
+        self.cluster_args.get(at + 1).map(String::as_str)
     }
 
     pub fn url(&self) -> String {
@@ -83,6 +137,7 @@ impl OwnNatsServer {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(&self.cluster_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

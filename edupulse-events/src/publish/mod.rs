@@ -1,11 +1,14 @@
 //! Publishing to NATS JetStream: the stream's provisioning, and the message each event
 //! becomes (the JSON payload as body, CloudEvents attributes as headers).
 
+mod fence;
 mod headers;
 mod prefix;
 mod received;
 mod stream;
 
+pub(crate) use fence::is_fenced_out;
+pub use fence::{Fence, FenceError, Fencing, fence_subject};
 pub use headers::{event_headers, names as header_names};
 pub use prefix::{PrefixError, validate_prefix};
 pub use received::{ReceiveError, envelope_from_message};

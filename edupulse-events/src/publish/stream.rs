@@ -5,6 +5,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use thiserror::Error;
 
+/// How long provisioning waits for a lazily connecting client's first round trip.
+const INFO_WAIT: Duration = Duration::from_secs(2);
+
 /// What the stream must look like.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
@@ -60,7 +63,7 @@ impl StreamSettings {
     fn config(&self) -> stream::Config {
         stream::Config {
             name: self.name.clone(),
-            subjects: vec![self.subjects()],
+            subjects: vec![self.subjects(), super::fence::fence_subjects(&self.prefix)],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: self.duplicate_window,
@@ -103,6 +106,10 @@ pub enum PublishError {
 pub struct Publisher {
     context: jetstream::Context,
     settings: StreamSettings,
+    /// Whether the server checks fences (see `publish::fence`).
+    pub(super) fencing: super::Fencing,
+    /// The version of the server it was provisioned through.
+    pub(super) server_version: String,
 }
 
 impl Publisher {
@@ -113,6 +120,22 @@ impl Publisher {
         settings: StreamSettings,
     ) -> Result<Self, PublishError> {
         super::validate_prefix(&settings.prefix)?;
+        if client.server_info().version.is_empty() {
+            // Connected lazily (`retry_on_initial_connect`): the server's INFO, which says
+            // whether it can fence, arrives with the first round trip.
+            match tokio::time::timeout(INFO_WAIT, client.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(PublishError::JetStream(err.to_string())),
+                Err(_) => {
+                    return Err(PublishError::JetStream(format!(
+                        "no answer from NATS within {INFO_WAIT:?}"
+                    )));
+                }
+            }
+        }
+        let info = client.server_info();
+        let version = info.version;
+        let fencing = super::Fencing::for_server(&version, info.cluster.is_some());
         let context = jetstream::new(client);
         match context.get_stream(&settings.name).await {
             Ok(mut existing) => {
@@ -121,6 +144,17 @@ impl Publisher {
                     .await
                     .map_err(|e| PublishError::JetStream(e.to_string()))?;
                 check_compatible(&settings, &info.config)?;
+                let fences = super::fence::fence_subjects(&settings.prefix);
+                if !info.config.subjects.contains(&fences) {
+                    // A stream made before fencing: it gains the fence subjects, which no
+                    // consumer of `{prefix}.>` sees.
+                    let mut config = info.config.clone();
+                    config.subjects.push(fences);
+                    context
+                        .update_stream(config)
+                        .await
+                        .map_err(|e| PublishError::JetStream(e.to_string()))?;
+                }
             }
             Err(err) if is_not_found(&err) => {
                 context
@@ -130,7 +164,12 @@ impl Publisher {
             }
             Err(err) => return Err(PublishError::JetStream(err.to_string())),
         }
-        Ok(Publisher { context, settings })
+        Ok(Publisher {
+            context,
+            settings,
+            fencing,
+            server_version: version,
+        })
     }
 
     /// The JetStream context.

@@ -26,9 +26,9 @@ pub struct Leadership {
 const RETRY_OTHERS: Duration = Duration::from_millis(500);
 
 /// How often the lock connection is checked before a batch. A relay whose connection died
-/// since may publish a batch beside the standby that took over: JetStream drops the
-/// duplicates, and order holds because each relay sends an aggregate's next event only after
-/// the previous one is in the stream.
+/// since may still send what it holds beside the standby that took over; the standby's fence
+/// makes JetStream refuse it (see `publish::fence`; on a nats-server without fencing, only
+/// the duplicate window covers it).
 const CONFIRM_EVERY: Duration = Duration::from_millis(100);
 
 // The lock space: (hash of schema and purpose, partition). Scoped by schema so isolated stores
@@ -81,6 +81,7 @@ impl Leadership {
             self.connection = Some(connection);
         }
         let connection = self.connection.as_mut().expect("set just above");
+        let mut won_now = Vec::new();
         for partition in 0..self.partitions as i16 {
             if self.held.contains(&partition) {
                 continue;
@@ -99,7 +100,11 @@ impl Leadership {
             };
             if won {
                 self.held.push(partition);
+                won_now.push(partition);
             }
+        }
+        if !won_now.is_empty() {
+            tracing::info!(partitions = ?won_now, "relay leads partitions");
         }
         self.held.sort_unstable();
         Ok(&self.held)
@@ -129,7 +134,19 @@ impl Leadership {
         true
     }
 
+    /// Makes the next [`Leadership::confirm`] check the connection, however recent the last
+    /// check.
+    pub fn reconfirm_now(&mut self) {
+        self.last_confirmed = None;
+    }
+
     fn lose(&mut self) {
+        if !self.held.is_empty() {
+            tracing::warn!(
+                partitions = ?self.held,
+                "relay lost its lock connection: it no longer leads its partitions"
+            );
+        }
         // Dropping a detached connection closes it, and the server frees whatever it held.
         self.connection = None;
         self.held.clear();

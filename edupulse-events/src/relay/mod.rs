@@ -3,6 +3,7 @@
 //! up in case a notification is lost (NOTIFY is only a hint).
 
 mod batch;
+mod fencing;
 mod leadership;
 mod pacing;
 mod pipeline;
@@ -13,10 +14,11 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 
-use crate::publish::Publisher;
+use crate::publish::{Fencing, Publisher};
 use crate::store::{Store, StoreError};
 
 pub use batch::StepOutcome;
+use fencing::Fences;
 use leadership::Leadership;
 use pacing::{Pacing, Progress};
 use pipeline::Pipeline;
@@ -94,6 +96,9 @@ pub struct Relay {
     publisher: Publisher,
     config: RelayConfig,
     leadership: Leadership,
+    /// The fences of the led partitions: JetStream refuses this relay's events once another
+    /// relay has taken their partition over.
+    fences: Fences,
     /// The next batch, read while the current one is being published.
     prefetch: Option<Prefetch>,
     /// Where the next read starts (see `read`).
@@ -118,6 +123,7 @@ impl Relay {
     pub fn new(store: Store, publisher: Publisher, config: RelayConfig) -> Self {
         let partitions = store.partitions();
         Relay {
+            fences: Fences::new(&publisher),
             store,
             publisher,
             config,
@@ -171,6 +177,14 @@ impl Relay {
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
+        if let Err(err) = self.fences.raise_missing(&self.publisher, &held).await {
+            // Nothing of a partition without its fence is sent; the pacing says it once.
+            tracing::debug!(error = %err, "relay could not raise its fences");
+            return Ok(StepOutcome {
+                interrupted: true,
+                ..StepOutcome::default()
+            });
+        }
         let (rows, limit) = match self.prefetch.take() {
             Some(prefetch) => match prefetch.task.await {
                 Ok(Ok(rows)) => (rows, self.config.batch_size),
@@ -217,8 +231,21 @@ impl Relay {
         };
         let publishing = std::time::Instant::now();
         self.pipeline
-            .run(&self.publisher, &self.config.source, low_water)
+            .run(
+                &self.publisher,
+                &self.fences,
+                &self.config.source,
+                low_water,
+            )
             .await;
+        if self.pipeline.take_fenced() {
+            // Another relay raised a fence over one of ours (it holds the partition now and
+            // this relay's lock connection must be gone), or ours expired with the stream's
+            // max age: check the lock at once, and raise the fences again if still leading.
+            tracing::warn!("JetStream refused events behind a newer fence; checking leadership");
+            self.fences.clear();
+            self.leadership.reconfirm_now();
+        }
         ::metrics::histogram!(crate::metrics::RELAY_PUBLISH_SECONDS)
             .record(publishing.elapsed().as_secs_f64());
         let book = self.pipeline.take_bookkeeping();
@@ -249,7 +276,7 @@ impl Relay {
     /// (the next read from the beginning finds them again).
     async fn flush_pipeline(&mut self) -> Result<(), StoreError> {
         self.pipeline
-            .clear(&self.publisher, &self.config.source)
+            .clear(&self.publisher, &self.fences, &self.config.source)
             .await;
         let book = self.pipeline.take_bookkeeping();
         self.finish_recording().await?;
@@ -315,6 +342,20 @@ impl Relay {
             .fetch_one(self.store.pool())
             .await?;
         let mut listener = Self::listen(&self.store, &channel).await;
+        match self.publisher.fencing() {
+            Fencing::On => {}
+            Fencing::OldServer => tracing::warn!(
+                server_version = %self.publisher.server_version(),
+                "nats-server before 2.11 cannot fence a relay that lost its leadership: a relay \
+                 frozen longer than the stream's duplicate window may republish events out of \
+                 order when it wakes; upgrade nats-server"
+            ),
+            Fencing::Clustered => tracing::warn!(
+                "a clustered stream is not fenced: a relay frozen longer than the stream's \
+                 duplicate window after losing its leadership may republish events out of order \
+                 when it wakes"
+            ),
+        }
         tokio::pin!(shutdown);
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::publish::Publisher;
 
 use super::batch::Bookkeeping;
+use super::fencing::Fences;
 use super::read::OutboxRow;
 
 /// How many publishes may await their acknowledgement at once.
@@ -58,6 +59,9 @@ pub struct Pipeline {
     in_flight: FuturesUnordered<Ack>,
     book: Bookkeeping,
     failed: bool,
+    /// Whether JetStream refused a publish because its partition's fence is no longer the
+    /// last: another relay took the partition over, or the fence expired.
+    fenced: bool,
     /// Set while a row is handed to the client: still set on entry means the last run was
     /// dropped mid-send (a cancelled step), and that row's fate is unknown.
     sending: bool,
@@ -94,11 +98,22 @@ impl Pipeline {
         self.failed
     }
 
+    /// Whether a publish was fenced out since the last call.
+    pub fn take_fenced(&mut self) -> bool {
+        std::mem::take(&mut self.fenced)
+    }
+
     /// Sends and collects acknowledgements until at most `low_water` rows are queued (0: until
     /// everything is acknowledged), or a publish fails; after a failure, nothing more is sent
     /// and the acknowledgements already on their way are collected.
     #[tracing::instrument(name = "edupulse.publish", level = "debug", skip_all)]
-    pub async fn run(&mut self, publisher: &Publisher, source: &str, low_water: usize) {
+    pub async fn run(
+        &mut self,
+        publisher: &Publisher,
+        fences: &Fences,
+        source: &str,
+        low_water: usize,
+    ) {
         if self.sending {
             // The row being sent was dropped with its aggregate still marked active: treat it
             // as a failed publish, so the relay starts over and reads the rows again.
@@ -110,7 +125,7 @@ impl Pipeline {
                 let Some(row) = self.ready.pop_front() else {
                     break;
                 };
-                self.send(publisher, source, row).await;
+                self.send(publisher, fences, source, row).await;
             }
             if self.failed {
                 if self.in_flight.is_empty() {
@@ -130,14 +145,25 @@ impl Pipeline {
                 Err(err) => {
                     // Said once per outage by the relay's pacing, not once per message.
                     tracing::debug!(position, error = %err, "publish not acknowledged");
+                    self.fenced |= crate::publish::is_fenced_out(&err);
                     self.failed = true;
                 }
             }
         }
     }
 
-    async fn send(&mut self, publisher: &Publisher, source: &str, mut row: OutboxRow) {
-        let message = row.take_message(source);
+    async fn send(
+        &mut self,
+        publisher: &Publisher,
+        fences: &Fences,
+        source: &str,
+        mut row: OutboxRow,
+    ) {
+        let Some(message) = fences.guard(row.partition, row.take_message(source)) else {
+            // Its partition was lost since the row was read: another relay publishes it.
+            self.failed = true;
+            return;
+        };
         let subject = std::mem::take(&mut row.subject);
         let (position, aggregate) = (row.position, row.aggregate_id);
         self.sending = true;
@@ -188,9 +214,9 @@ impl Pipeline {
 
     /// Waits for the publishes in flight, then drops every queued row (they are read again
     /// from the outbox) and the failure mark.
-    pub async fn clear(&mut self, publisher: &Publisher, source: &str) {
+    pub async fn clear(&mut self, publisher: &Publisher, fences: &Fences, source: &str) {
         self.failed = true;
-        self.run(publisher, source, 0).await;
+        self.run(publisher, fences, source, 0).await;
         self.ready.clear();
         self.waiting.clear();
         self.active.clear();

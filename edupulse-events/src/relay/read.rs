@@ -40,6 +40,8 @@ pub struct OutboxRow {
     pub payload: String,
     pub metadata: String,
     pub occurred_at: DateTime<Utc>,
+    /// The outbox partition, whose fence the event is published under.
+    pub partition: i16,
     /// The read's snapshot, `xmin:xmax:xip,...` (the same on every row of a read).
     snapshot: String,
 }
@@ -61,6 +63,7 @@ impl FromRow<'_, PgRow> for OutboxRow {
             metadata: row.try_get(9)?,
             occurred_at: row.try_get(10)?,
             snapshot: row.try_get(11)?,
+            partition: row.try_get(12)?,
         })
     }
 }
@@ -112,11 +115,11 @@ impl ReadFrom {
 // as a join would let the planner scan a table whose deleted rows a long transaction keeps.
 const LOAD_BATCH: &str = "\
     WITH fresh AS MATERIALIZED ( \
-        SELECT position, subject FROM outbox \
+        SELECT position, subject, partition FROM outbox \
         WHERE partition = ANY($1) AND position > $2 \
         ORDER BY position LIMIT $3 \
     ), late AS MATERIALIZED ( \
-        SELECT position, subject FROM outbox \
+        SELECT position, subject, partition FROM outbox \
         WHERE position = ANY(ARRAY( \
                 SELECT e.position FROM events e \
                 WHERE cardinality($4::bigint[]) > 0 \
@@ -131,14 +134,14 @@ const LOAD_BATCH: &str = "\
     ) \
     SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, \
            e.sequence, e.event_type, e.version, e.payload::text AS payload, \
-           e.metadata::text AS metadata, e.occurred_at, snap.snapshot \
+           e.metadata::text AS metadata, e.occurred_at, snap.snapshot, o.partition \
     FROM fresh o JOIN events e ON e.position = o.position CROSS JOIN snap \
     WHERE e.position >= (SELECT min(position) FROM fresh) \
       AND e.position <= (SELECT max(position) FROM fresh) \
     UNION ALL \
     SELECT o.position, o.subject, e.event_id, e.aggregate_type, e.aggregate_id, \
            e.sequence, e.event_type, e.version, e.payload::text, e.metadata::text, \
-           e.occurred_at, snap.snapshot \
+           e.occurred_at, snap.snapshot, o.partition \
     FROM late o JOIN events e ON e.position = ANY(ARRAY(SELECT position FROM late)) \
                             AND e.position = o.position \
     CROSS JOIN snap";
