@@ -106,7 +106,7 @@ async fn stream_leader(publisher: &Publisher, stream: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let info = match publisher.context().get_stream(stream).await {
-            Ok(mut stream) => stream.info().await.ok().map(|info| info.clone()),
+            Ok(mut stream) => stream.info().await.ok().cloned(),
             Err(_) => None,
         };
         if let Some(leader) = info.and_then(|i| i.cluster).and_then(|c| c.leader) {
