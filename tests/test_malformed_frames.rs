@@ -1,10 +1,11 @@
 //! Frames async-nats cannot parse, stored in the stream under the runtime's prefix by someone
 //! allowed to publish there, among valid events: a header value that is not UTF-8, a header
-//! line without a colon, a bad status line. The client drops the connection such a frame
-//! arrives on, and JetStream sends it again at every redelivery, so it must be found and set
-//! aside by the subscriber, every valid event must still be applied once, and the relay, on a
-//! connection of its own, must not notice. A carriage return inside a header value, which
-//! async-nats 0.51 panicked on, now arrives and is set aside as undecodable.
+//! line without a colon, a bad status line, a subject that is not UTF-8. The client drops the
+//! connection such a frame arrives on, and JetStream sends it again at every redelivery, so it
+//! must be found and set aside by the subscriber, every valid event must still be applied
+//! once, and the relay, on a connection of its own, must not notice. A carriage return inside
+//! a header value, which async-nats 0.51 panicked on, now arrives and is set aside as
+//! undecodable.
 
 mod common;
 
@@ -66,14 +67,13 @@ async fn append_relayed(env: &TestEnv, from: i32, to: i32) {
     .await;
 }
 
-/// Publishes a raw frame on a subject under the prefix, on a thread of its own (the publisher
+/// Publishes a raw frame on `{prefix}.{subject}`, on a thread of its own (the publisher
 /// blocks).
-async fn publish_raw(env: &TestEnv, headers: &'static [u8]) -> u64 {
-    let (url, subject) = (
-        env.nats_url.clone(),
-        format!("{}.test_malformed_frames.raw", env.prefix),
-    );
-    tokio::task::spawn_blocking(move || raw_frames::publish(&url, &subject, headers, b"{}"))
+async fn publish_raw(env: &TestEnv, subject: &'static [u8], headers: &'static [u8]) -> u64 {
+    let url = env.nats_url.clone();
+    let mut full = format!("{}.", env.prefix).into_bytes();
+    full.extend_from_slice(subject);
+    tokio::task::spawn_blocking(move || raw_frames::publish(&url, &full, headers, b"{}"))
         .await
         .unwrap()
 }
@@ -99,12 +99,23 @@ async fn unparseable_frames_are_set_aside_and_valid_events_flow_past_them_and_th
     append_relayed(&env, 0, BEFORE).await;
     let mut raw = Vec::new();
     let mut next = BEFORE;
-    let carriage_return: &'static [u8] = b"NATS/1.0\r\nX-Note: a\rb\r\n\r\n";
-    for (what, headers) in MALFORMED
+    let frames = MALFORMED
         .into_iter()
-        .chain([("a carriage return in a header value", carriage_return)])
-    {
-        raw.push((what, publish_raw(&env, headers).await));
+        .map(|(what, headers)| (what, &b"raw"[..], headers))
+        .chain([
+            (
+                "a subject that is not UTF-8",
+                &b"raw.\xff"[..],
+                &b"NATS/1.0\r\n\r\n"[..],
+            ),
+            (
+                "a carriage return in a header value",
+                b"raw",
+                b"NATS/1.0\r\nX-Note: a\rb\r\n\r\n",
+            ),
+        ]);
+    for (what, subject, headers) in frames {
+        raw.push((what, publish_raw(&env, subject, headers).await));
         append_relayed(&env, next, next + BETWEEN).await;
         next += BETWEEN;
     }
@@ -183,6 +194,7 @@ async fn unparseable_frames_are_set_aside_and_valid_events_flow_past_them_and_th
         "never received: its header block is not UTF-8",
         "never received: a header line has no colon",
         "never received: its header version line does not begin with `NATS/1.0`",
+        "never received: its subject is not UTF-8",
         "cannot decode",
     ];
     assert_eq!(set_aside.len(), raw.len());

@@ -19,9 +19,10 @@ pub const MALFORMED: [(&str, &[u8]); 3] = [
     ("a bad status line", b"NATS/X\r\n\r\n"),
 ];
 
-/// Publishes `headers` and `payload` on `subject` over a connection of its own and waits for
-/// JetStream's acknowledgement; returns the stream sequence it was stored at.
-pub fn publish(nats_url: &str, subject: &str, headers: &[u8], payload: &[u8]) -> u64 {
+/// Publishes `headers` and `payload` on `subject` (bytes: it need not be UTF-8) over a
+/// connection of its own and waits for JetStream's acknowledgement; returns the stream
+/// sequence it was stored at.
+pub fn publish(nats_url: &str, subject: &[u8], headers: &[u8], payload: &[u8]) -> u64 {
     let address = nats_url.trim_start_matches("nats://");
     let mut socket = TcpStream::connect(address).expect("connect to nats-server");
     socket
@@ -37,9 +38,11 @@ pub fn publish(nats_url: &str, subject: &str, headers: &[u8], payload: &[u8]) ->
         b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\n",
     );
     frame.extend_from_slice(format!("SUB {inbox} 1\r\n").as_bytes());
+    frame.extend_from_slice(b"HPUB ");
+    frame.extend_from_slice(subject);
     frame.extend_from_slice(
         format!(
-            "HPUB {subject} {inbox} {} {}\r\n",
+            " {inbox} {} {}\r\n",
             headers.len(),
             headers.len() + payload.len()
         )

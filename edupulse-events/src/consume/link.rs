@@ -5,6 +5,7 @@
 //! coming although none was found are a loop, reported once when it starts and once when it
 //! ends.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,8 @@ pub(super) enum Seen {
 
 /// One subscriber's connection and what it has been doing.
 pub(super) struct Link {
-    client: async_nats::Client,
+    /// The connection's counters; `connects` counts the first connection and each reconnect.
+    statistics: Arc<async_nats::Statistics>,
     consumer: String,
     connects: u64,
     state: State,
@@ -43,10 +45,14 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(client: async_nats::Client, consumer: &str, ack_wait: Duration) -> Self {
-        let connects = client.statistics().connects.load(Ordering::Relaxed);
+    pub(super) fn new(
+        statistics: Arc<async_nats::Statistics>,
+        consumer: &str,
+        ack_wait: Duration,
+    ) -> Self {
+        let connects = statistics.connects.load(Ordering::Relaxed);
         Link {
-            client,
+            statistics,
             consumer: consumer.to_owned(),
             connects,
             state: State::Steady,
@@ -58,7 +64,7 @@ impl Link {
 
     /// Looks at the connection now; reports a state change, once, as it happens.
     pub(super) fn look(&mut self, now: Instant) -> Seen {
-        let connects = self.client.statistics().connects.load(Ordering::Relaxed);
+        let connects = self.statistics.connects.load(Ordering::Relaxed);
         let dropped = connects.saturating_sub(self.connects);
         self.connects = connects;
         if dropped > 0 {
@@ -120,5 +126,65 @@ impl Link {
         );
         self.looping.set(1.0);
         State::Looping { last: now, drops }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::{Link, Seen, State};
+
+    fn reconnect(statistics: &async_nats::Statistics) {
+        statistics.connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn one_drop_is_not_a_loop_and_is_forgotten_after_the_window() {
+        let statistics = Arc::new(async_nats::Statistics::default());
+        reconnect(&statistics);
+        let mut link = Link::new(statistics.clone(), "c", Duration::from_secs(1));
+        let start = Instant::now();
+        assert_eq!(link.look(start), Seen::Same);
+        reconnect(&statistics);
+        assert_eq!(link.look(start), Seen::Reconnected);
+        assert_eq!(link.state, State::Dropped { last: start });
+        assert_eq!(link.look(start + Duration::from_secs(1)), Seen::Same);
+        assert!(matches!(link.state, State::Dropped { .. }));
+        link.look(start + Duration::from_secs(2));
+        assert_eq!(link.state, State::Steady);
+    }
+
+    #[test]
+    fn drops_that_keep_coming_are_a_loop_until_a_window_passes_without_one() {
+        let statistics = Arc::new(async_nats::Statistics::default());
+        let mut link = Link::new(statistics.clone(), "c", Duration::from_secs(1));
+        let start = Instant::now();
+        reconnect(&statistics);
+        link.look(start);
+        reconnect(&statistics);
+        assert_eq!(link.look(start + Duration::from_secs(1)), Seen::Reconnected);
+        assert!(matches!(link.state, State::Looping { drops: 2, .. }));
+        reconnect(&statistics);
+        reconnect(&statistics);
+        link.look(start + Duration::from_secs(2));
+        let last = start + Duration::from_secs(2);
+        assert_eq!(link.state, State::Looping { last, drops: 4 });
+        link.look(last + Duration::from_millis(1_999));
+        assert!(matches!(link.state, State::Looping { .. }));
+        link.look(last + Duration::from_secs(2));
+        assert_eq!(link.state, State::Steady);
+    }
+
+    #[test]
+    fn several_drops_between_two_looks_are_a_loop_at_once() {
+        let statistics = Arc::new(async_nats::Statistics::default());
+        let mut link = Link::new(statistics.clone(), "c", Duration::from_secs(30));
+        reconnect(&statistics);
+        reconnect(&statistics);
+        link.look(Instant::now());
+        assert!(matches!(link.state, State::Looping { drops: 2, .. }));
     }
 }

@@ -3,6 +3,8 @@
 //! message whose row could not be written is not terminated: it comes back and is set aside
 //! then.
 
+use std::time::{Duration, Instant};
+
 use async_nats::jetstream;
 
 use crate::store::DatabaseError;
@@ -10,14 +12,27 @@ use crate::store::DatabaseError;
 use super::error::ConsumeError;
 use super::subscriber::Subscriber;
 
+/// The wait before a failed sweep is made again.
+const SWEEP_RETRY: Duration = Duration::from_secs(1);
+
 /// What the next look at the connection does besides looking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NextLook {
     /// Only look.
     Look,
-    /// Look for messages that can never be received: the connection dropped, and the last
-    /// such look failed or has not happened yet.
-    Sweep,
+    /// Also look for messages that can never be received, from `not_before` on: the
+    /// connection dropped, and that look has not happened yet or failed `failures` times.
+    Sweep { not_before: Instant, failures: u32 },
+}
+
+impl NextLook {
+    /// A sweep as soon as possible, after a drop.
+    pub(super) fn sweep_now() -> Self {
+        NextLook::Sweep {
+            not_before: Instant::now(),
+            failures: 0,
+        }
+    }
 }
 
 impl Subscriber {
@@ -43,15 +58,32 @@ impl Subscriber {
         .await
     }
 
-    /// Sets aside the messages this consumer was sent and can never receive; says whether
-    /// the look must be made again (it failed, and they would come back).
-    pub(super) async fn sweep(&self) -> NextLook {
+    /// Sets aside the messages this consumer was sent and can never receive, when `next`
+    /// says it is time; says when to try again if that failed (they would come back). The
+    /// first failure of a series is reported, not each.
+    pub(super) async fn sweep(&self, next: NextLook) -> NextLook {
+        let NextLook::Sweep {
+            not_before,
+            failures,
+        } = next
+        else {
+            return next;
+        };
+        if Instant::now() < not_before {
+            return next;
+        }
         let consumer = self.dispatcher.inbox.consumer();
+        let again = NextLook::Sweep {
+            not_before: Instant::now() + SWEEP_RETRY,
+            failures: failures.saturating_add(1),
+        };
         let found = match self.sweeper.find(&self.consumer).await {
             Ok(found) => found,
             Err(err) => {
-                tracing::warn!(consumer, error = %err, "could not look for messages the consumer cannot receive; looking again");
-                return NextLook::Sweep;
+                if failures == 0 {
+                    tracing::warn!(consumer, error = %err, "could not look for messages the consumer cannot receive; trying again");
+                }
+                return again;
             }
         };
         let mut next = NextLook::Look;
@@ -71,8 +103,10 @@ impl Subscriber {
             match settled {
                 Ok(()) => self.set_aside.increment(1),
                 Err(err) => {
-                    tracing::warn!(consumer, stream_sequence = message.sequence, error = %err, "could not set aside a message the consumer cannot receive; trying again");
-                    next = NextLook::Sweep;
+                    if failures == 0 {
+                        tracing::warn!(consumer, stream_sequence = message.sequence, error = %err, "could not set aside a message the consumer cannot receive; trying again");
+                    }
+                    next = again;
                 }
             }
         }

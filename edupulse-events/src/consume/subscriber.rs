@@ -102,7 +102,7 @@ impl Subscriber {
         let mut batches = messages.ready_chunks(self.max_batch);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut link = Link::new(
-            self.client.clone(),
+            self.client.statistics(),
             self.dispatcher.inbox.consumer(),
             self.ack_wait,
         );
@@ -117,11 +117,9 @@ impl Subscriber {
                 () = &mut shutdown => return Ok(()),
                 _ = looks.tick() => {
                     if link.look(Instant::now()) == Seen::Reconnected {
-                        next_look = NextLook::Sweep;
+                        next_look = NextLook::sweep_now();
                     }
-                    if next_look == NextLook::Sweep {
-                        next_look = self.sweep().await;
-                    }
+                    next_look = self.sweep(next_look).await;
                     continue;
                 }
                 next = batches.next() => match next {
