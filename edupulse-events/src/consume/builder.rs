@@ -225,8 +225,8 @@ impl SubscriberBuilder {
     /// How long JetStream waits for a message's acknowledgement before it delivers the
     /// message again (default 30 s; at least 1 s), as the consumer is created: an existing
     /// durable consumer keeps its own. Messages sent on a connection that dropped were never
-    /// received and come back only after this wait; a handler that runs longer than it sees
-    /// its event delivered again meanwhile (the inbox applies it once all the same).
+    /// received and come back only after this wait; a batch whose handlers take longer is
+    /// delivered again meanwhile (the inbox still applies each event once).
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait.max(Duration::from_secs(1));
         self

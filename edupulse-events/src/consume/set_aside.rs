@@ -1,7 +1,7 @@
-//! Setting aside what a subscriber cannot apply: a row in `consumer_dead_letters` first (it is
-//! the only trace left), then the message terminated, so JetStream does not send it again. A
-//! message whose row could not be written is not terminated: it comes back and is set aside
-//! then.
+//! Setting aside what a subscriber cannot apply, or cannot even receive (see
+//! [`unreadable`](super::unreadable)): a row in `consumer_dead_letters` first (it is the only
+//! trace left), then the message terminated, so JetStream does not send it again. A message
+//! whose row could not be written is not terminated: it comes back and is set aside then.
 
 use std::time::{Duration, Instant};
 
