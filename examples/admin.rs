@@ -34,12 +34,7 @@ enum Command {
 
 /// The application's runtime, as its `main` builds it.
 async fn runtime() -> Result<Runtime, config::ConfigError> {
-    config::runtime(
-        config::pool(4).await?,
-        config::nats(false).await?,
-        config::key_provider(true)?,
-    )
-    .await
+    config::runtime(config::pool(4).await?, config::key_provider(true)?).await
 }
 
 #[tokio::main]

@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|_| LocalKeyProvider::from_file_or_create(Path::new("target/edupulse-dev.key")))?;
     let runtime = Runtime::builder()
         .postgres(pool.clone())
-        .nats(nats.clone())
+        .nats(nats_url.as_str(), async_nats::ConnectOptions::new())
         .key_provider(Arc::new(master))
         .subject_prefix(PREFIX)
         .stream(STREAM)

@@ -70,12 +70,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = PgPoolOptions::new()
         .connect_with(options.options([("search_path", SCHEMA)]))
         .await?;
-    let nats = async_nats::connect(&nats_url).await?;
     let master = LocalKeyProvider::from_env()
         .or_else(|_| LocalKeyProvider::from_file_or_create(Path::new("target/edupulse-dev.key")))?;
     let runtime = Runtime::builder()
         .postgres(pool.clone())
-        .nats(nats.clone())
+        .nats(nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(PREFIX)
         .stream(STREAM)
         .key_provider(Arc::new(master))
@@ -135,9 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stop.send(true)?;
     relay.await??;
     consuming.await??;
-    async_nats::jetstream::new(nats)
-        .delete_stream(STREAM)
-        .await?;
+    runtime.publisher().context().delete_stream(STREAM).await?;
     sqlx::query(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
         .execute(&admin)
         .await?;

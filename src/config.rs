@@ -184,46 +184,47 @@ pub fn key_provider(development: bool) -> Result<LocalKeyProvider, KeyError> {
 /// [`runtime`], waiting for the broker to come up (the stream is provisioned at start); a
 /// configuration error (a bad prefix, another partition count, a stream with other settings)
 /// stops at once.
-pub async fn runtime_waiting(
-    pool: PgPool,
-    nats: async_nats::Client,
-    keys: LocalKeyProvider,
-) -> Result<Runtime, ConfigError> {
+pub async fn runtime_waiting(pool: PgPool, keys: LocalKeyProvider) -> Result<Runtime, ConfigError> {
     use edupulse_events::RuntimeError;
     use edupulse_events::publish::PublishError;
 
     let (keys, partitions, settings) = (Arc::new(keys), partitions()?, stream_settings()?);
-    let broker_down =
-        |err: &RuntimeError| matches!(err, RuntimeError::Publish(PublishError::JetStream(_)));
+    let servers = nats_servers()?;
+    let broker_down = |err: &RuntimeError| {
+        matches!(
+            err,
+            RuntimeError::Connect(_) | RuntimeError::Publish(PublishError::JetStream(_))
+        )
+    };
     Ok(at_start("NATS JetStream", broker_down, || {
-        builder(pool.clone(), nats.clone(), keys.clone(), partitions)
+        builder(pool.clone(), servers.clone(), keys.clone(), partitions)
             .stream_settings(settings.clone())
             .build()
     })
     .await?)
 }
 
-/// The runtime over `pool` and `nats` as configured by the environment.
-pub async fn runtime(
-    pool: PgPool,
-    nats: async_nats::Client,
-    keys: LocalKeyProvider,
-) -> Result<Runtime, ConfigError> {
-    Ok(builder(pool, nats, Arc::new(keys), partitions()?)
-        .stream_settings(stream_settings()?)
-        .build()
-        .await?)
+/// The runtime over `pool` and `NATS_URL`'s servers as configured by the environment.
+pub async fn runtime(pool: PgPool, keys: LocalKeyProvider) -> Result<Runtime, ConfigError> {
+    Ok(
+        builder(pool, nats_servers()?, Arc::new(keys), partitions()?)
+            .stream_settings(stream_settings()?)
+            .build()
+            .await?,
+    )
 }
 
+/// The runtime opens a connection per role (relay, erasure follower, each subscriber) to
+/// `servers`, so a message one reader cannot parse never costs the relay its connection.
 fn builder(
     pool: PgPool,
-    nats: async_nats::Client,
+    servers: Vec<async_nats::ServerAddr>,
     keys: Arc<LocalKeyProvider>,
     partitions: u16,
 ) -> RuntimeBuilder {
     Runtime::builder()
         .postgres(pool)
-        .nats(nats)
+        .nats(servers, async_nats::ConnectOptions::new())
         .subject_prefix(prefix())
         .stream(stream())
         .partitions(partitions)

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 async fn build(env: &TestEnv, prefix: &str, partitions: u16) -> Result<Runtime, RuntimeError> {
     Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats.clone())
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(prefix)
         .stream(env.stream.clone())
         .partitions(partitions)
@@ -138,7 +138,7 @@ async fn stream_settings_are_provisioned_and_a_shorter_duplicate_window_is_refus
         .with_duplicate_window(Duration::from_secs(600));
     let runtime = Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats.clone())
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(env.prefix.clone())
         .stream(env.stream.clone())
         .partitions(4)

@@ -592,7 +592,7 @@ async fn another_runtime_stops_decrypting_an_erased_subject_within_one_relay_rou
     // built as an application builds its runtime.
     let other = Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats.clone())
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(env.prefix.clone())
         .stream(env.stream.clone())
         .partitions(4)

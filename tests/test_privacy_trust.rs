@@ -33,7 +33,7 @@ fn quiz(student_id: Uuid) -> QuizSubmitted {
 async fn runtime(env: &TestEnv, master: DataKey) -> Runtime {
     Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats.clone())
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(env.prefix.clone())
         .stream(env.stream.clone())
         .partitions(4)

@@ -36,7 +36,7 @@ struct Ignored {
 async fn runtime(env: &TestEnv) -> Runtime {
     Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats.clone())
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(env.prefix.clone())
         .stream(env.stream.clone())
         .partitions(4)

@@ -32,7 +32,7 @@ async fn events_met_while_postgres_is_down_wait_for_it_and_none_is_set_aside() {
     let nats = async_nats::connect(common::nats_url()).await.unwrap();
     let runtime = Runtime::builder()
         .postgres(pool.clone())
-        .nats(nats.clone())
+        .nats(common::nats_url(), async_nats::ConnectOptions::new())
         .subject_prefix(format!("t{id}"))
         .stream(format!("T{id}").to_uppercase())
         .partitions(2)

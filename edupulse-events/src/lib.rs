@@ -80,6 +80,7 @@ mod any_event;
 mod asyncapi;
 mod catalog;
 mod cloudevents;
+mod connect;
 pub mod consume;
 pub mod contract;
 mod descriptor;

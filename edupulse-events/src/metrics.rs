@@ -11,6 +11,9 @@
 //! | `edupulse_erasures_total` | counter | data subjects erased |
 //! | `edupulse_consumer_applied_total{consumer}` | counter | events a subscriber applied |
 //! | `edupulse_consumer_dead_letters_total{consumer}` | counter | messages a subscriber set aside |
+//! | `edupulse_consumer_stalled_total{consumer,fault}` | counter | messages held back for a cause outside them |
+//! | `edupulse_consumer_reconnects_total{consumer}` | counter | times a subscriber's own connection dropped and came back |
+//! | `edupulse_consumer_reconnect_loop{consumer}` | gauge | 1 while a subscriber's connection keeps dropping, else 0 |
 
 /// Events published and acknowledged.
 pub const RELAY_PUBLISHED: &str = "edupulse_relay_published_total";
@@ -37,3 +40,9 @@ pub const CONSUMER_DEAD_LETTERS: &str = "edupulse_consumer_dead_letters_total";
 /// key provider, a wrong master key, missing keys) and holds back until it passes; labelled
 /// by consumer and `fault` (`transient` or `configuration`).
 pub const CONSUMER_STALLED: &str = "edupulse_consumer_stalled_total";
+/// Times a subscriber's own connection dropped and came back: what a frame the client cannot
+/// parse does (such a message is then set aside), as do a server restart and a network fault.
+pub const CONSUMER_RECONNECTS: &str = "edupulse_consumer_reconnects_total";
+/// 1 while a subscriber's connection keeps dropping (again within twice the acknowledgement
+/// wait), 0 once it has been steady that long.
+pub const CONSUMER_RECONNECT_LOOP: &str = "edupulse_consumer_reconnect_loop";

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use thiserror::Error;
 
 use crate::any_event::AnyEvent;
+use crate::connect::Connector;
 use crate::error::{DecodeError, RegistryError};
 use crate::privacy::{ErasureError, ErasureReceipt, KeyProvider, KeyStore, Scrub};
 use crate::publish::{PublishError, Publisher, StreamSettings};
@@ -35,6 +36,12 @@ pub enum RuntimeError {
     /// The erasure follower could not subscribe.
     #[error("cannot follow erasures: {0}")]
     Follow(#[from] async_nats::SubscribeError),
+    /// The NATS server addresses given to [`RuntimeBuilder::nats`] do not parse.
+    #[error("the NATS server addresses do not parse: {0}")]
+    NatsServers(#[source] std::io::Error),
+    /// A connection to NATS could not be opened.
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
 }
 
 /// Why a received message could not be turned into a typed event.
@@ -106,8 +113,11 @@ impl MessageError {
 /// use edupulse_events::Runtime;
 ///
 /// let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/postgres").await?;
-/// let nats = async_nats::connect("127.0.0.1:4222").await?;
-/// let runtime = Runtime::builder().postgres(pool).nats(nats).build().await?;
+/// let runtime = Runtime::builder()
+///     .postgres(pool)
+///     .nats("127.0.0.1:4222", async_nats::ConnectOptions::new())
+///     .build()
+///     .await?;
 /// let relay = tokio::spawn(runtime.relay().run(async { tokio::signal::ctrl_c().await.ok(); }));
 /// # Ok(()) }
 /// ```
@@ -115,6 +125,7 @@ impl MessageError {
 pub struct Runtime {
     store: Store,
     publisher: Publisher,
+    nats: Connector,
     relay_config: RelayConfig,
     keys: Option<Arc<KeyStore>>,
 }
@@ -123,7 +134,7 @@ pub struct Runtime {
 #[derive(Debug)]
 pub struct RuntimeBuilder {
     pool: Option<PgPool>,
-    nats: Option<async_nats::Client>,
+    nats: Option<Result<Connector, std::io::Error>>,
     prefix: String,
     stream: String,
     partitions: u16,
@@ -249,9 +260,18 @@ impl Runtime {
         &self.store
     }
 
-    /// The JetStream publisher.
+    /// The JetStream publisher: the relay's connection, never sent anything from the subject
+    /// space.
     pub fn publisher(&self) -> &Publisher {
         &self.publisher
+    }
+
+    /// A new connection to NATS, shared with no other role: what reads the subject space
+    /// reads it on a connection of its own.
+    pub(crate) async fn connect_nats(
+        &self,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        self.nats.connect().await
     }
 
     /// The registry of every event type in the binary (validated at build).
@@ -284,9 +304,21 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The NATS connection.
-    pub fn nats(mut self, client: async_nats::Client) -> Self {
-        self.nats = Some(client);
+    /// The NATS servers, and the options of every connection the runtime opens: one for the
+    /// relay, one for the erasure follower, one for each subscriber. A frame async-nats cannot
+    /// parse drops the connection it arrives on, and anyone who may publish under the prefix
+    /// can store one in the stream; apart, such a frame costs only the reader it reaches,
+    /// never the relay.
+    pub fn nats(
+        mut self,
+        servers: impl async_nats::ToServerAddrs,
+        options: async_nats::ConnectOptions,
+    ) -> Self {
+        self.nats = Some(
+            servers
+                .to_server_addrs()
+                .map(|servers| Connector::new(servers.collect(), options)),
+        );
         self
     }
 
@@ -359,7 +391,10 @@ impl RuntimeBuilder {
         let pool = self
             .pool
             .ok_or(RuntimeError::Missing("a PostgreSQL pool"))?;
-        let nats = self.nats.ok_or(RuntimeError::Missing("a NATS client"))?;
+        let nats = self
+            .nats
+            .ok_or(RuntimeError::Missing("the NATS servers (nats)"))?
+            .map_err(RuntimeError::NatsServers)?;
         let mut store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
         let has_pii = Registry::global()
             .descriptors()
@@ -375,7 +410,8 @@ impl RuntimeBuilder {
         };
         if let Some(keys) = &keys {
             store = store.with_keys(keys.clone());
-            keys.follow_erasures(&nats, &self.prefix).await?;
+            keys.follow_erasures(&nats.connect().await?, &self.prefix)
+                .await?;
         }
         if self.migrate {
             store.migrate().await?;
@@ -387,10 +423,11 @@ impl RuntimeBuilder {
             prefix: self.prefix,
             ..self.stream_settings
         };
-        let publisher = Publisher::provision(nats, settings).await?;
+        let publisher = Publisher::provision(nats.connect().await?, settings).await?;
         Ok(Runtime {
             store,
             publisher,
+            nats,
             relay_config: self.relay_config,
             keys,
         })

@@ -22,12 +22,8 @@ async fn main() {
 async fn run() -> Result<(), config::ConfigError> {
     // Started before its servers, it waits for them; a configuration error stops it at once.
     let pool = config::pool_waiting(4).await?;
-    let runtime = config::runtime_waiting(
-        pool.clone(),
-        config::nats(true).await?,
-        config::key_provider(false)?,
-    )
-    .await?;
+    // The subscriber reads on a connection of its own, apart from the runtime's.
+    let runtime = config::runtime_waiting(pool.clone(), config::key_provider(false)?).await?;
     leaderboard::create_table(&pool).await?;
     let consumer = config::var("EDUPULSE_CONSUMER", "leaderboard");
     let subscriber = leaderboard::subscriber(&runtime, &consumer).build().await?;

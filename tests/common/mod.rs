@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod own_servers;
+pub mod raw_frames;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -64,6 +65,9 @@ pub struct TestEnv {
     pub master_base64: String,
     pub prefix: String,
     pub stream: String,
+    /// The nats-server's URL, for a runtime (which opens a connection per role).
+    pub nats_url: String,
+    /// A connection of the test's own.
     pub nats: async_nats::Client,
     cleaned: bool,
 }
@@ -144,6 +148,7 @@ impl TestEnv {
             master_base64,
             stream: format!("T{id}").to_uppercase(),
             prefix,
+            nats_url: nats_url.to_owned(),
             nats,
             cleaned: false,
         }
@@ -154,7 +159,7 @@ impl TestEnv {
     pub async fn runtime(&self) -> edupulse_events::Runtime {
         edupulse_events::Runtime::builder()
             .postgres(self.pool.clone())
-            .nats(self.nats.clone())
+            .nats(self.nats_url.as_str(), async_nats::ConnectOptions::new())
             .subject_prefix(self.prefix.clone())
             .stream(self.stream.clone())
             .partitions(self.store.partitions())

@@ -17,11 +17,11 @@ pub(super) async fn tail(
     limit: Option<u64>,
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
-    let publisher = runtime.publisher();
-    let settings = publisher.settings();
+    let settings = runtime.publisher().settings();
     let jetstream = |e: &dyn std::fmt::Display| AdminError::JetStream(e.to_string());
-    let stream = publisher
-        .context()
+    // A connection of its own, as every reader of the subject space has.
+    let client = runtime.connect_nats().await.map_err(|e| jetstream(&e))?;
+    let stream = async_nats::jetstream::new(client)
         .get_stream(&settings.name)
         .await
         .map_err(|e| jetstream(&e))?;

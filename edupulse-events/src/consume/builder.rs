@@ -17,6 +17,7 @@ use super::dispatch::{Dispatcher, Handler};
 use super::error::{ConsumeError, HandlerError};
 use super::inbox::Inbox;
 use super::subscriber::Subscriber;
+use super::unreadable::Sweeper;
 
 /// Configures a [`Subscriber`]; from [`Subscriber::builder`].
 pub struct SubscriberBuilder {
@@ -29,6 +30,7 @@ pub struct SubscriberBuilder {
     max_deliveries: i64,
     backoff: Vec<Duration>,
     max_batch: usize,
+    ack_wait: Duration,
 }
 
 impl std::fmt::Debug for SubscriberBuilder {
@@ -56,6 +58,7 @@ impl SubscriberBuilder {
                 Duration::from_secs(5),
             ],
             max_batch: 100,
+            ack_wait: Duration::from_secs(30),
         }
     }
 }
@@ -219,18 +222,29 @@ impl SubscriberBuilder {
         self
     }
 
-    /// Binds (creating if need be) the durable pull consumer.
+    /// How long JetStream waits for a message's acknowledgement before it delivers the
+    /// message again (default 30 s; at least 1 s), as the consumer is created: an existing
+    /// durable consumer keeps its own. Messages sent on a connection that dropped were never
+    /// received and come back only after this wait; a batch whose handlers take longer is
+    /// delivered again meanwhile (the inbox still applies each event once).
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Binds (creating if need be) the durable pull consumer, on a connection of the
+    /// subscriber's own: a message it cannot parse then costs no other role its connection.
     pub async fn build(mut self) -> Result<Subscriber, ConsumeError> {
         if let Some(first) = self.errors.drain(..).next() {
             return Err(first);
         }
-        let publisher = self.runtime.publisher();
-        let settings = publisher.settings();
+        let settings = self.runtime.publisher().settings().clone();
         let filter = self
             .filter
             .unwrap_or_else(|| format!("{}.>", settings.prefix));
-        let stream = publisher
-            .context()
+        let client = self.runtime.connect_nats().await?;
+        let context = jetstream::new(client.clone());
+        let stream = context
             .get_stream(&settings.name)
             .await
             .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
@@ -239,17 +253,21 @@ impl SubscriberBuilder {
                 &self.name,
                 jetstream::consumer::pull::Config {
                     durable_name: Some(self.name.clone()),
-                    filter_subject: filter,
+                    filter_subject: filter.clone(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: self.ack_wait,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
+        // The wait the consumer has, which an existing one keeps.
+        let ack_wait = consumer.cached_info().config.ack_wait;
+        let sweeper = Sweeper::new(context, settings.name.clone(), self.name.clone(), filter);
         Ok(Subscriber::new(
             self.runtime,
-            consumer,
+            (client, consumer, sweeper),
+            ack_wait,
             Dispatcher {
                 inbox: Inbox::new(self.name),
                 handlers: self.handlers,

@@ -33,6 +33,9 @@ pub enum ConsumeError {
     /// JetStream refused or failed.
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// The subscriber's own connection to NATS could not be opened.
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] DatabaseError),

@@ -5,8 +5,12 @@ mod builder;
 mod catch_up;
 mod dispatch;
 mod error;
+mod frame;
 mod inbox;
+mod link;
+mod set_aside;
 mod subscriber;
+mod unreadable;
 
 pub use builder::{SubscriberBuilder, UnconfirmedErasure};
 pub use error::{CatchUpError, ConsumeError, HandlerError};

@@ -4,27 +4,34 @@
 //! once however often the message is delivered.
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
 use crate::privacy::DataSubjectErased;
 use crate::runtime::{Fault, MessageError, Runtime};
-use crate::store::DatabaseError;
 
 use super::builder::SubscriberBuilder;
 use super::dispatch::{AfterFailure, Delivery, Dispatcher, Outcome};
 use super::error::ConsumeError;
+use super::link::{Link, Seen};
+use super::set_aside::NextLook;
+use super::unreadable::Sweeper;
 
 /// A running consumer's configuration and handlers; see [`Subscriber::builder`].
 pub struct Subscriber {
     pub(super) runtime: Runtime,
-    consumer: PullConsumer,
+    pub(super) consumer: PullConsumer,
+    /// This subscriber's own connection, the one `consumer` reads on.
+    client: async_nats::Client,
+    pub(super) sweeper: Sweeper,
+    ack_wait: Duration,
     pub(super) dispatcher: Dispatcher,
     pub(super) max_batch: usize,
     /// Registered once, labelled with the consumer: settling a message allocates nothing.
     applied: ::metrics::Counter,
-    set_aside: ::metrics::Counter,
+    pub(super) set_aside: ::metrics::Counter,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -38,6 +45,10 @@ impl std::fmt::Debug for Subscriber {
             .finish_non_exhaustive()
     }
 }
+
+/// How often the subscriber looks whether its connection dropped. async-nats reconnects and
+/// the pull consumer goes on without a word, so it is looked for; the look is an atomic load.
+const LINK_LOOK: Duration = Duration::from_millis(200);
 
 /// One message of a batch, once decoded or found undecodable.
 struct Received {
@@ -58,7 +69,8 @@ impl Subscriber {
 
     pub(super) fn new(
         runtime: Runtime,
-        consumer: PullConsumer,
+        (client, consumer, sweeper): (async_nats::Client, PullConsumer, Sweeper),
+        ack_wait: Duration,
         dispatcher: Dispatcher,
         max_batch: usize,
     ) -> Self {
@@ -66,6 +78,9 @@ impl Subscriber {
         Subscriber {
             runtime,
             consumer,
+            client,
+            sweeper,
+            ack_wait,
             applied: ::metrics::counter!(crate::metrics::CONSUMER_APPLIED, "consumer" => name.clone()),
             set_aside: ::metrics::counter!(crate::metrics::CONSUMER_DEAD_LETTERS, "consumer" => name),
             dispatcher,
@@ -75,7 +90,9 @@ impl Subscriber {
 
     /// Processes messages until `shutdown` completes; the batch in hand is finished first.
     /// Messages fetched but not yet begun are not acknowledged: JetStream delivers them again
-    /// after the consumer's acknowledgement wait (30 s), to this subscriber or another.
+    /// after the consumer's acknowledgement wait (30 s by default), to this subscriber or
+    /// another. When the connection drops, the messages it was sent that can never be received
+    /// (frames the client cannot parse, which is why it dropped) are set aside.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumeError> {
         let messages = self
             .consumer
@@ -84,12 +101,27 @@ impl Subscriber {
             .map_err(|e| ConsumeError::JetStream(e.to_string()))?;
         let mut batches = messages.ready_chunks(self.max_batch);
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut link = Link::new(
+            self.client.statistics(),
+            self.dispatcher.inbox.consumer(),
+            self.ack_wait,
+        );
+        let mut looks = tokio::time::interval(LINK_LOOK);
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_look = NextLook::Look;
         // Tells a batch waiting out a stall to stop; any other batch is finished first.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         loop {
             let batch = tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
+                _ = looks.tick() => {
+                    if link.look(Instant::now()) == Seen::Reconnected {
+                        next_look = NextLook::sweep_now();
+                    }
+                    next_look = self.sweep(next_look).await;
+                    continue;
+                }
                 next = batches.next() => match next {
                     Some(batch) => batch,
                     None => return Ok(()),
@@ -222,7 +254,7 @@ impl Subscriber {
     /// Reports a message that could not be decoded for a cause outside it, and how long to
     /// wait before the next attempt: the back-off grows with the attempts and stays at its
     /// last step, however many there are, since waiting loses nothing.
-    fn stall(&self, err: &MessageError, sequence: u64, attempt: i64) -> std::time::Duration {
+    fn stall(&self, err: &MessageError, sequence: u64, attempt: i64) -> Duration {
         let consumer = self.dispatcher.inbox.consumer();
         let fault = match err.fault() {
             Fault::Configuration => {
@@ -295,41 +327,5 @@ impl Subscriber {
                 "could not acknowledge; the message will be redelivered"
             );
         }
-    }
-
-    async fn set_aside(
-        &self,
-        message: &jetstream::Message,
-        sequence: u64,
-        delivered: i64,
-        reason: &str,
-    ) -> Result<(), ConsumeError> {
-        let event_id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(crate::publish::header_names::ID))
-            .and_then(|id| id.as_str().parse::<uuid::Uuid>().ok());
-        let consumer = self.dispatcher.inbox.consumer();
-        tracing::warn!(
-            consumer,
-            stream_sequence = sequence,
-            event_id = ?event_id,
-            "message set aside in consumer_dead_letters"
-        );
-        sqlx::query(
-            "INSERT INTO consumer_dead_letters \
-             (consumer, stream_sequence, event_id, subject, deliveries, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(sequence as i64)
-        .bind(event_id)
-        .bind(message.subject.as_str())
-        .bind(delivered)
-        .bind(reason)
-        .execute(self.runtime.store().pool())
-        .await
-        .map_err(DatabaseError::from)?;
-        Ok(())
     }
 }

@@ -1,0 +1,147 @@
+//! Setting aside what a subscriber cannot apply, or cannot even receive (see
+//! [`unreadable`](super::unreadable)): a row in `consumer_dead_letters` first (it is the only
+//! trace left), then the message terminated, so JetStream does not send it again. A message
+//! whose row could not be written is not terminated: it comes back and is set aside then.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+
+use crate::store::DatabaseError;
+
+use super::error::ConsumeError;
+use super::subscriber::Subscriber;
+
+/// The wait before a failed sweep is made again.
+const SWEEP_RETRY: Duration = Duration::from_secs(1);
+
+/// What the next look at the connection does besides looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NextLook {
+    /// Only look.
+    Look,
+    /// Also look for messages that can never be received, from `not_before` on: the
+    /// connection dropped, and that look has not happened yet or failed `failures` times.
+    Sweep { not_before: Instant, failures: u32 },
+}
+
+impl NextLook {
+    /// A sweep as soon as possible, after a drop.
+    pub(super) fn sweep_now() -> Self {
+        NextLook::Sweep {
+            not_before: Instant::now(),
+            failures: 0,
+        }
+    }
+}
+
+impl Subscriber {
+    pub(super) async fn set_aside(
+        &self,
+        message: &jetstream::Message,
+        sequence: u64,
+        delivered: i64,
+        reason: &str,
+    ) -> Result<(), ConsumeError> {
+        let event_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(crate::publish::header_names::ID))
+            .and_then(|id| id.as_str().parse::<uuid::Uuid>().ok());
+        self.record_dead_letter(
+            sequence,
+            event_id,
+            message.subject.as_str(),
+            delivered,
+            reason,
+        )
+        .await
+    }
+
+    /// Sets aside the messages this consumer was sent and can never receive, when `next`
+    /// says it is time; says when to try again if that failed (they would come back). The
+    /// first failure of a series is reported, not each.
+    pub(super) async fn sweep(&self, next: NextLook) -> NextLook {
+        let NextLook::Sweep {
+            not_before,
+            failures,
+        } = next
+        else {
+            return next;
+        };
+        if Instant::now() < not_before {
+            return next;
+        }
+        let consumer = self.dispatcher.inbox.consumer();
+        let again = NextLook::Sweep {
+            not_before: Instant::now() + SWEEP_RETRY,
+            failures: failures.saturating_add(1),
+        };
+        let found = match self.sweeper.find(&self.consumer).await {
+            Ok(found) => found,
+            Err(err) => {
+                if failures == 0 {
+                    tracing::warn!(consumer, error = %err, "could not look for messages the consumer cannot receive; trying again");
+                }
+                return again;
+            }
+        };
+        let mut next = NextLook::Look;
+        for message in found {
+            // Delivered at least once; how often, the server does not say.
+            let reason = format!(
+                "never received: {}, so async-nats drops the connection it arrives on",
+                message.why
+            );
+            let settled = match self
+                .record_dead_letter(message.sequence, None, &message.subject, 1, &reason)
+                .await
+            {
+                Ok(()) => self.sweeper.terminate(message.sequence).await,
+                Err(err) => Err(err),
+            };
+            match settled {
+                Ok(()) => self.set_aside.increment(1),
+                Err(err) => {
+                    if failures == 0 {
+                        tracing::warn!(consumer, stream_sequence = message.sequence, error = %err, "could not set aside a message the consumer cannot receive; trying again");
+                    }
+                    next = again;
+                }
+            }
+        }
+        next
+    }
+
+    async fn record_dead_letter(
+        &self,
+        sequence: u64,
+        event_id: Option<uuid::Uuid>,
+        subject: &str,
+        delivered: i64,
+        reason: &str,
+    ) -> Result<(), ConsumeError> {
+        let consumer = self.dispatcher.inbox.consumer();
+        tracing::warn!(
+            consumer,
+            stream_sequence = sequence,
+            event_id = ?event_id,
+            "message set aside in consumer_dead_letters"
+        );
+        sqlx::query(
+            "INSERT INTO consumer_dead_letters \
+             (consumer, stream_sequence, event_id, subject, deliveries, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(sequence as i64)
+        .bind(event_id)
+        .bind(subject)
+        .bind(delivered)
+        .bind(reason)
+        .execute(self.runtime.store().pool())
+        .await
+        .map_err(DatabaseError::from)?;
+        Ok(())
+    }
+}
