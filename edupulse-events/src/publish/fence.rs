@@ -188,7 +188,9 @@ impl Publisher {
             match tokio::time::timeout(RAISE_TIMEOUT, ack).await {
                 Ok(Ok(ack)) => {
                     return Ok(Fence {
-                        subject: HeaderValue::from(subject.as_str()),
+                        subject: subject
+                            .parse::<HeaderValue>()
+                            .map_err(|e| broker(e.to_string()))?,
                         sequence: ack.sequence,
                     });
                 }
