@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use common::{TestEnv, header};
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::consume::Subscriber;
+use edupulse_events::consume::{Subscriber, SubscriberHealth};
 use edupulse_events::embedded::SqliteStore;
 use edupulse_events::privacy::{
     DataKey, DataSubjectErased, KeyStore, LocalKeyProvider, Pii, PrivacyError,
@@ -75,7 +75,13 @@ impl Running {
 
 /// A `quizzes` subscriber that records each quiz's name, with two deliveries and a short
 /// back-off.
-async fn quiz_subscriber(runtime: &Runtime) -> (Running, Arc<Mutex<Vec<Pii<String>>>>) {
+async fn quiz_subscriber(
+    runtime: &Runtime,
+) -> (
+    Running,
+    Arc<Mutex<Vec<Pii<String>>>>,
+    tokio::sync::watch::Receiver<SubscriberHealth>,
+) {
     let applied: Arc<Mutex<Vec<Pii<String>>>> = Arc::default();
     let seen = applied.clone();
     let subscriber = Subscriber::builder(runtime, "quizzes")
@@ -88,7 +94,8 @@ async fn quiz_subscriber(runtime: &Runtime) -> (Running, Arc<Mutex<Vec<Pii<Strin
         .build()
         .await
         .unwrap();
-    (start(subscriber), applied)
+    let health = subscriber.health();
+    (start(subscriber), applied, health)
 }
 
 /// How many deliveries the `quizzes` consumer has made, redeliveries included.
@@ -261,11 +268,16 @@ async fn a_subscriber_waits_for_a_missing_key_in_order_and_uses_up_no_delivery()
     env.relay_everything().await;
 
     let runtime = runtime(&env, env.master.clone()).await;
-    let (running, applied) = quiz_subscriber(&runtime).await;
+    let (running, applied, health) = quiz_subscriber(&runtime).await;
     eventually("the subscriber stalls again and again", async || {
         stalls.of("configuration") >= 3
     })
     .await;
+    assert!(
+        health.borrow().needs_operator(),
+        "a health check sees the stall: {:?}",
+        *health.borrow()
+    );
     // Neither applied (the later one waits behind the earlier), nothing set aside, and no
     // message delivered again: waiting used up no delivery.
     assert!(applied.lock().unwrap().is_empty(), "applied out of order");
@@ -284,6 +296,7 @@ async fn a_subscriber_waits_for_a_missing_key_in_order_and_uses_up_no_delivery()
         applied.lock().unwrap().len() == 2
     })
     .await;
+    assert_eq!(*health.borrow(), SubscriberHealth::Running);
     let names: Vec<Option<String>> = applied
         .lock()
         .unwrap()
@@ -310,11 +323,20 @@ async fn a_wrong_master_key_stalls_a_subscriber_and_sets_nothing_aside() {
     env.append(&[quiz(Uuid::now_v7())]).await;
     env.relay_everything().await;
     let runtime = runtime(&env, DataKey::generate()).await;
-    let (running, applied) = quiz_subscriber(&runtime).await;
+    let (running, applied, health) = quiz_subscriber(&runtime).await;
     eventually("the subscriber stalls again and again", async || {
         stalls.of("configuration") >= 3
     })
     .await;
+    assert!(
+        matches!(
+            *health.borrow(),
+            SubscriberHealth::Stalled { fault: edupulse_events::Fault::Configuration, attempts, .. }
+                if attempts >= 3
+        ),
+        "{:?}",
+        *health.borrow()
+    );
     assert!(applied.lock().unwrap().is_empty());
     assert_eq!(env.count("consumer_dead_letters").await, 0, "set aside");
     // Stopping a stalled subscriber does not wait for the stall to end.
@@ -443,7 +465,7 @@ async fn headers_that_contradict_the_payload_are_refused_with_a_reason() {
     assert_eq!(header(&original, header_names::SEQUENCE), "1");
 
     let runtime = runtime(&env, env.master.clone()).await;
-    let (running, applied) = quiz_subscriber(&runtime).await;
+    let (running, applied, _health) = quiz_subscriber(&runtime).await;
     eventually("both altered messages are set aside", async || {
         env.count("consumer_dead_letters").await == 2
     })

@@ -6,6 +6,7 @@ mod catch_up;
 mod dispatch;
 mod error;
 mod frame;
+mod health;
 mod inbox;
 mod link;
 mod set_aside;
@@ -14,5 +15,6 @@ mod unreadable;
 
 pub use builder::{SubscriberBuilder, UnconfirmedErasure};
 pub use error::{CatchUpError, ConsumeError, HandlerError};
+pub use health::SubscriberHealth;
 pub use inbox::{Applied, Inbox, InboxError};
 pub use subscriber::Subscriber;

@@ -15,6 +15,7 @@ use crate::runtime::{Fault, MessageError, Runtime};
 use super::builder::SubscriberBuilder;
 use super::dispatch::{AfterFailure, Delivery, Dispatcher, Outcome};
 use super::error::ConsumeError;
+use super::health::SubscriberHealth;
 use super::link::{Link, Seen};
 use super::set_aside::NextLook;
 use super::unreadable::Sweeper;
@@ -32,6 +33,8 @@ pub struct Subscriber {
     /// Registered once, labelled with the consumer: settling a message allocates nothing.
     applied: ::metrics::Counter,
     pub(super) set_aside: ::metrics::Counter,
+    /// Where [`Subscriber::health`] watchers look.
+    health: tokio::sync::watch::Sender<SubscriberHealth>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -85,7 +88,14 @@ impl Subscriber {
             set_aside: ::metrics::counter!(crate::metrics::CONSUMER_DEAD_LETTERS, "consumer" => name),
             dispatcher,
             max_batch,
+            health: tokio::sync::watch::Sender::new(SubscriberHealth::Running),
         }
+    }
+
+    /// Follows the subscriber's health once [`Subscriber::run`] has it: running, or stalled on
+    /// an event it cannot open for now (see [`SubscriberHealth`]). Take it before `run`.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<SubscriberHealth> {
+        self.health.subscribe()
     }
 
     /// Processes messages until `shutdown` completes; the batch in hand is finished first.
@@ -235,8 +245,24 @@ impl Subscriber {
         loop {
             let err = match self.runtime.decode_message(message).await {
                 Err(err) if err.fault() != Fault::Message => err,
-                decoded => return Some(decoded),
+                decoded => {
+                    if attempt > 1 {
+                        tracing::info!(
+                            consumer = self.dispatcher.inbox.consumer(),
+                            stream_sequence = sequence,
+                            attempts = attempt,
+                            "consumer no longer stalled"
+                        );
+                        self.health.send_replace(SubscriberHealth::Running);
+                    }
+                    return Some(decoded);
+                }
             };
+            self.health.send_replace(SubscriberHealth::Stalled {
+                fault: err.fault(),
+                stream_sequence: sequence,
+                attempts: u32::try_from(attempt).unwrap_or(u32::MAX),
+            });
             let wait = self.stall(&err, sequence, attempt);
             for held in holding {
                 if let Err(err) = held.ack_with(AckKind::Progress).await {
