@@ -437,3 +437,91 @@ async fn a_catch_up_stops_at_a_failing_event_and_applies_nothing_after_it() {
     assert_eq!(applied, vec![1, 2, 3]);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_catch_up_resumes_where_the_last_one_ended_unless_told_to_start_over() {
+    let env = TestEnv::new().await;
+    create_awarded(&env).await;
+    for award in 1..=4 {
+        env.append(&[points(award)]).await;
+    }
+    let runtime = runtime(&env).await;
+    let subscriber = misbehaving_subscriber(&runtime).build().await.unwrap();
+    assert_eq!(subscriber.catch_up().await.unwrap(), 4);
+    // Without its inbox rows the subscriber could not tell what it applied: a catch-up that
+    // went back to the beginning would apply those four again.
+    sqlx::query("DELETE FROM inbox WHERE consumer = 'awards'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    for award in 5..=6 {
+        env.append(&[points(award)]).await;
+    }
+    assert_eq!(subscriber.catch_up().await.unwrap(), 2, "resumed");
+    assert_eq!(subscriber.catch_up().await.unwrap(), 0, "caught up");
+    // A rebuild from nothing reads the whole log; the inbox skips the two it recorded.
+    sqlx::query("TRUNCATE awarded")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(subscriber.catch_up_from_start().await.unwrap(), 4);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unknown_stored_type_stops_a_catch_up_with_its_place_unless_skipped() {
+    let env = TestEnv::new().await;
+    create_awarded(&env).await;
+    env.append(&[points(1)]).await;
+    // A type some other binary writes, which this one does not link (this binary's store
+    // refuses to append a type it does not know).
+    let unknown = Uuid::now_v7();
+    let position: i64 = sqlx::query_scalar(
+        "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, \
+         version, payload, occurred_at) \
+         VALUES ($1, 'award', $2, 1, 'award.revoked', 1, '{}', now()) RETURNING position",
+    )
+    .bind(unknown)
+    .bind(Uuid::now_v7())
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    env.append(&[points(3)]).await;
+    let runtime = runtime(&env).await;
+
+    let strict = misbehaving_subscriber(&runtime).build().await.unwrap();
+    let err = strict.catch_up().await.unwrap_err();
+    let edupulse_events::consume::CatchUpError::Undecodable {
+        event_id,
+        position: at,
+        ..
+    } = err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!((event_id, at), (unknown, position));
+    assert!(err_text(&strict).await.contains("award.revoked"));
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT points FROM awarded ORDER BY points")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![1], "the event before it is applied");
+
+    let lenient = misbehaving_subscriber(&runtime)
+        .skip_unknown_types(true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(lenient.catch_up().await.unwrap(), 1, "the one after it");
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT points FROM awarded ORDER BY points")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![1, 3]);
+    env.cleanup().await;
+}
+
+/// The text of the error a catch-up by `subscriber` stops with.
+async fn err_text(subscriber: &Subscriber) -> String {
+    subscriber.catch_up().await.unwrap_err().to_string()
+}

@@ -31,6 +31,7 @@ pub struct SubscriberBuilder {
     backoff: Vec<Duration>,
     max_batch: usize,
     ack_wait: Duration,
+    skip_unknown_types: bool,
 }
 
 impl std::fmt::Debug for SubscriberBuilder {
@@ -59,6 +60,7 @@ impl SubscriberBuilder {
             ],
             max_batch: 100,
             ack_wait: Duration::from_secs(30),
+            skip_unknown_types: false,
         }
     }
 }
@@ -232,6 +234,14 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Whether [`Subscriber::catch_up`] skips stored events of types this binary does not know
+    /// (default: it stops with the event's position and id). For a projection that is meant
+    /// to see only some of a store's events in a binary that links only their crate.
+    pub fn skip_unknown_types(mut self, skip: bool) -> Self {
+        self.skip_unknown_types = skip;
+        self
+    }
+
     /// Binds (creating if need be) the durable pull consumer, on a connection of the
     /// subscriber's own: a message it cannot parse then costs no other role its connection.
     pub async fn build(mut self) -> Result<Subscriber, ConsumeError> {
@@ -276,7 +286,8 @@ impl SubscriberBuilder {
                 backoff: self.backoff,
             },
             self.max_batch,
-        ))
+        )
+        .skipping_unknown_types(self.skip_unknown_types))
     }
 }
 

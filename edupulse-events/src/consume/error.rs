@@ -48,9 +48,18 @@ pub enum CatchUpError {
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// A stored event does not decode with this binary's types.
-    #[error(transparent)]
-    Decode(#[from] crate::error::DecodeError),
+    /// A stored event does not decode with this binary's types (an unknown type stops the
+    /// catch-up too, unless the subscriber skips unknown types,
+    /// [`SubscriberBuilder::skip_unknown_types`](super::SubscriberBuilder::skip_unknown_types)).
+    #[error("event {event_id} (position {position}) does not decode: {source}")]
+    Undecodable {
+        /// The event.
+        event_id: uuid::Uuid,
+        /// Its position in the log.
+        position: i64,
+        /// Why.
+        source: crate::error::DecodeError,
+    },
     /// The database failed around a handler.
     #[error("database error: {0}")]
     Database(String),

@@ -35,6 +35,8 @@ pub struct Subscriber {
     pub(super) set_aside: ::metrics::Counter,
     /// Where [`Subscriber::health`] watchers look.
     health: tokio::sync::watch::Sender<SubscriberHealth>,
+    /// Whether a catch-up passes over stored events of types this binary does not know.
+    pub(super) skip_unknown_types: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -89,7 +91,13 @@ impl Subscriber {
             dispatcher,
             max_batch,
             health: tokio::sync::watch::Sender::new(SubscriberHealth::Running),
+            skip_unknown_types: false,
         }
+    }
+
+    pub(super) fn skipping_unknown_types(mut self, skip: bool) -> Self {
+        self.skip_unknown_types = skip;
+        self
     }
 
     /// Follows the subscriber's health once [`Subscriber::run`] has it: running, or stalled on
