@@ -161,9 +161,23 @@ impl Publisher {
                     .create_stream(settings.config())
                     .await
                     .map_err(|e| PublishError::JetStream(e.to_string()))?;
+                tracing::info!(
+                    stream = %settings.name,
+                    subjects = %settings.subjects(),
+                    replicas = settings.replicas,
+                    max_age = ?settings.max_age,
+                    duplicate_window = ?settings.duplicate_window,
+                    "stream created"
+                );
             }
             Err(err) => return Err(PublishError::JetStream(err.to_string())),
         }
+        tracing::info!(
+            stream = %settings.name,
+            server_version = %version,
+            fencing = ?fencing,
+            "stream ready"
+        );
         Ok(Publisher {
             context,
             settings,

@@ -87,6 +87,12 @@ impl Store {
             .run(&self.pool)
             .await
             .map_err(StoreError::Migrate)?;
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        tracing::info!(
+            schema_version = latest,
+            partitions = self.partitions,
+            "event store migrated"
+        );
         self.check_partitions().await
     }
 
