@@ -7,16 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use common::backlog::{EVENTS, fill_outbox};
 use common::own_servers::OwnNatsServer;
 use common::{TestEnv, assert_exactly_once_in_order};
-use edupulse_domain::LearningPulseResponded;
 use edupulse_events::publish::Publisher;
 use edupulse_events::relay::{Relay, RelayConfig};
-use edupulse_events::store::ExpectedVersion;
-use edupulse_events::{Envelope, Uuid};
-
-const EVENTS: usize = 20_000;
-const AGGREGATES: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_mid_relay_loses_and_duplicates_nothing() {
@@ -114,32 +109,6 @@ async fn stream_leader(publisher: &Publisher, stream: &str) -> String {
         }
         assert!(Instant::now() < deadline, "the stream has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// EVENTS events over AGGREGATES aggregates, interleaved in runs of 5 per aggregate.
-async fn fill_outbox(env: &TestEnv) {
-    let pulses: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::now_v7()).collect();
-    for round in 0..EVENTS / AGGREGATES / 5 {
-        let mut tx = env.pool.begin().await.unwrap();
-        for pulse in &pulses {
-            let batch: Vec<Envelope> = (0..5)
-                .map(|n| {
-                    Envelope::new(&LearningPulseResponded {
-                        pulse_id: *pulse,
-                        student_id: Uuid::now_v7(),
-                        choice: (round * 5 + n) as u32,
-                        comment: None,
-                    })
-                    .unwrap()
-                })
-                .collect();
-            env.store
-                .append(&mut tx, ExpectedVersion::Any, &batch)
-                .await
-                .unwrap();
-        }
-        tx.commit().await.unwrap();
     }
 }
 

@@ -2,71 +2,20 @@
 //! middle of relaying 20,000 events and restarted, and a relay process killed mid-batch with a
 //! second relay taking over. Afterwards the stream must hold every event exactly once, each
 //! aggregate in order, and the outbox must be empty. And a broker outage with a backlog: the
-//! relay backs off instead of reading the outbox and warning in a loop.
+//! relay backs off instead of reading the outbox and warning in a loop. And a fence that
+//! vanished (max age, a purge) is raised again. (The frozen relay: `test_relay_zombie.rs`.)
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::backlog::{EVENTS, fences, fill_outbox, until_outbox_empty, until_published};
 use common::own_servers::OwnNatsServer;
 use common::{TestEnv, assert_exactly_once_in_order};
 use edupulse_domain::LearningPulseResponded;
-use edupulse_events::publish::Publisher;
+use edupulse_events::Uuid;
 use edupulse_events::relay::{Relay, RelayConfig};
-use edupulse_events::store::ExpectedVersion;
-use edupulse_events::{Envelope, Uuid};
-use futures::StreamExt;
-
-const EVENTS: usize = 20_000;
-const AGGREGATES: usize = 200;
-
-/// EVENTS events over AGGREGATES aggregates, interleaved in runs of 5 per aggregate.
-async fn fill_outbox(env: &TestEnv) {
-    let pulses: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::now_v7()).collect();
-    for round in 0..EVENTS / AGGREGATES / 5 {
-        let mut tx = env.pool.begin().await.unwrap();
-        for pulse in &pulses {
-            let batch: Vec<Envelope> = (0..5)
-                .map(|n| {
-                    Envelope::new(&LearningPulseResponded {
-                        pulse_id: *pulse,
-                        student_id: Uuid::now_v7(),
-                        choice: (round * 5 + n) as u32,
-                        comment: None,
-                    })
-                    .unwrap()
-                })
-                .collect();
-            env.store
-                .append(&mut tx, ExpectedVersion::Any, &batch)
-                .await
-                .unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
-}
-
-/// Waits until `n` events have reached the stream's subjects.
-async fn until_published(nats: &async_nats::Client, prefix: &str, n: usize) {
-    let mut subscription = nats.subscribe(format!("{prefix}.>")).await.unwrap();
-    for _ in 0..n {
-        tokio::time::timeout(Duration::from_secs(60), subscription.next())
-            .await
-            .expect("the relay made progress")
-            .unwrap();
-    }
-}
-
-/// Waits until the outbox is empty, checking at each relay NOTIFY-independent interval.
-async fn until_outbox_empty(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut interval = tokio::time::interval(Duration::from_millis(50));
-    while env.count("outbox").await > 0 {
-        assert!(Instant::now() < deadline, "outbox not drained in time");
-        interval.tick().await;
-    }
-}
 
 /// A relay in this process, batches of 500, back-off from 20 ms up to `max_backoff`, until
 /// [`RunningRelay::stop`].
@@ -252,172 +201,6 @@ async fn a_broker_outage_with_a_backlog_backs_off_and_warns_once() {
     env.cleanup().await;
 }
 
-/// The duplicate window of the zombie test's stream: long enough to cover the standby taking
-/// over (it republishes what the frozen relay published but had not recorded), short enough
-/// for the frozen relay to sleep through it.
-const SHORT_WINDOW: Duration = Duration::from_secs(1);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_frozen_past_the_duplicate_window_after_losing_leadership_publishes_nothing() {
-    let nats = OwnNatsServer::start();
-    let env = TestEnv::with_nats(&nats.url()).await;
-    fill_outbox(&env).await;
-    let settings = env.stream_settings().with_duplicate_window(SHORT_WINDOW);
-    let application_name = format!("zombie-{}", env.prefix);
-
-    let mut zombie = Command::new(env!("CARGO_BIN_EXE_edupulse-relay"))
-        .env("DATABASE_URL", {
-            let url = common::database_url();
-            let separator = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{separator}application_name={application_name}")
-        })
-        .env("NATS_URL", nats.url())
-        .env("EDUPULSE_SCHEMA", &env.schema)
-        .env("EDUPULSE_PREFIX", &env.prefix)
-        .env("EDUPULSE_STREAM", &env.stream)
-        .env("EDUPULSE_PARTITIONS", env.store.partitions().to_string())
-        .env("EDUPULSE_BATCH", "500")
-        .env(
-            "EDUPULSE_DUPLICATE_WINDOW_SECS",
-            SHORT_WINDOW.as_secs().to_string(),
-        )
-        .env("EDUPULSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the relay process");
-    let log_lines = log_lines(zombie.stderr.take().unwrap());
-    until_published(&env.nats, &env.prefix, 2_000).await;
-    signal(&zombie, "-STOP");
-    // Its sessions end (as when a network partition or a failover cuts them): its advisory
-    // locks go with them, and the standby takes its partitions over.
-    let terminated: i64 = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE application_name = $1",
-    )
-    .bind(&application_name)
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
-    assert!(terminated > 0, "the frozen relay had no sessions to end");
-    assert!(
-        env.count("outbox").await > 0,
-        "frozen after it had finished: nothing was tested"
-    );
-    let standby_publisher = Publisher::provision(env.nats.clone(), settings.clone())
-        .await
-        .unwrap();
-    assert!(
-        standby_publisher.can_fence(),
-        "nats-server {} cannot fence: the fault tests need 2.11 or later (scripts/services)",
-        standby_publisher.server_version()
-    );
-    // Every message published from here on, to tell the woken relay's from the standby's.
-    let mut sent = env
-        .nats
-        .subscribe(format!("{}.>", env.prefix))
-        .await
-        .unwrap();
-    env.nats.flush().await.unwrap();
-    let standby = Relay::new(env.store.clone(), standby_publisher, RelayConfig::default());
-    let (stop_standby, stopped) = tokio::sync::oneshot::channel::<()>();
-    let standby = tokio::spawn(standby.run(async {
-        let _ = stopped.await;
-    }));
-    // The standby starts where the frozen relay's bookkeeping stopped: the rows the frozen
-    // relay still holds are among the first it publishes.
-    for _ in 0..1_000 {
-        tokio::time::timeout(Duration::from_secs(60), sent.next())
-            .await
-            .expect("the standby took over")
-            .unwrap();
-    }
-    // The freeze itself: outlasting the duplicate window is the fault under test. (Shorter
-    // than the client's 5 s acknowledgement timeout, so the relay wakes still publishing.)
-    tokio::time::sleep(SHORT_WINDOW + Duration::from_millis(500)).await;
-    let standby_fences = fences(&env).await;
-
-    signal(&zombie, "-CONT");
-    let noticed = tokio::task::spawn_blocking(move || {
-        log_lines
-            .iter()
-            .find(|line| line.contains("no longer leads its partitions"))
-    });
-    tokio::time::timeout(Duration::from_secs(60), noticed)
-        .await
-        .expect("the woken relay never noticed it had lost its partitions")
-        .unwrap()
-        .expect("the relay process ended before noticing it lost its partitions");
-    zombie.kill().unwrap();
-    zombie.wait().unwrap();
-    until_outbox_empty(&env).await;
-    // The standby's messages carry its fences; the woken relay's carry older ones, or none.
-    let mut sent_stale = 0;
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(200), sent.next()).await
-    {
-        let fence = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Expected-Last-Subject-Sequence"))
-            .and_then(|v| v.as_str().parse::<u64>().ok());
-        if !fence.is_some_and(|f| standby_fences.contains(&f)) {
-            sent_stale += 1;
-        }
-    }
-    assert!(
-        sent_stale > 0,
-        "the woken relay sent nothing: the freeze caught it idle, nothing was tested"
-    );
-
-    stop_standby.send(()).unwrap();
-    standby.await.unwrap().unwrap();
-    assert_eq!(env.count("outbox").await, 0);
-    assert_exactly_once_in_order(&env.stream_messages().await, EVENTS);
-    env.cleanup().await;
-}
-
-/// The stream sequences of the partitions' fences as they stand.
-async fn fences(env: &TestEnv) -> Vec<u64> {
-    let stream = async_nats::jetstream::new(env.nats.clone())
-        .get_stream(&env.stream)
-        .await
-        .unwrap();
-    let mut sequences = Vec::new();
-    for partition in 0..env.store.partitions() as i16 {
-        let subject = edupulse_events::publish::fence_subject(&env.prefix, partition);
-        // None on a server that cannot fence: then every message counts as the woken relay's.
-        if let Ok(fence) = stream.get_last_raw_message_by_subject(&subject).await {
-            sequences.push(fence.sequence);
-        }
-    }
-    sequences
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} failed");
-}
-
-/// The lines a child writes to `stderr`, as they come.
-fn log_lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead as _;
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    received
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fence_that_vanished_is_raised_again_and_nothing_is_lost() {
     let nats = OwnNatsServer::start();
@@ -443,8 +226,14 @@ async fn a_fence_that_vanished_is_raised_again_and_nothing_is_lost() {
         .filter(format!("_edupulse_fence.{}.*", env.prefix))
         .await
         .unwrap();
+    let purged_at = stream.clone().info().await.unwrap().state.last_sequence;
     append_pulse(&env, pulse, 50).await;
     env.drain(&mut relay).await;
+    let raised = fences(&env).await;
+    assert!(
+        raised.len() == env.store.partitions() as usize && raised.iter().all(|&f| f > purged_at),
+        "fences raised again after the purge (at {purged_at}): {raised:?}"
+    );
     assert_exactly_once_in_order(&env.stream_messages().await, 100);
     env.cleanup().await;
 }

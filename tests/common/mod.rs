@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod backlog;
 pub mod own_servers;
 pub mod raw_frames;
 

@@ -37,6 +37,13 @@ impl Subscriber {
     /// before: for a projection rebuilt from nothing (its inbox rows deleted with it, or the
     /// inbox skips what it recorded).
     pub async fn catch_up_from_start(&self) -> Result<u64, CatchUpError> {
+        // Forgotten first: a rebuild that stops early must resume from where it stopped,
+        // not from where the projection it replaced had got to.
+        sqlx::query("DELETE FROM consumer_positions WHERE consumer = $1")
+            .bind(self.dispatcher.inbox.consumer())
+            .execute(self.runtime.store().pool())
+            .await
+            .map_err(database)?;
         self.catch_up_from(LogCursor::START).await
     }
 

@@ -25,15 +25,17 @@ impl Fences {
     }
 
     /// Raises the fence of every partition in `held` that has none, and forgets those of
-    /// partitions no longer held.
+    /// partitions no longer held; `true` if it raised any (the caller then confirms it still
+    /// holds the lock).
     pub(super) async fn raise_missing(
         &mut self,
         publisher: &Publisher,
         held: &[i16],
-    ) -> Result<(), FenceError> {
+    ) -> Result<bool, FenceError> {
         if !self.enabled {
-            return Ok(());
+            return Ok(false);
         }
+        let mut raised = false;
         self.raised.retain(|partition, _| held.contains(partition));
         for &partition in held {
             if self.raised.contains_key(&partition) {
@@ -46,8 +48,9 @@ impl Fences {
                 "relay raised its fence"
             );
             self.raised.insert(partition, fence);
+            raised = true;
         }
-        Ok(())
+        Ok(raised)
     }
 
     /// `message` guarded by `partition`'s fence; `None` if fencing is on and the partition has

@@ -160,6 +160,7 @@ impl Relay {
     #[tracing::instrument(name = "edupulse.relay_batch", level = "debug", skip_all)]
     pub async fn step(&mut self) -> Result<StepOutcome, StoreError> {
         if !self.leadership.confirm().await {
+            self.fences.clear();
             self.start_over();
         }
         let held = match self.leadership.acquire(self.store.pool()).await {
@@ -177,13 +178,27 @@ impl Relay {
         if held.is_empty() {
             return Ok(StepOutcome::default());
         }
-        if let Err(err) = self.fences.raise_missing(&self.publisher, &held).await {
-            // Nothing of a partition without its fence is sent; the pacing says it once.
-            tracing::debug!(error = %err, "relay could not raise its fences");
-            return Ok(StepOutcome {
-                interrupted: true,
-                ..StepOutcome::default()
-            });
+        match self.fences.raise_missing(&self.publisher, &held).await {
+            Ok(false) => {}
+            Ok(true) => {
+                // A fence raised by a relay that lost its lock (frozen since the last check)
+                // would stand over the new leader's: the lock must still be held after the
+                // raise, and then it was held throughout.
+                self.leadership.reconfirm_now();
+                if !self.leadership.confirm().await {
+                    self.fences.clear();
+                    self.start_over();
+                    return Ok(StepOutcome::default());
+                }
+            }
+            Err(err) => {
+                // Nothing of a partition without its fence is sent; the pacing says it once.
+                tracing::debug!(error = %err, "relay could not raise its fences");
+                return Ok(StepOutcome {
+                    interrupted: true,
+                    ..StepOutcome::default()
+                });
+            }
         }
         let (rows, limit) = match self.prefetch.take() {
             Some(prefetch) => match prefetch.task.await {
@@ -278,6 +293,11 @@ impl Relay {
         self.pipeline
             .clear(&self.publisher, &self.fences, &self.config.source)
             .await;
+        if self.pipeline.take_fenced() {
+            // Refused behind a newer fence while flushing: the same as after a step.
+            self.fences.clear();
+            self.leadership.reconfirm_now();
+        }
         let book = self.pipeline.take_bookkeeping();
         self.finish_recording().await?;
         batch::record(&self.store, book).await
