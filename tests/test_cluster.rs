@@ -1,6 +1,7 @@
 //! The relay on a three-server JetStream cluster on loopback, started by the test: the
 //! library creates a stream of three replicas, and killing the stream's leader (SIGKILL) in
-//! the middle of relaying 20,000 events loses and duplicates nothing.
+//! the middle of relaying 20,000 events loses and duplicates nothing, every event fenced (by
+//! lane, as a cluster needs).
 
 mod common;
 
@@ -30,6 +31,11 @@ async fn killing_the_stream_leader_mid_relay_loses_and_duplicates_nothing() {
         .unwrap()
         .clone();
     assert_eq!(info.config.num_replicas, 3, "the stream's replicas");
+    assert_eq!(
+        publisher.fencing(),
+        edupulse_events::publish::Fencing::Lanes,
+        "a cluster of nats-server 2.11 or later fences by lanes"
+    );
     let cluster = info.cluster.expect("a clustered stream");
     assert_eq!(cluster.replicas.len(), 2, "the leader's two followers");
 

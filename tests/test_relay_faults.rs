@@ -223,7 +223,7 @@ async fn a_fence_that_vanished_is_raised_again_and_nothing_is_lost() {
         .unwrap();
     stream
         .purge()
-        .filter(format!("_edupulse_fence.{}.*", env.prefix))
+        .filter(format!("_edupulse_fence.{}.>", env.prefix))
         .await
         .unwrap();
     let purged_at = stream.clone().info().await.unwrap().state.last_sequence;

@@ -67,10 +67,14 @@ pub async fn fences(env: &TestEnv) -> Vec<u64> {
         .unwrap();
     let mut sequences = Vec::new();
     for partition in 0..env.store.partitions() as i16 {
-        let subject = edupulse_events::publish::fence_subject(&env.prefix, partition);
-        // None on a server that cannot fence: then every message counts as the woken relay's.
-        if let Ok(fence) = stream.get_last_raw_message_by_subject(&subject).await {
-            sequences.push(fence.sequence);
+        // Lane 0 alone on a single server, every lane on a cluster; none on a server that
+        // cannot fence (then every message counts as the woken relay's).
+        for lane in 0..edupulse_events::publish::CLUSTER_LANES {
+            let subject = edupulse_events::publish::fence_subject(&env.prefix, partition, lane);
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(fence) => sequences.push(fence.sequence),
+                Err(_) => break,
+            }
         }
     }
     sequences

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod backlog;
+pub mod frozen_relay;
 pub mod own_servers;
 pub mod raw_frames;
 

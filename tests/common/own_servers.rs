@@ -20,6 +20,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct free ports on 127.0.0.1.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
+}
+
 /// Waits until something accepts on `port`, at most `within`.
 fn wait_for_port(port: u16, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
@@ -82,11 +92,13 @@ impl OwnNatsServer {
     /// `size` servers clustered on loopback (JetStream replicated across them), started; the
     /// caller waits for JetStream to elect its meta leader before creating streams.
     pub fn cluster(size: usize) -> Vec<Self> {
-        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        // All ports drawn while holding them, so no two are the same.
+        let ports = free_ports(2 * size);
+        let (route_ports, client_ports) = ports.split_at(size);
         let cluster_name = format!("edupulse-{}", Uuid::now_v7().simple());
         let mut servers: Vec<Self> = (0..size)
             .map(|n| {
-                let mut server = Self::stopped(free_port());
+                let mut server = Self::stopped(client_ports[n]);
                 let routes: Vec<String> = route_ports
                     .iter()
                     .enumerate()

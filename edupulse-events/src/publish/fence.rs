@@ -8,14 +8,21 @@
 //! the check and the write), and so does dropping rows older than some age; only a check made
 //! by the server when the message arrives closes it.
 //!
-//! So each partition has a fence subject in the stream, `_edupulse_fence.{prefix}.{partition}`.
-//! A relay that takes a partition over publishes a fence message there, conditional on the
-//! fence it saw being still the last one, and sends every event of that partition with
-//! `Nats-Expected-Last-Subject-Sequence` pointing at its fence (the
-//! `Nats-Expected-Last-Subject-Sequence-Subject` header, nats-server 2.11 and later). Once a
-//! new leader has raised its fence, the old leader's publishes fail with "wrong last
-//! sequence", whenever they arrive. Fences live outside `{prefix}.>`, so consumers of events
-//! never see them.
+//! So each partition has a fence subject in the stream,
+//! `_edupulse_fence.{prefix}.{partition}.{lane}`. A relay that takes a partition over
+//! publishes a fence message there, conditional on the fence it saw being still the last one,
+//! and sends every event of that partition with `Nats-Expected-Last-Subject-Sequence` pointing
+//! at its fence (the `Nats-Expected-Last-Subject-Sequence-Subject` header, nats-server 2.11
+//! and later). Once a new leader has raised its fence, the old leader's publishes fail with
+//! "wrong last sequence", whenever they arrive. Fences live outside `{prefix}.>`, so consumers
+//! of events never see them.
+//!
+//! On a single server a partition has one fence (lane 0). On a cluster, JetStream lets only
+//! one publish checked against a given subject be in flight at a time (the next is refused
+//! until the first is applied), so one fence per partition would serialise the partition:
+//! there each partition has [`CLUSTER_LANES`] fences, an aggregate always publishes under
+//! the same lane's, and the relay keeps one publish in flight per lane instead of per
+//! aggregate.
 
 use std::time::Duration;
 
@@ -47,14 +54,17 @@ const RAISE_ATTEMPTS: usize = 3;
 /// How long a fence publish waits for its acknowledgement.
 const RAISE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The subjects of a stream's fences, one per partition.
+/// Fences per partition on a cluster: the publishes a partition can have in flight there.
+pub const CLUSTER_LANES: u16 = 64;
+
+/// The subjects of a stream's fences.
 pub(super) fn fence_subjects(prefix: &str) -> String {
-    format!("{ROOT}.{prefix}.*")
+    format!("{ROOT}.{prefix}.>")
 }
 
-/// The fence subject of `partition`.
-pub fn fence_subject(prefix: &str, partition: i16) -> String {
-    format!("{ROOT}.{prefix}.{partition}")
+/// The fence subject of `partition`'s `lane` (lane 0 on a single server).
+pub fn fence_subject(prefix: &str, partition: i16, lane: u16) -> String {
+    format!("{ROOT}.{prefix}.{partition}.{lane}")
 }
 
 /// Whether a nats-server of `version` (as its INFO gives it, `2.11.3` or `v2.12.0-beta`)
@@ -120,14 +130,11 @@ pub enum FenceError {
 pub enum Fencing {
     /// Every event carries its partition's fence.
     On,
+    /// On a cluster: every event carries the fence of its partition's lane (see the module
+    /// documentation), one publish in flight per lane.
+    Lanes,
     /// The server predates the header fencing needs (nats-server 2.11).
     OldServer,
-    /// The server is in a cluster. There JetStream lets one publish at a time be in flight per
-    /// subject a publish is checked against, so fencing every event would serialise each
-    /// partition's publishes (on a three-server cluster on loopback, the relay stopped making
-    /// progress); clustered streams go without fences until JetStream's atomic batches (one
-    /// check per batch) are used for them.
-    Clustered,
 }
 
 impl Fencing {
@@ -136,7 +143,7 @@ impl Fencing {
         if !server_can_fence(version) {
             Fencing::OldServer
         } else if clustered {
-            Fencing::Clustered
+            Fencing::Lanes
         } else {
             Fencing::On
         }
@@ -149,9 +156,9 @@ impl Publisher {
         self.fencing
     }
 
-    /// Whether the relay fences its events: [`Fencing::On`].
+    /// Whether the relay fences its events.
     pub fn can_fence(&self) -> bool {
-        self.fencing == Fencing::On
+        self.fencing != Fencing::OldServer
     }
 
     /// The nats-server version it was provisioned through.
@@ -159,18 +166,24 @@ impl Publisher {
         &self.server_version
     }
 
-    /// Raises `partition`'s fence: from now on, events guarded by an earlier fence of the
-    /// partition are refused. Call only while holding the partition's leadership.
-    pub async fn raise_fence(&self, partition: i16, relay: &str) -> Result<Fence, FenceError> {
+    /// Raises the fence of `partition`'s `lane`: from now on, events guarded by an earlier
+    /// fence of it are refused. Call only while holding the partition's leadership.
+    pub async fn raise_fence(
+        &self,
+        partition: i16,
+        lane: u16,
+        relay: &str,
+    ) -> Result<Fence, FenceError> {
         let broker = |reason: String| FenceError::Broker { partition, reason };
-        let subject = fence_subject(&self.settings().prefix, partition);
+        let subject = fence_subject(&self.settings().prefix, partition, lane);
         let stream = self
             .context()
             .get_stream_no_info(&self.settings().name)
             .await
             .map_err(|e| broker(e.to_string()))?;
-        let body =
-            Bytes::from(serde_json::json!({ "partition": partition, "relay": relay }).to_string());
+        let body = Bytes::from(
+            serde_json::json!({ "partition": partition, "lane": lane, "relay": relay }).to_string(),
+        );
         for _ in 0..RAISE_ATTEMPTS {
             let last = match stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(message) => message.sequence,

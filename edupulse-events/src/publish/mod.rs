@@ -8,7 +8,7 @@ mod received;
 mod stream;
 
 pub(crate) use fence::is_fenced_out;
-pub use fence::{Fence, FenceError, Fencing, fence_subject};
+pub use fence::{CLUSTER_LANES, Fence, FenceError, Fencing, fence_subject};
 pub use headers::{event_headers, names as header_names};
 pub use prefix::{PrefixError, validate_prefix};
 pub use received::{ReceiveError, envelope_from_message};

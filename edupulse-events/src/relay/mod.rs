@@ -236,6 +236,10 @@ impl Relay {
                 }),
             });
         }
+        let mut rows = rows;
+        for row in &mut rows {
+            row.gate = self.fences.gate(row.partition, row.aggregate_id);
+        }
         self.pipeline.feed(rows);
         // With the next batch on its way, return once less than a batch is queued: the rest of
         // this one (its aggregates' long runs) goes on beside the next batch's rows.
@@ -363,17 +367,12 @@ impl Relay {
             .await?;
         let mut listener = Self::listen(&self.store, &channel).await;
         match self.publisher.fencing() {
-            Fencing::On => {}
+            Fencing::On | Fencing::Lanes => {}
             Fencing::OldServer => tracing::warn!(
                 server_version = %self.publisher.server_version(),
                 "nats-server before 2.11 cannot fence a relay that lost its leadership: a relay \
                  frozen longer than the stream's duplicate window may republish events out of \
                  order when it wakes; upgrade nats-server"
-            ),
-            Fencing::Clustered => tracing::warn!(
-                "a clustered stream is not fenced: a relay frozen longer than the stream's \
-                 duplicate window after losing its leadership may republish events out of order \
-                 when it wakes"
             ),
         }
         tokio::pin!(shutdown);

@@ -1,6 +1,7 @@
 //! Publishing that runs on across batches: rows queue per aggregate, each aggregate has at
 //! most one publish awaiting its acknowledgement, and the next batch joins while the last
-//! one's long runs are still being sent.
+//! one's long runs are still being sent. ("Aggregate" below is a row's gate: its aggregate,
+//! or on a cluster its fence lane, which holds whole aggregates; see `relay::fencing`.)
 //!
 //! One unacknowledged publish per aggregate is what keeps order when things fail: a publish
 //! that fails (even one lost with the connection, whose successors the client would send after
@@ -71,13 +72,10 @@ impl Pipeline {
     /// Queues `rows` (in position order, after every row queued before).
     pub fn feed(&mut self, rows: Vec<OutboxRow>) {
         for row in rows {
-            if self.active.insert(row.aggregate_id) {
+            if self.active.insert(row.gate) {
                 self.ready.push_back(row);
             } else {
-                self.waiting
-                    .entry(row.aggregate_id)
-                    .or_default()
-                    .push_back(row);
+                self.waiting.entry(row.gate).or_default().push_back(row);
                 self.waiting_rows += 1;
             }
         }
@@ -159,13 +157,14 @@ impl Pipeline {
         source: &str,
         mut row: OutboxRow,
     ) {
-        let Some(message) = fences.guard(row.partition, row.take_message(source)) else {
+        let Some(message) = fences.guard(row.partition, row.aggregate_id, row.take_message(source))
+        else {
             // Its partition was lost since the row was read: another relay publishes it.
             self.failed = true;
             return;
         };
         let subject = std::mem::take(&mut row.subject);
-        let (position, aggregate) = (row.position, row.aggregate_id);
+        let (position, aggregate) = (row.position, row.gate);
         self.sending = true;
         let sent = publisher.context().send_publish(subject, message).await;
         self.sending = false;

@@ -42,6 +42,9 @@ pub struct OutboxRow {
     pub occurred_at: DateTime<Utc>,
     /// The outbox partition, whose fence the event is published under.
     pub partition: i16,
+    /// What the pipeline orders by: one publish in flight per gate, an aggregate always
+    /// behind the same gate (its own id, or its fence lane's; see `relay::fencing`).
+    pub gate: Uuid,
     /// The read's snapshot, `xmin:xmax:xip,...` (the same on every row of a read).
     snapshot: String,
 }
@@ -64,6 +67,7 @@ impl FromRow<'_, PgRow> for OutboxRow {
             occurred_at: row.try_get(10)?,
             snapshot: row.try_get(11)?,
             partition: row.try_get(12)?,
+            gate: Uuid::nil(),
         })
     }
 }
