@@ -2,6 +2,7 @@
 //! there is work; idle, it parks, and the next append wakes it with a NOTIFY. A timer catches
 //! up in case a notification is lost (NOTIFY is only a hint).
 
+mod backlog;
 mod batch;
 mod fencing;
 mod leadership;
@@ -17,6 +18,7 @@ use sqlx::postgres::PgListener;
 use crate::publish::{Fencing, Publisher};
 use crate::store::{Store, StoreError};
 
+use backlog::Backlog;
 pub use batch::StepOutcome;
 use fencing::Fences;
 use leadership::Leadership;
@@ -378,8 +380,13 @@ impl Relay {
         tokio::pin!(shutdown);
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
+        let mut backlog = Backlog::default();
         loop {
             let stepped = self.step().await;
+            if let Ok(outcome) = &stepped {
+                let batch = usize::try_from(self.config.batch_size.min(FIRST_READ)).unwrap_or(0);
+                Backlog::say(&backlog.record(outcome.loaded, batch, outcome.published));
+            }
             let progress = match &stepped {
                 Err(_) => Progress::Failed,
                 Ok(outcome) if outcome.interrupted => Progress::Failed,
