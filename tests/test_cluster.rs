@@ -7,8 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
-use common::backlog::{EVENTS, fill_outbox};
+use common::backlog::{EVENTS, fill_outbox, until_published};
 use common::own_servers::OwnNatsServer;
 use common::{TestEnv, assert_exactly_once_in_order};
 use edupulse_events::publish::Publisher;
@@ -52,7 +51,7 @@ async fn killing_the_stream_leader_mid_relay_loses_and_duplicates_nothing() {
     let relay = tokio::spawn(relay.run(async {
         let _ = stopped.await;
     }));
-    until_published(&env, 3_000).await;
+    until_published(&env.nats, &env.prefix, 3_000).await;
     let leader = stream_leader(&publisher, &env.stream).await;
     let killed = servers
         .iter_mut()
@@ -115,28 +114,5 @@ async fn stream_leader(publisher: &Publisher, stream: &str) -> String {
         }
         assert!(Instant::now() < deadline, "the stream has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `n` events have been acknowledged into the stream.
-async fn until_published(env: &TestEnv, n: u64) {
-    let stream = jetstream::new(env.nats.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut interval = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        let stored = stream
-            .get_stream(&env.stream)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .state
-            .messages;
-        if stored >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the relay made no progress");
-        interval.tick().await;
     }
 }
