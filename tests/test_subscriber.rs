@@ -529,3 +529,33 @@ async fn an_unknown_stored_type_stops_a_catch_up_with_its_place_unless_skipped()
 async fn err_text(subscriber: &Subscriber) -> String {
     subscriber.catch_up().await.unwrap_err().to_string()
 }
+
+#[tokio::test]
+async fn a_runtime_on_one_client_of_the_applications_relays_and_subscribes() {
+    let env = TestEnv::new().await;
+    create_awarded(&env).await;
+    let runtime = Runtime::builder()
+        .postgres(env.pool.clone())
+        .nats_client(env.nats.clone())
+        .subject_prefix(env.prefix.clone())
+        .stream(env.stream.clone())
+        .partitions(4)
+        .key_provider(Arc::new(LocalKeyProvider::new(env.master.clone())))
+        .build()
+        .await
+        .unwrap();
+    let subscriber = misbehaving_subscriber(&runtime).build().await.unwrap();
+    env.append(&[points(7)]).await;
+    env.drain(&mut runtime.relay()).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(subscriber.run(async {
+        let _ = stopped.await;
+    }));
+    eventually(&env, "the event is applied", async |env: &TestEnv| {
+        env.count("awarded").await == 1
+    })
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}

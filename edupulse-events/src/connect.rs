@@ -10,20 +10,33 @@
 
 use async_nats::{Client, ConnectError, ConnectOptions, ServerAddr};
 
-/// The servers and options every connection of a runtime is opened with.
+/// Where every connection of a runtime comes from.
 #[derive(Debug, Clone)]
-pub(crate) struct Connector {
-    servers: Vec<ServerAddr>,
-    options: ConnectOptions,
+pub(crate) enum Connector {
+    /// Opened per role with these servers and options.
+    PerRole {
+        servers: Vec<ServerAddr>,
+        options: Box<ConnectOptions>,
+    },
+    /// One client the application gave, shared by every role.
+    Shared(Client),
 }
 
 impl Connector {
     pub(crate) fn new(servers: Vec<ServerAddr>, options: ConnectOptions) -> Self {
-        Connector { servers, options }
+        Connector::PerRole {
+            servers,
+            options: Box::new(options),
+        }
     }
 
-    /// A new connection, shared with no other role.
+    /// A connection for one role: a new one, or the shared client.
     pub(crate) async fn connect(&self) -> Result<Client, ConnectError> {
-        self.options.clone().connect(self.servers.as_slice()).await
+        match self {
+            Connector::PerRole { servers, options } => {
+                (**options).clone().connect(servers.as_slice()).await
+            }
+            Connector::Shared(client) => Ok(client.clone()),
+        }
     }
 }

@@ -322,6 +322,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// One NATS client for every role, instead of [`RuntimeBuilder::nats`]: for a client the
+    /// application must build itself (its own connection code, an account that limits
+    /// connections). The roles then share its fate: a frame async-nats cannot parse, reaching
+    /// a subscriber, drops the connection the relay publishes on too.
+    pub fn nats_client(mut self, client: async_nats::Client) -> Self {
+        self.nats = Some(Ok(Connector::Shared(client)));
+        self
+    }
+
     /// The subject prefix: events go to `{prefix}.{subject}`.
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();

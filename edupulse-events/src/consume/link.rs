@@ -94,6 +94,13 @@ impl Link {
         }
     }
 
+    /// The message that made the connection drop was set aside.
+    pub(super) fn cause_removed(&mut self) {
+        if let State::Dropped { .. } = self.state {
+            self.state = State::Steady;
+        }
+    }
+
     /// No drop since the last look: the state it stays in, or leaves once the window passed.
     fn quiet(&self, now: Instant) -> State {
         match self.state {

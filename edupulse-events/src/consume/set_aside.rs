@@ -56,21 +56,23 @@ impl Subscriber {
             reason,
         )
         .await
+        .map(|_| ())
     }
 
     /// Sets aside the messages this consumer was sent and can never receive, when `next`
     /// says it is time; says when to try again if that failed (they would come back). The
     /// first failure of a series is reported, not each.
-    pub(super) async fn sweep(&self, next: NextLook) -> NextLook {
+    /// Returns when to look next, and how many messages it set aside now.
+    pub(super) async fn sweep(&self, next: NextLook) -> (NextLook, usize) {
         let NextLook::Sweep {
             not_before,
             failures,
         } = next
         else {
-            return next;
+            return (next, 0);
         };
         if Instant::now() < not_before {
-            return next;
+            return (next, 0);
         }
         let consumer = self.dispatcher.inbox.consumer();
         let again = NextLook::Sweep {
@@ -83,25 +85,36 @@ impl Subscriber {
                 if failures == 0 {
                     tracing::warn!(consumer, error = %err, "could not look for messages the consumer cannot receive; trying again");
                 }
-                return again;
+                return (again, 0);
             }
         };
         let mut next = NextLook::Look;
+        let mut set_aside = 0;
         for message in found {
             // Delivered at least once; how often, the server does not say.
             let reason = format!(
                 "never received: {}, so async-nats drops the connection it arrives on",
                 message.why
             );
+            // Terminated whether or not it was recorded before (a later sweep finds it again
+            // while an earlier message holds the acknowledgement floor); counted once.
             let settled = match self
                 .record_dead_letter(message.sequence, None, &message.subject, 1, &reason)
                 .await
             {
-                Ok(()) => self.sweeper.terminate(message.sequence).await,
+                Ok(recorded) => self
+                    .sweeper
+                    .terminate(message.sequence)
+                    .await
+                    .map(|()| recorded),
                 Err(err) => Err(err),
             };
             match settled {
-                Ok(()) => self.set_aside.increment(1),
+                Ok(true) => {
+                    self.set_aside.increment(1);
+                    set_aside += 1;
+                }
+                Ok(false) => {}
                 Err(err) => {
                     if failures == 0 {
                         tracing::warn!(consumer, stream_sequence = message.sequence, error = %err, "could not set aside a message the consumer cannot receive; trying again");
@@ -110,9 +123,10 @@ impl Subscriber {
                 }
             }
         }
-        next
+        (next, set_aside)
     }
 
+    /// Records a dead letter; `false` if it was recorded before.
     async fn record_dead_letter(
         &self,
         sequence: u64,
@@ -120,15 +134,9 @@ impl Subscriber {
         subject: &str,
         delivered: i64,
         reason: &str,
-    ) -> Result<(), ConsumeError> {
+    ) -> Result<bool, ConsumeError> {
         let consumer = self.dispatcher.inbox.consumer();
-        tracing::warn!(
-            consumer,
-            stream_sequence = sequence,
-            event_id = ?event_id,
-            "message set aside in consumer_dead_letters"
-        );
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO consumer_dead_letters \
              (consumer, stream_sequence, event_id, subject, deliveries, reason) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -141,7 +149,17 @@ impl Subscriber {
         .bind(reason)
         .execute(self.runtime.store().pool())
         .await
-        .map_err(DatabaseError::from)?;
-        Ok(())
+        .map_err(DatabaseError::from)?
+        .rows_affected()
+            > 0;
+        if inserted {
+            tracing::warn!(
+                consumer,
+                stream_sequence = sequence,
+                event_id = ?event_id,
+                "message set aside in consumer_dead_letters"
+            );
+        }
+        Ok(inserted)
     }
 }

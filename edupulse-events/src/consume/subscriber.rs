@@ -137,7 +137,12 @@ impl Subscriber {
                     if link.look(Instant::now()) == Seen::Reconnected {
                         next_look = NextLook::sweep_now();
                     }
-                    next_look = self.sweep(next_look).await;
+                    let set_aside;
+                    (next_look, set_aside) = self.sweep(next_look).await;
+                    if set_aside > 0 {
+                        // The drop's cause is gone: a later drop is a new one, not a loop.
+                        link.cause_removed();
+                    }
                     continue;
                 }
                 next = batches.next() => match next {

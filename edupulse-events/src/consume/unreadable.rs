@@ -76,6 +76,17 @@ impl Sweeper {
         consumer: &PullConsumer,
     ) -> Result<Vec<Unreceivable>, ConsumeError> {
         let info = consumer.get_info().await.map_err(jetstream_error)?;
+        // The consumer's own filter: an existing durable consumer keeps the one it was made
+        // with, whatever the builder says now.
+        let filter = match (
+            info.config.filter_subject.as_str(),
+            &info.config.filter_subjects[..],
+        ) {
+            ("", [only]) => only.as_str(),
+            ("", []) => ">",
+            ("", _) => self.filter.as_str(),
+            (filter, _) => filter,
+        };
         let last = info.delivered.stream_sequence;
         let mut next = info.ack_floor.stream_sequence.saturating_add(1);
         let mut found = Vec::new();
@@ -83,7 +94,7 @@ impl Sweeper {
             if next > last {
                 break;
             }
-            let Some(message) = self.stored(next).await? else {
+            let Some(message) = self.stored(next, filter).await? else {
                 break;
             };
             if message.sequence > last {
@@ -111,14 +122,18 @@ impl Sweeper {
     }
 
     /// The first message at or after `sequence` on the consumer's subjects, if any.
-    async fn stored(&self, sequence: u64) -> Result<Option<RawMessage>, ConsumeError> {
+    async fn stored(
+        &self,
+        sequence: u64,
+        filter: &str,
+    ) -> Result<Option<RawMessage>, ConsumeError> {
         let reply: Response<GetReply> = self
             .context
             .request(
                 format!("STREAM.MSG.GET.{}", self.stream),
                 &GetRequest {
                     seq: sequence,
-                    next_by_subj: &self.filter,
+                    next_by_subj: filter,
                 },
             )
             .await
@@ -132,18 +147,20 @@ impl Sweeper {
         }
     }
 
-    /// Tells JetStream never to deliver `sequence` to the consumer again, and waits until it
-    /// has taken that in.
+    /// Tells JetStream never to deliver `sequence` to the consumer again. Published and
+    /// flushed, not requested: the server answers nothing for a message it no longer holds
+    /// as pending (one terminated before), and a request would wait out its timeout.
     pub(super) async fn terminate(&self, sequence: u64) -> Result<(), ConsumeError> {
         let subject = format!(
             "$JS.ACK.{}.{}.1.{sequence}.0.0.0",
             self.stream, self.consumer
         );
-        self.context
-            .client()
-            .request(subject, "+TERM".into())
+        let client = self.context.client();
+        client
+            .publish(subject, "+TERM".into())
             .await
             .map_err(jetstream_error)?;
+        client.flush().await.map_err(jetstream_error)?;
         Ok(())
     }
 }
