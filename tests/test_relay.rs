@@ -468,3 +468,105 @@ async fn a_late_commit_whose_transaction_began_after_the_last_finished_one_is_re
     assert_exactly_once_in_order(&messages, 3);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn without_notifications_the_relay_never_parks_and_relays_on_its_timer() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let poll_interval = std::time::Duration::from_millis(300);
+    let config = RelayConfig {
+        notifications: false,
+        poll_interval,
+        ..Default::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let mut subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    let quiz = Uuid::now_v7();
+    for n in 0..3 {
+        // Quiet in between: every append is picked up by the timer, none by a NOTIFY.
+        let appended = std::time::Instant::now();
+        env.append(&[QuizSubmitted {
+            quiz_id: quiz,
+            student_id: Uuid::now_v7(),
+            student_name: format!("s{n}").into(),
+            score: 1.0,
+            answers: vec![],
+        }])
+        .await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
+            .await
+            .expect("relayed within the fallback interval")
+            .unwrap();
+        assert!(
+            appended.elapsed() < poll_interval * 10,
+            "relayed after {:?}",
+            appended.elapsed()
+        );
+        assert_eq!(parked_partitions(&env).await, 0, "appends never notify");
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_relay_kept_awake_by_traffic_is_never_parked_and_parks_once_quiet() {
+    let env = TestEnv::new().await;
+    let config = RelayConfig {
+        poll_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let mut state = relay.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let within = std::time::Duration::from_secs(30);
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+        .await
+        .expect("an idle relay parks")
+        .unwrap();
+    // Appends one after another: the first wakes it, the rest find it awake and do not
+    // notify; each is relayed (the timer is an hour: nothing else could deliver them).
+    let quiz = Uuid::now_v7();
+    let mut parked_during = 0;
+    for n in 0..50 {
+        env.append(&[QuizSubmitted {
+            quiz_id: quiz,
+            student_id: Uuid::now_v7(),
+            student_name: format!("s{n}").into(),
+            score: 1.0,
+            answers: vec![],
+        }])
+        .await;
+        if n > 0 && *state.borrow() == RelayState::Parked {
+            parked_during += 1;
+        }
+    }
+    let deadline = std::time::Instant::now() + within;
+    while env.count("outbox").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "not relayed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        parked_during <= 2,
+        "parked between appends {parked_during} times out of 49"
+    );
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+        .await
+        .expect("parks again once quiet")
+        .unwrap();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}

@@ -3,7 +3,8 @@
 //!
 //! Configured by environment: `DATABASE_URL`, `NATS_URL`, `EDUPULSE_SCHEMA` (search path,
 //! default `public`), `EDUPULSE_PREFIX` (default `edupulse`), `EDUPULSE_STREAM` (default
-//! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 10000).
+//! `EDUPULSE`), `EDUPULSE_PARTITIONS` (default 8), `EDUPULSE_BATCH` (default 10000),
+//! `EDUPULSE_NOTIFICATIONS` (`off` behind a pooler that does not carry NOTIFY).
 
 use edupulse_events::publish::{PublishError, Publisher};
 use edupulse_events::relay::{Relay, RelayConfig};
@@ -35,6 +36,7 @@ async fn run() -> Result<(), config::ConfigError> {
     .await?;
     let relay_config = RelayConfig {
         batch_size: config::var("EDUPULSE_BATCH", "10000").parse()?,
+        notifications: config::var("EDUPULSE_NOTIFICATIONS", "on") != "off",
         ..RelayConfig::default()
     };
     eprintln!("edupulse-relay: relaying schema {}", config::schema());

@@ -1,7 +1,10 @@
 //! The outbox relay: moves committed events from PostgreSQL to JetStream. It reads on while
-//! there is work; idle, it parks, and the next append wakes it with a NOTIFY. A timer catches
-//! up in case a notification is lost (NOTIFY is only a hint).
+//! there is a backlog; while events keep coming it stays awake and reads on a short timer
+//! (see `awake`), so appends do not notify; after a quiet period it parks, and the next
+//! append wakes it with a NOTIFY. A timer catches up in case a notification is lost (NOTIFY
+//! is only a hint).
 
+mod awake;
 mod backlog;
 mod batch;
 mod fencing;
@@ -18,6 +21,7 @@ use sqlx::postgres::PgListener;
 use crate::publish::{Fencing, Publisher};
 use crate::store::{Store, StoreError};
 
+use awake::{AfterStep, Awake};
 use backlog::Backlog;
 pub use batch::StepOutcome;
 use fencing::Fences;
@@ -78,6 +82,11 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// The CloudEvents `source` of published events.
     pub source: String,
+    /// Whether the relay parks and is woken by appends' NOTIFY (default). Off, it never parks
+    /// and reads every `poll_interval` once quiet: for connections that do not carry
+    /// notifications (a pooler in transaction mode), at the cost of that much latency after a
+    /// quiet period.
+    pub notifications: bool,
 }
 
 impl Default for RelayConfig {
@@ -88,6 +97,7 @@ impl Default for RelayConfig {
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(5),
             source: "/edupulse".to_owned(),
+            notifications: true,
         }
     }
 }
@@ -367,7 +377,11 @@ impl Relay {
         let channel: String = sqlx::query_scalar(concat!("SELECT ", notify_channel!()))
             .fetch_one(self.store.pool())
             .await?;
-        let mut listener = Self::listen(&self.store, &channel).await;
+        let mut listener = if self.config.notifications {
+            Self::listen(&self.store, &channel).await
+        } else {
+            None
+        };
         match self.publisher.fencing() {
             Fencing::On | Fencing::Lanes => {}
             Fencing::OldServer => tracing::warn!(
@@ -381,6 +395,7 @@ impl Relay {
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
         let mut backlog = Backlog::default();
+        let mut awake = Awake::new();
         loop {
             let stepped = self.step().await;
             if let Ok(outcome) = &stepped {
@@ -413,26 +428,42 @@ impl Relay {
                 (None, Ok(_)) if self.leadership.held().is_empty() => {
                     Some(self.config.poll_interval)
                 }
-                // Still parked since before this step: every commit since has notified.
-                (None, Ok(_)) if self.leadership.all_parked() => Some(self.config.poll_interval),
                 (None, Ok(outcome)) => {
                     if outcome.loaded > 0 {
                         // Work came in: the pause escalates only over empty looks.
                         busy_pause = MIN_BUSY_PAUSE;
                     }
-                    match self.park().await {
-                        Idle::Parked => {
-                            busy_pause = MIN_BUSY_PAUSE;
-                            self.state.send_replace(RelayState::Parked);
+                    match awake.after_step(outcome.loaded, std::time::Instant::now()) {
+                        AfterStep::LookAgain(wait) => {
+                            // Awake, appends do not notify (a parked relay woken by a commit
+                            // stops parking here).
+                            self.unpark().await;
+                            Some(wait)
+                        }
+                        // Still parked since before this step: every commit since has notified.
+                        AfterStep::Park if self.leadership.all_parked() => {
                             Some(self.config.poll_interval)
                         }
-                        Idle::Busy => {
-                            self.state.send_replace(RelayState::AwaitingOpenAppends);
-                            let pause = busy_pause;
-                            busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
-                            Some(pause)
+                        // Nothing would wake it: look again on the timer, unparked.
+                        AfterStep::Park if !self.config.notifications => {
+                            awake.parked();
+                            Some(self.config.poll_interval)
                         }
-                        Idle::Work => None,
+                        AfterStep::Park => match self.park().await {
+                            Idle::Parked => {
+                                busy_pause = MIN_BUSY_PAUSE;
+                                awake.parked();
+                                self.state.send_replace(RelayState::Parked);
+                                Some(self.config.poll_interval)
+                            }
+                            Idle::Busy => {
+                                self.state.send_replace(RelayState::AwaitingOpenAppends);
+                                let pause = busy_pause;
+                                busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
+                                Some(pause)
+                            }
+                            Idle::Work => None,
+                        },
                     }
                 }
             };
@@ -446,7 +477,7 @@ impl Relay {
             tokio::select! {
                 () = &mut shutdown => break,
                 woken = wait_for_notification(&mut listener, wait) => {
-                    if !woken && listener.is_none() {
+                    if !woken && listener.is_none() && self.config.notifications {
                         listener = Self::listen(&self.store, &channel).await;
                     }
                 }
