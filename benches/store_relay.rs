@@ -7,13 +7,16 @@
 //! - relay of a 100,000-event backlog against pipelined JetStream publishes of the same payloads
 //!   with `Nats-Msg-Id`;
 //! - commit-to-stream latency at a steady 1,000 events/s, without and with an unrelated
-//!   transaction held open for 10 s.
+//!   transaction held open for 10 s;
+//! - appends with a relay process running beside them against the same appends alone (1 and 8
+//!   writers, batches of 100), and 8 writers for 60 s with the relay running
+//!   (`BENCH_PART=live`, `BENCH_SUSTAINED_SECS` to shorten it).
 //!
 //! Library and baseline take turns within each of 6 rounds (see `appends_per_second`,
 //! `batches_per_second`, `relay_backlog`); the ratio printed is the median of the rounds'
 //! ratios.
 //!
-//! Options: `BENCH_PART=append|batches|relay|latency` runs one part, `BENCH_WRITERS=1|8` one
+//! Options: `BENCH_PART=append|batches|relay|latency|live` runs one part, `BENCH_WRITERS=1|8` one
 //! writer count, `BENCH_RUNS=5|100` one backlog shape, `BENCH_VERBOSE=1` prints every round
 //! and the CPU time per side, `BENCH_RAW_HEADERS=1` adds a raw publisher that sends the
 //! relay's headers.
@@ -22,6 +25,8 @@
 mod common;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/live.rs"]
+mod live;
 #[path = "support/plain_quiz.rs"]
 mod plain_quiz;
 
@@ -32,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
-use common::TestEnv;
+use common::{TestEnv, database_url, nats_url};
 use cpu::CpuTimes;
 use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
@@ -470,6 +475,75 @@ async fn seed_and_drain(env: &TestEnv, publisher: &edupulse_events::publish::Pub
     drain(&mut relay, env).await;
 }
 
+/// Waits until the relay has emptied the outbox, looking every 5 ms.
+async fn until_outbox_empty(env: &TestEnv) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while env.count("outbox").await > 0 {
+        assert!(Instant::now() < deadline, "the outbox was not drained");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Prints the live part: appends with the relay running against appends alone.
+async fn live_part(env: &Arc<TestEnv>) {
+    for (writers, batch, label) in [
+        (1, 1, "1 writer, 1 event/tx"),
+        (8, 1, "8 writers, 1 event/tx"),
+        (4, 100, "4 writers, batches of 100"),
+    ] {
+        let rounds = live::rounds(env, writers, batch, 4).await;
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .map(|(with, alone)| with.rate() / alone.rate())
+            .collect();
+        let with_rates: Vec<f64> = rounds.iter().map(|(with, _)| with.rate()).collect();
+        let alone_rates: Vec<f64> = rounds.iter().map(|(_, alone)| alone.rate()).collect();
+        let sum = |f: &dyn Fn(&live::Side) -> f64, relay: bool| -> f64 {
+            rounds
+                .iter()
+                .map(|(w, a)| f(if relay { w } else { a }))
+                .sum()
+        };
+        let events = sum(&|s| s.events as f64, true);
+        let notifies = sum(&|s| s.notifies as f64, true) / events;
+        let tx_with = sum(&|s| s.transactions as f64, true) / events;
+        let tx_alone = sum(&|s| s.transactions as f64, false) / sum(&|s| s.events as f64, false);
+        let relay_cpu_ms = sum(&|s| s.relay_cpu, true) * 1000.0 / events;
+        let outbox_max = rounds
+            .iter()
+            .flat_map(|(w, _)| w.outbox.iter().copied())
+            .max()
+            .unwrap_or(0);
+        println!(
+            "live, {label:<26} with relay {:>8.0} ev/s | alone {:>8.0} ev/s | ratio {:.2} (target >= 0.85)",
+            median(with_rates),
+            median(alone_rates),
+            median(ratios)
+        );
+        println!(
+            "      NOTIFY/append {notifies:.3} | transactions/event {tx_with:.2} (alone {tx_alone:.2}) | relay CPU {relay_cpu_ms:.3} ms/event | outbox max {outbox_max}"
+        );
+        if verbose() {
+            for (with, alone) in &rounds {
+                println!(
+                    "      round: with {:.0} ev/s outbox {:?}, alone {:.0} ev/s",
+                    with.rate(),
+                    with.outbox,
+                    alone.rate()
+                );
+            }
+        }
+    }
+    let secs = std::env::var("BENCH_SUSTAINED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let (outbox, drained, rate) = live::sustained(env, secs).await;
+    println!(
+        "live, 8 writers for {secs} s with the relay: {rate:>8.0} ev/s | outbox each second {outbox:?} | drained {drained:.2?} after they stopped (target <= 100 ms)"
+    );
+}
+
 async fn latency(env: &Arc<TestEnv>, secs: u64) -> (Duration, Duration) {
     let mut subscription = env
         .nats
@@ -601,6 +675,9 @@ async fn main() {
 
         stop.send(()).unwrap();
         running.await.unwrap().unwrap();
+    }
+    if runs("live") {
+        live_part(&env).await;
     }
     Arc::into_inner(env).unwrap().cleanup().await;
 }

@@ -75,3 +75,8 @@ fn ticks(path: &str) -> Option<(String, f64)> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((comm, (utime + stime) / TICKS_PER_SECOND))
 }
+
+/// The CPU seconds (user + system) process `pid` has used so far.
+pub fn process_seconds(pid: u32) -> Option<f64> {
+    ticks(&format!("/proc/{pid}/stat")).map(|(_, seconds)| seconds)
+}
