@@ -517,3 +517,56 @@ async fn without_notifications_the_relay_never_parks_and_relays_on_its_timer() {
     running.await.unwrap().unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_parked_relay_woken_by_a_commit_reads_on_unparked_and_parks_on_an_empty_read() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let config = RelayConfig {
+        poll_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let mut state = relay.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let within = std::time::Duration::from_secs(30);
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+        .await
+        .expect("an idle relay parks")
+        .unwrap();
+    let mut subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    state.mark_unchanged();
+    env.append(&[QuizSubmitted {
+        quiz_id: Uuid::now_v7(),
+        student_id: Uuid::now_v7(),
+        student_name: "s".into(),
+        score: 1.0,
+        answers: vec![],
+    }])
+    .await;
+    // Woken, it unparks (appends stop notifying: under load, the next commits find it reading
+    // and do not make each other wait), reads on, and parks again once a read finds nothing.
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Working))
+        .await
+        .expect("the woken relay unparks while it reads")
+        .unwrap();
+    tokio::time::timeout(within, subscription.next())
+        .await
+        .expect("relayed")
+        .unwrap();
+    tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+        .await
+        .expect("parks again on an empty read")
+        .unwrap();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    env.cleanup().await;
+}

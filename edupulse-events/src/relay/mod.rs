@@ -1,10 +1,8 @@
 //! The outbox relay: moves committed events from PostgreSQL to JetStream. It reads on while
-//! there is a backlog; while events keep coming it stays awake and reads on a short timer
-//! (see `awake`), so appends do not notify; after a quiet period it parks, and the next
-//! append wakes it with a NOTIFY. A timer catches up in case a notification is lost (NOTIFY
-//! is only a hint).
+//! reads find events (unparked, so appends do not notify meanwhile); the first read that finds
+//! nothing parks it, and the next append wakes it with a NOTIFY. A timer catches up in case a
+//! notification is lost (NOTIFY is only a hint).
 
-mod awake;
 mod backlog;
 mod batch;
 mod fencing;
@@ -21,7 +19,6 @@ use sqlx::postgres::PgListener;
 use crate::publish::{Fencing, Publisher};
 use crate::store::{Store, StoreError};
 
-use awake::{AfterStep, Awake};
 use backlog::Backlog;
 pub use batch::StepOutcome;
 use fencing::Fences;
@@ -35,12 +32,6 @@ use read::{OutboxRow, ReadFrom};
 /// the delay a commit can see while another appending transaction stays open.
 const MIN_BUSY_PAUSE: Duration = Duration::from_millis(1);
 const MAX_BUSY_PAUSE: Duration = Duration::from_millis(4);
-
-/// A step that found this many rows ends parking: at that rate, a NOTIFY per commit would
-/// cost the appending transactions more (their commits take turns) than looking again does.
-/// Below it, a parked relay stays parked between the few rows each wake-up brings, which keeps
-/// a lightly loaded relay's latency down to one wake-up and one read per commit.
-const UNPARK_AT: usize = 4;
 
 /// Rows read by a step that has no read in the background to continue.
 const FIRST_READ: i64 = 500;
@@ -395,7 +386,6 @@ impl Relay {
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
         let mut backlog = Backlog::default();
-        let mut awake = Awake::new();
         loop {
             let stepped = self.step().await;
             if let Ok(outcome) = &stepped {
@@ -417,9 +407,12 @@ impl Relay {
                     Some(delay)
                 }
                 (None, Err(_)) => unreachable!("a failed step always backs off"),
-                (None, Ok(outcome)) if outcome.loaded >= UNPARK_AT || self.prefetch.is_some() => {
-                    // Appends are coming in quickly: stop them notifying (NOTIFY would make
-                    // their commits take turns) and look again at once.
+                (None, Ok(outcome)) if outcome.loaded > 0 || self.prefetch.is_some() => {
+                    // Events are coming in: look again at once, unparked, so appends do not
+                    // notify meanwhile (notifying commits take turns); park on the first read
+                    // that finds nothing. (Looking again on a timer instead, while events
+                    // flow, stopped the NOTIFYs altogether but cost 1.3 ms of latency at
+                    // 1,000 ev/s: the timer's granularity. See BENCHMARKS.md, issue 16.)
                     busy_pause = MIN_BUSY_PAUSE;
                     self.unpark().await;
                     None
@@ -428,44 +421,24 @@ impl Relay {
                 (None, Ok(_)) if self.leadership.held().is_empty() => {
                     Some(self.config.poll_interval)
                 }
-                (None, Ok(outcome)) => {
-                    if outcome.loaded > 0 {
-                        // Work came in: the pause escalates only over empty looks.
+                // Still parked since before this step: every commit since has notified.
+                (None, Ok(_)) if self.leadership.all_parked() => Some(self.config.poll_interval),
+                // Nothing would wake it: look again on the timer, unparked.
+                (None, Ok(_)) if !self.config.notifications => Some(self.config.poll_interval),
+                (None, Ok(_)) => match self.park().await {
+                    Idle::Parked => {
                         busy_pause = MIN_BUSY_PAUSE;
+                        self.state.send_replace(RelayState::Parked);
+                        Some(self.config.poll_interval)
                     }
-                    match awake.after_step(outcome.loaded, std::time::Instant::now()) {
-                        AfterStep::LookAgain(wait) => {
-                            // Awake, appends do not notify (a parked relay woken by a commit
-                            // stops parking here).
-                            self.unpark().await;
-                            Some(wait)
-                        }
-                        // Still parked since before this step: every commit since has notified.
-                        AfterStep::Park if self.leadership.all_parked() => {
-                            Some(self.config.poll_interval)
-                        }
-                        // Nothing would wake it: look again on the timer, unparked.
-                        AfterStep::Park if !self.config.notifications => {
-                            awake.parked();
-                            Some(self.config.poll_interval)
-                        }
-                        AfterStep::Park => match self.park().await {
-                            Idle::Parked => {
-                                busy_pause = MIN_BUSY_PAUSE;
-                                awake.parked();
-                                self.state.send_replace(RelayState::Parked);
-                                Some(self.config.poll_interval)
-                            }
-                            Idle::Busy => {
-                                self.state.send_replace(RelayState::AwaitingOpenAppends);
-                                let pause = busy_pause;
-                                busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
-                                Some(pause)
-                            }
-                            Idle::Work => None,
-                        },
+                    Idle::Busy => {
+                        self.state.send_replace(RelayState::AwaitingOpenAppends);
+                        let pause = busy_pause;
+                        busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
+                        Some(pause)
                     }
-                }
+                    Idle::Work => None,
+                },
             };
             let Some(wait) = wait else {
                 // A full batch, or rows found on parking: more is probably waiting.
