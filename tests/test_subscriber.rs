@@ -34,16 +34,21 @@ struct Ignored {
 }
 
 async fn runtime(env: &TestEnv) -> Runtime {
+    builder(env)
+        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A runtime over `env`'s store, stream and keys, its NATS connection still to choose.
+fn builder(env: &TestEnv) -> edupulse_events::RuntimeBuilder {
     Runtime::builder()
         .postgres(env.pool.clone())
-        .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
         .subject_prefix(env.prefix.clone())
         .stream(env.stream.clone())
         .partitions(4)
         .key_provider(Arc::new(LocalKeyProvider::new(env.master.clone())))
-        .build()
-        .await
-        .unwrap()
 }
 
 /// The table the award handlers write.
@@ -534,13 +539,8 @@ async fn err_text(subscriber: &Subscriber) -> String {
 async fn a_runtime_on_one_client_of_the_applications_relays_and_subscribes() {
     let env = TestEnv::new().await;
     create_awarded(&env).await;
-    let runtime = Runtime::builder()
-        .postgres(env.pool.clone())
+    let runtime = builder(&env)
         .nats_client(env.nats.clone())
-        .subject_prefix(env.prefix.clone())
-        .stream(env.stream.clone())
-        .partitions(4)
-        .key_provider(Arc::new(LocalKeyProvider::new(env.master.clone())))
         .build()
         .await
         .unwrap();

@@ -13,11 +13,7 @@ use edupulse_events::Uuid;
 
 /// A free port on 127.0.0.1 (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
 }
 
 /// `n` distinct free ports on 127.0.0.1.
