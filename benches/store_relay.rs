@@ -10,7 +10,8 @@
 //!   transaction held open for 10 s;
 //! - appends with a relay process running beside them against the same appends alone (1 and 8
 //!   writers, batches of 100), and 8 writers for 60 s with the relay running
-//!   (`BENCH_PART=live`, `BENCH_SUSTAINED_SECS` to shorten it).
+//!   (`BENCH_PART=live`; `BENCH_LIVE=1x1,8x1,4x100,sustained` runs some of it,
+//!   `BENCH_SUSTAINED_SECS` shortens the last).
 //!
 //! Library and baseline take turns within each of 6 rounds (see `appends_per_second`,
 //! `batches_per_second`, `relay_backlog`); the ratio printed is the median of the rounds'
@@ -387,13 +388,14 @@ async fn raw_publish_per_second(env: &TestEnv, messages: &[RawMessage], headers:
 
 /// Appends a backlog of BACKLOG events over AGGREGATES aggregates, each aggregate's events in
 /// runs of `run` consecutive outbox rows (5: live traffic; 100: bulk appends), then times the
-/// relay draining it against raw publishes of the same payloads.
+/// relay draining it against raw publishes of the same payloads: (relay, baseline, the other
+/// baseline when both are measured), in events per second.
 async fn relay_backlog(
     env: &TestEnv,
     relay: &mut Relay,
     run: usize,
     raw_first: bool,
-) -> (f64, f64) {
+) -> (f64, f64, Option<f64>) {
     let quizzes: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::now_v7()).collect();
     for round in 0..BACKLOG / AGGREGATES / run {
         for chunk in quizzes.chunks(100) {
@@ -426,14 +428,17 @@ async fn relay_backlog(
     .into_iter()
     .map(|row| RawMessage::of(row, &env.prefix, &raw_prefix))
     .collect();
-    // Which side goes first alternates: nats-server still writing the first side's messages
-    // to disk would otherwise always slow the second.
+    // The baseline sends the relay's headers with `BENCH_RAW_HEADERS=1` (what the relay itself
+    // costs), none otherwise (what carrying them costs too); the other one is measured after,
+    // for information. Which of relay and baseline goes first alternates: nats-server still
+    // writing the first side's messages to disk would otherwise always slow the second.
+    let headers = std::env::var_os("BENCH_RAW_HEADERS").is_some();
     let (mut lib, mut raw) = (0.0, 0.0);
     let (mut lib_cpu, mut raw_cpu) = (CpuTimes::default(), CpuTimes::default());
     for side in [raw_first, !raw_first] {
         let cpu = CpuTimes::now();
         if side {
-            raw = raw_publish_per_second(env, &payloads, false).await;
+            raw = raw_publish_per_second(env, &payloads, headers).await;
             raw_cpu = CpuTimes::since(cpu);
         } else {
             let start = Instant::now();
@@ -445,22 +450,14 @@ async fn relay_backlog(
     if verbose() {
         println!("    relay {lib_cpu}\n    raw   {raw_cpu}");
     }
-    // `BENCH_RAW_HEADERS=1`: a third side, the raw publisher sending the relay's headers too,
-    // to tell what carrying them costs from what the relay itself costs.
-    if std::env::var_os("BENCH_RAW_HEADERS").is_some() {
-        let cpu = CpuTimes::now();
-        let with_headers = raw_publish_per_second(env, &payloads, true).await;
-        println!(
-            "    raw with the relay's headers {with_headers:.0} ev/s (relay / it {:.2}, it / raw {:.2}); {}",
-            lib / with_headers,
-            with_headers / raw,
-            CpuTimes::since(cpu)
-        );
-    }
-    (lib, raw)
+    let other = if headers {
+        Some(raw_publish_per_second(env, &payloads, false).await)
+    } else {
+        None
+    };
+    (lib, raw, other)
 }
 
-/// p50 and p99 of commit → message seen on the stream's subjects, at 1,000 events/s for `secs`.
 /// Appends SEED events (batches of 100) and relays them all.
 async fn seed_and_drain(env: &TestEnv, publisher: &edupulse_events::publish::Publisher) {
     for _ in 0..SEED / 100 {
@@ -484,6 +481,12 @@ async fn until_outbox_empty(env: &TestEnv) {
     }
 }
 
+/// Whether `BENCH_LIVE` (a comma-separated list of `1x1`, `8x1`, `4x100`, `sustained`; all
+/// when unset) chooses this piece of the live part.
+fn live_runs(piece: &str) -> bool {
+    std::env::var("BENCH_LIVE").map_or(true, |chosen| chosen.split(',').any(|c| c == piece))
+}
+
 /// Prints the live part: appends with the relay running against appends alone.
 async fn live_part(env: &Arc<TestEnv>) {
     for (writers, batch, label) in [
@@ -491,6 +494,9 @@ async fn live_part(env: &Arc<TestEnv>) {
         (8, 1, "8 writers, 1 event/tx"),
         (4, 100, "4 writers, batches of 100"),
     ] {
+        if !live_runs(&format!("{writers}x{batch}")) {
+            continue;
+        }
         let rounds = live::rounds(env, writers, batch, 4).await;
         let ratios: Vec<f64> = rounds
             .iter()
@@ -523,6 +529,25 @@ async fn live_part(env: &Arc<TestEnv>) {
         println!(
             "      NOTIFY/append {notifies:.3} | transactions/event {tx_with:.2} (alone {tx_alone:.2}) | relay CPU {relay_cpu_ms:.3} ms/event | outbox max {outbox_max}"
         );
+        // Where the two cores' time went, per event: the profile behind the ratio.
+        for (relay, name) in [(true, "with relay"), (false, "alone     ")] {
+            let events = sum(&|s| s.events as f64, relay);
+            let per_event = |f: &dyn Fn(&live::Side) -> f64| sum(f, relay) * 1e6 / events;
+            let (writers, postgres, nats, relay_us) = (
+                per_event(&|s| s.cpu.client),
+                per_event(&|s| s.cpu.postgres),
+                per_event(&|s| s.cpu.nats),
+                per_event(&|s| s.relay_cpu),
+            );
+            let busy = sum(
+                &|s| s.cpu.client + s.cpu.postgres + s.cpu.nats + s.relay_cpu,
+                relay,
+            ) / sum(&|s| s.seconds, relay);
+            println!(
+                "      {name}: CPU µs/event: writers {writers:.1}, postgres {postgres:.1}, relay {relay_us:.1}, nats-server {nats:.1}, total {:.1} | cores busy {busy:.2}",
+                writers + postgres + nats + relay_us
+            );
+        }
         if verbose() {
             for (with, alone) in &rounds {
                 println!(
@@ -534,29 +559,39 @@ async fn live_part(env: &Arc<TestEnv>) {
             }
         }
     }
+    if !live_runs("sustained") {
+        return;
+    }
     let secs = std::env::var("BENCH_SUSTAINED_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let (outbox, drained, rate) = live::sustained(env, secs).await;
+    let live::Sustained {
+        rate,
+        outbox,
+        published,
+        drained,
+        latency: (p50, p99),
+    } = live::sustained(env, secs).await;
     println!(
-        "live, 8 writers for {secs} s with the relay: {rate:>8.0} ev/s | outbox each second {outbox:?} | drained {drained:.2?} after they stopped (target <= 100 ms)"
+        "live, 8 writers for {secs} s with the relay: {rate:>8.0} ev/s | commit -> stream p50 {p50:.2?} p99 {p99:.2?} | outbox each second {outbox:?} | all published {published:.2?} and the outbox drained {drained:.2?} after they stopped (target <= 100 ms)"
     );
 }
 
-async fn latency(env: &Arc<TestEnv>, secs: u64) -> (Duration, Duration) {
+/// p50 and p99 of commit → message seen on the stream's subjects, for `total` events appended
+/// one per `gap`.
+async fn latency(env: &Arc<TestEnv>, total: usize, gap: Duration) -> (Duration, Duration) {
     let mut subscription = env
         .nats
         .subscribe(format!("{}.>", env.prefix))
         .await
         .unwrap();
     let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let total = (secs * 1000) as usize;
     let writer = {
         let env = env.clone();
         let committed = committed.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            let mut tick = tokio::time::interval(gap);
             for n in 0..total {
                 tick.tick().await;
                 let e = event(Uuid::now_v7(), n);
@@ -626,14 +661,24 @@ async fn main() {
 
         for run in chosen("BENCH_RUNS", &[5, 100]) {
             let mut figures = Rounds::default();
+            let mut without_headers = Vec::new();
             for round in 0..ROUNDS {
-                let (lib, raw) = relay_backlog(&env, &mut relay, run, round % 2 == 0).await;
+                let (lib, raw, other) = relay_backlog(&env, &mut relay, run, round % 2 == 0).await;
                 figures.add(lib, raw);
+                without_headers.extend(other.map(|other| lib / other));
             }
             let Summary { lib, raw, ratio } = figures.summary();
-            println!(
-                "relay, {BACKLOG} backlog, runs of {run:>3}: {lib:>8.0} ev/s | raw pipelined publish {raw:>8.0} ev/s | ratio {ratio:.2} (target >= 0.6)"
-            );
+            if without_headers.is_empty() {
+                println!(
+                    "relay, {BACKLOG} backlog, runs of {run:>3}: {lib:>8.0} ev/s | raw pipelined publish {raw:>8.0} ev/s | ratio {ratio:.2} (target >= 0.6)"
+                );
+            } else {
+                let target = if run <= 5 { 0.85 } else { 0.75 };
+                println!(
+                    "relay, {BACKLOG} backlog, runs of {run:>3}: {lib:>8.0} ev/s | raw pipelined publish with the relay's headers {raw:>8.0} ev/s | ratio {ratio:.2} (target >= {target}) | against no headers {:.2} (information)",
+                    median(without_headers)
+                );
+            }
         }
         drop(relay);
     }
@@ -652,9 +697,14 @@ async fn main() {
                 let _ = stopped.await;
             }),
         );
-        let (p50, p99) = latency(&env, 5).await;
+        let (p50, p99) = latency(&env, 5_000, Duration::from_millis(1)).await;
         println!(
             "latency at 1,000 ev/s:                  p50 {p50:>9.2?} | p99 {p99:>9.2?} (targets 2 ms / 10 ms)"
+        );
+        // Each commit after 50 ms of quiet, which parks the relay: how soon it wakes.
+        let (p50, p99) = latency(&env, 100, Duration::from_millis(50)).await;
+        println!(
+            "latency after 50 ms quiet (parked):     p50 {p50:>9.2?} | p99 {p99:>9.2?} (target: woken within 2 ms)"
         );
 
         // An unrelated transaction that stays open for 10 s while events flow.
@@ -667,7 +717,7 @@ async fn main() {
             .execute(&mut *long)
             .await
             .unwrap();
-        let (p50, p99) = latency(&env, 10).await;
+        let (p50, p99) = latency(&env, 10_000, Duration::from_millis(1)).await;
         long.rollback().await.unwrap();
         println!(
             "latency at 1,000 ev/s, 10 s open tx:    p50 {p50:>9.2?} | p99 {p99:>9.2?} (targets 2 ms / 10 ms)"

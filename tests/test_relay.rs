@@ -570,3 +570,70 @@ async fn a_parked_relay_woken_by_a_commit_reads_on_unparked_and_parks_on_an_empt
     running.await.unwrap().unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_commit_whose_wake_up_is_lost_is_relayed_by_the_fallback_timer() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let poll_interval = std::time::Duration::from_millis(300);
+    let config = RelayConfig {
+        poll_interval,
+        ..Default::default()
+    };
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let mut state = relay.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let within = std::time::Duration::from_secs(30);
+    let mut subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    for _ in 0..3 {
+        tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
+            .await
+            .expect("an idle relay parks")
+            .unwrap();
+        // A commit that sends no NOTIFY to the parked relay, as when the notification is
+        // lost (the listener's connection dropped at that moment): the event and its outbox
+        // row written by hand, without the append's wake-up.
+        let event_id = Uuid::now_v7();
+        let appended = std::time::Instant::now();
+        sqlx::query(
+            "WITH e AS (INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, \
+                 event_type, version, payload, occurred_at) \
+               VALUES ($1, 'quiz', $2, 1, 'quiz.submitted', 2, '{}', now()) RETURNING position) \
+             INSERT INTO outbox (position, partition, subject) SELECT position, 0, $3 FROM e",
+        )
+        .bind(event_id)
+        .bind(Uuid::now_v7())
+        .bind(QuizSubmitted::subject(&env.prefix))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+        let message = tokio::time::timeout(within, subscription.next())
+            .await
+            .expect("a commit without a wake-up is still relayed")
+            .unwrap();
+        assert_eq!(
+            message.headers.unwrap().get("ce-id").unwrap().as_str(),
+            event_id.to_string()
+        );
+        assert!(
+            appended.elapsed() < poll_interval * 10,
+            "relayed after {:?}: the fallback timer is {poll_interval:?}",
+            appended.elapsed()
+        );
+        // Its row is deleted by the read that finds nothing more, before the relay parks
+        // again: the next round starts from a parked relay.
+        common::backlog::until_outbox_empty(&env).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(env.count("outbox").await, 0);
+    env.cleanup().await;
+}

@@ -6,9 +6,9 @@ use std::fmt;
 /// Seconds of CPU (user + system) consumed so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
-    client: f64,
-    postgres: f64,
-    nats: f64,
+    pub client: f64,
+    pub postgres: f64,
+    pub nats: f64,
 }
 
 /// Linux reports process times in USER_HZ, which is 100 on every architecture it supports.

@@ -12,7 +12,7 @@ use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 
 use super::TestEnv;
-use super::cpu::process_seconds;
+use super::cpu::{CpuTimes, process_seconds};
 
 /// How long each side appends.
 const SIDE: Duration = Duration::from_secs(5);
@@ -30,6 +30,8 @@ pub struct Side {
     pub relay_cpu: f64,
     /// The outbox's depth, sampled every second.
     pub outbox: Vec<i64>,
+    /// CPU seconds of this process (the writers), PostgreSQL and nats-server.
+    pub cpu: CpuTimes,
 }
 
 impl Side {
@@ -131,6 +133,7 @@ pub async fn side(env: &Arc<TestEnv>, writers: usize, batch: usize, relay: bool)
     };
     let xid_before = next_xid(env).await;
     let cpu_before = process.as_ref().map_or(0.0, RelayProcess::cpu);
+    let machine_before = CpuTimes::now();
     let done = Arc::new(AtomicBool::new(false));
     let events = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -165,6 +168,7 @@ pub async fn side(env: &Arc<TestEnv>, writers: usize, batch: usize, relay: bool)
         task.await.unwrap();
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = CpuTimes::since(machine_before);
     let events = events.load(Ordering::Relaxed);
     let transactions = next_xid(env).await - xid_before;
     let relay_cpu = process.as_ref().map_or(0.0, RelayProcess::cpu) - cpu_before;
@@ -180,6 +184,7 @@ pub async fn side(env: &Arc<TestEnv>, writers: usize, batch: usize, relay: bool)
         transactions,
         relay_cpu,
         outbox,
+        cpu,
     }
 }
 
@@ -205,23 +210,72 @@ pub async fn rounds(
     figures
 }
 
+/// What the sustained run measured.
+pub struct Sustained {
+    /// Events appended per second.
+    pub rate: f64,
+    /// The outbox's depth, sampled every second.
+    pub outbox: Vec<i64>,
+    /// From the writers stopping to the stream holding every event they appended.
+    pub published: Duration,
+    /// From the writers stopping to the outbox being empty (the relay's bookkeeping done).
+    pub drained: Duration,
+    /// Commit → the message on the stream's subjects: p50 and p99.
+    pub latency: (Duration, Duration),
+}
+
 /// The relay running for `secs` beside 8 writers: the outbox sampled every second, and how
-/// long it takes to drain once they stop.
-pub async fn sustained(env: &Arc<TestEnv>, secs: u64) -> (Vec<i64>, Duration, f64) {
+/// long it takes to publish and delete the rest once they stop.
+pub async fn sustained(env: &Arc<TestEnv>, secs: u64) -> Sustained {
     env.relay_everything().await;
     let process = RelayProcess::start(env).await;
+    // The relay raised its fences on starting: from here on the stream grows by the events.
+    let messages_before = stream_messages(env).await;
+    // When each message is seen on the stream's subjects, against when its append committed.
+    let mut subscription = env
+        .nats
+        .subscribe(format!("{}.>", env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    let (stop_seeing, mut seeing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let seeing = tokio::spawn(async move {
+        use futures::StreamExt as _;
+        let mut seen: Vec<(Uuid, Instant)> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut seeing_stopped => break,
+                message = subscription.next() => {
+                    let Some(message) = message else { break };
+                    let at = Instant::now();
+                    let id = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Msg-Id"))
+                        .and_then(|v| v.as_str().parse().ok())
+                        .expect("every relayed message has an id");
+                    seen.push((id, at));
+                }
+            }
+        }
+        seen
+    });
     let done = Arc::new(AtomicBool::new(false));
     let events = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (env, done, events) = (env.clone(), done.clone(), events.clone());
             tokio::spawn(async move {
+                let mut committed = Vec::new();
                 let mut n = 0;
                 while !done.load(Ordering::Relaxed) {
-                    super::library_append(&env, &super::event(Uuid::now_v7(), n)).await;
+                    let event = super::event(Uuid::now_v7(), n);
+                    super::library_append(&env, &event).await;
+                    committed.push((event.id, Instant::now()));
                     n += 1;
                     events.fetch_add(1, Ordering::Relaxed);
                 }
+                committed
             })
         })
         .collect();
@@ -234,13 +288,63 @@ pub async fn sustained(env: &Arc<TestEnv>, secs: u64) -> (Vec<i64>, Duration, f6
         outbox.push(env.count("outbox").await);
     }
     done.store(true, Ordering::Relaxed);
+    let mut committed = std::collections::HashMap::new();
     for task in tasks {
-        task.await.unwrap();
+        committed.extend(task.await.unwrap());
     }
-    let rate = events.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
     let stopped = Instant::now();
-    super::until_outbox_empty(env).await;
+    let events = events.load(Ordering::Relaxed);
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    let deadline = stopped + Duration::from_secs(300);
+    let mut look = tokio::time::interval(Duration::from_millis(2));
+    while stream_messages(env).await < messages_before + events {
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not publish everything"
+        );
+        look.tick().await;
+    }
+    let published = stopped.elapsed();
+    while !outbox_empty(env).await {
+        assert!(Instant::now() < deadline, "the outbox was not drained");
+        look.tick().await;
+    }
     let drained = stopped.elapsed();
     process.stop();
-    (outbox, drained, rate)
+    let _ = stop_seeing.send(());
+    let mut latencies: Vec<Duration> = seeing
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(id, at)| committed.get(&id).map(|c| at.saturating_duration_since(*c)))
+        .collect();
+    latencies.sort_unstable();
+    let at = |share: f64| {
+        latencies[((latencies.len() as f64 * share) as usize).min(latencies.len() - 1)]
+    };
+    Sustained {
+        rate,
+        outbox,
+        published,
+        drained,
+        latency: (at(0.5), at(0.99)),
+    }
+}
+
+/// Messages in the test's stream.
+async fn stream_messages(env: &TestEnv) -> u64 {
+    let mut stream = async_nats::jetstream::new(env.nats.clone())
+        .get_stream(&env.stream)
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// Whether the outbox is empty, by its key (a count would scan what earlier parts left dead in
+/// the table, tens of milliseconds each time).
+async fn outbox_empty(env: &TestEnv) -> bool {
+    sqlx::query_scalar("SELECT max(position) IS NULL FROM outbox")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
 }

@@ -42,11 +42,6 @@ const PARK: &str = concat!(
     parked_lock_class!(),
     ", p)), '{}') FROM unnest($1::int[]) AS p"
 );
-// Waits for one partition's appends in flight to end, up to the connection's lock_timeout.
-const PARK_ONE: &str = concat!("SELECT pg_advisory_lock(", parked_lock_class!(), ", $1)");
-/// How long parking waits for appending transactions to end: a moment, as most commit within
-/// a millisecond; a longer one (a slow transaction) leaves the relay looking on a timer.
-const PARK_WAIT: &str = "SET lock_timeout = '2ms'";
 const UNPARK: &str = concat!(
     "SELECT count(*) FILTER (WHERE pg_advisory_unlock(",
     parked_lock_class!(),
@@ -76,9 +71,7 @@ impl Leadership {
         }
         self.last_attempt = Some(Instant::now());
         if self.connection.is_none() {
-            let mut connection = pool.acquire().await?.detach();
-            sqlx::query(PARK_WAIT).execute(&mut connection).await?;
-            self.connection = Some(connection);
+            self.connection = Some(pool.acquire().await?.detach());
         }
         let connection = self.connection.as_mut().expect("set just above");
         let mut won_now = Vec::new();
@@ -154,9 +147,15 @@ impl Leadership {
     }
 
     /// Parks every held partition: from now on an append to one of them notifies, until
-    /// [`Leadership::unpark`]. Waits a moment for appending transactions still open on them
-    /// (their commits will not notify); if one stays open longer, fails (returns `false`,
-    /// parking nothing), and the relay has to keep looking until it can park.
+    /// [`Leadership::unpark`]. Fails (returns `false`, parking nothing) while an appending
+    /// transaction is open on one of them (its commit would not notify), and the relay has to
+    /// keep looking until it can park.
+    ///
+    /// It does not wait for that transaction: while a lock request waits, PostgreSQL refuses
+    /// the appends' shared try-locks behind it, so every append in the meantime notified, and
+    /// notifying commits take turns. Under 8 writers that was 0.18 NOTIFYs per append and
+    /// 0.63 of the appends' rate; without the wait, 0.008 and 0.69 (BENCHMARKS.md, issue 16):
+    /// while writers keep a transaction open, the relay just keeps looking.
     pub async fn park(&mut self) -> Result<bool, StoreError> {
         if self.all_parked() {
             return Ok(true);
@@ -178,26 +177,6 @@ impl Leadership {
                 return Err(err.into());
             }
         };
-        let mut taken = taken;
-        for &partition in &wanted {
-            if taken.contains(&partition) {
-                continue;
-            }
-            // An append holds this partition: its commit is due within moments, and waiting
-            // for it is quicker than looking again on a timer.
-            match sqlx::query(PARK_ONE)
-                .bind(partition)
-                .execute(&mut *connection)
-                .await
-            {
-                Ok(_) => taken.push(partition),
-                Err(err) if is_lock_timeout(&err) => break,
-                Err(err) => {
-                    self.lose();
-                    return Err(err.into());
-                }
-            }
-        }
         if taken.len() == wanted.len() {
             self.parked = self.held.clone();
             return Ok(true);
@@ -253,11 +232,4 @@ impl Leadership {
     pub fn held(&self) -> &[i16] {
         &self.held
     }
-}
-
-/// Whether `err` is PostgreSQL giving up a lock wait at `lock_timeout` (SQLSTATE 55P03).
-fn is_lock_timeout(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "55P03")
 }

@@ -20,12 +20,13 @@ use crate::publish::{Fencing, Publisher};
 use crate::store::{Store, StoreError};
 
 use backlog::Backlog;
+use batch::Bookkeeping;
 pub use batch::StepOutcome;
 use fencing::Fences;
 use leadership::Leadership;
 use pacing::{Pacing, Progress};
 use pipeline::Pipeline;
-use read::{OutboxRow, ReadFrom};
+use read::{OutboxRow, ReadFrom, Reader};
 
 /// The first pause before looking again when the relay cannot park (an appending transaction
 /// is open); it doubles up to [`MAX_BUSY_PAUSE`] while looks find nothing. The maximum bounds
@@ -35,6 +36,24 @@ const MAX_BUSY_PAUSE: Duration = Duration::from_millis(4);
 
 /// Rows read by a step that has no read in the background to continue.
 const FIRST_READ: i64 = 500;
+
+/// How long the relay keeps reading, unparked, after the last read that found events, and
+/// how long it pauses between those reads. Parking after each burst made every commit of a
+/// lone writer a wake-up: a NOTIFY, unparking, reads, bookkeeping, parking again (0.2–0.4
+/// cycles per event). Lingering, commits do not notify and a read carries what a pause
+/// gathered; the pause is shorter than tokio's timer can sleep (a millisecond at best), which
+/// cost 1.3 ms of latency at 1,000 ev/s when tried (BENCHMARKS.md, issue 16).
+const LINGER: Duration = Duration::from_millis(5);
+const LINGER_PAUSE: Duration = Duration::from_micros(500);
+
+/// Acknowledged rows are deleted from the outbox once this many are waiting, or once the
+/// oldest has waited [`RECORD_AFTER`], or when a read finds nothing: under live traffic a
+/// step carries a few rows, and a transaction per step cost the writers' database a third of
+/// a transaction per appended event (BENCHMARKS.md, issue 16). Rows acknowledged but not yet
+/// deleted are behind the read position; a relay that dies with them only republishes them,
+/// and JetStream drops the duplicates.
+const RECORD_ROWS: usize = 1_000;
+const RECORD_AFTER: Duration = Duration::from_millis(20);
 
 /// What a running relay is doing, for monitoring (see [`Relay::state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +65,16 @@ pub enum RelayState {
     /// Nothing to publish, but an appending transaction is still open, so it cannot park; it
     /// looks again after a short pause (1 ms, doubling to 4 ms while this lasts).
     AwaitingOpenAppends,
+}
+
+/// What the run loop does after a step.
+enum Next {
+    /// Step again at once: more is waiting.
+    Now,
+    /// Step again after this pause, unparked: events are flowing.
+    Pause(Duration),
+    /// Wait this long for a NOTIFY (parked) or the timer, then step.
+    Wait(Duration),
 }
 
 /// What an idle relay found when it tried to park.
@@ -104,6 +133,9 @@ pub struct Relay {
     fences: Fences,
     /// The next batch, read while the current one is being published.
     prefetch: Option<Prefetch>,
+    /// The connection reads go through; in the prefetch's task while one runs (a prefetch
+    /// aborted takes it along, and the next read connects again).
+    reader: Option<Reader>,
     /// Where the next read starts (see `read`).
     read_from: ReadFrom,
     /// Rows being published; they outlive a step while the next batch is read.
@@ -112,13 +144,16 @@ pub struct Relay {
     partitions: Vec<i16>,
     /// The bookkeeping of the last batch, committing while the next one is published.
     recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// Bookkeeping not yet recorded, and since when (see [`RECORD_AFTER`]).
+    pending: Bookkeeping,
+    pending_since: Option<std::time::Instant>,
     /// Where [`Relay::state`] watchers look.
     state: tokio::sync::watch::Sender<RelayState>,
 }
 
 /// A batch being read in the background (for the partitions in `Relay::partitions`).
 struct Prefetch {
-    task: tokio::task::JoinHandle<Result<Vec<OutboxRow>, StoreError>>,
+    task: tokio::task::JoinHandle<(Reader, Result<Vec<OutboxRow>, StoreError>)>,
 }
 
 impl Relay {
@@ -132,10 +167,13 @@ impl Relay {
             config,
             leadership: Leadership::new(partitions),
             prefetch: None,
+            reader: Some(Reader::default()),
             read_from: ReadFrom::default(),
             pipeline: Pipeline::default(),
             partitions: Vec::new(),
             recording: None,
+            pending: Bookkeeping::default(),
+            pending_since: None,
             state: tokio::sync::watch::Sender::new(RelayState::Working),
         }
     }
@@ -205,8 +243,12 @@ impl Relay {
         }
         let (rows, limit) = match self.prefetch.take() {
             Some(prefetch) => match prefetch.task.await {
-                Ok(Ok(rows)) => (rows, self.config.batch_size),
-                Ok(Err(err)) => {
+                Ok((reader, Ok(rows))) => {
+                    self.reader = Some(reader);
+                    (rows, self.config.batch_size)
+                }
+                Ok((reader, Err(err))) => {
+                    self.reader = Some(reader);
                     self.start_over();
                     return Err(err);
                 }
@@ -217,6 +259,12 @@ impl Relay {
         self.read_from = self.read_from.after_batch(&rows);
         if rows.is_empty() && self.pipeline.is_idle() {
             ::metrics::gauge!(crate::metrics::OUTBOX_LAG).set(0.0);
+            if self
+                .pending_since
+                .is_some_and(|since| since.elapsed() >= RECORD_AFTER)
+            {
+                self.record_pending().await?;
+            }
             return Ok(StepOutcome::default());
         }
         let loaded = rows.len();
@@ -233,9 +281,10 @@ impl Relay {
             let partitions = held.clone();
             let from = self.read_from.clone();
             let limit = self.config.batch_size;
+            let reader = self.reader.take().unwrap_or_default();
             self.prefetch = Some(Prefetch {
                 task: tokio::spawn(async move {
-                    read::load_batch(&store, &partitions, &from, limit).await
+                    reader.load_batch(&store, &partitions, &from, limit).await
                 }),
             });
         }
@@ -279,13 +328,22 @@ impl Relay {
             dead_lettered: book.dead.len(),
             interrupted: self.pipeline.failed(),
         };
-        // One bookkeeping commit at a time; it runs on while the next batch is published (a
-        // relay that dies before it commits only republishes, and JetStream drops duplicates).
-        self.finish_recording().await?;
-        let store = self.store.clone();
-        self.recording = Some(tokio::spawn(
-            async move { batch::record(&store, book).await },
-        ));
+        self.pending.absorb(book);
+        let since = *self
+            .pending_since
+            .get_or_insert_with(std::time::Instant::now);
+        if self.pending.rows() >= RECORD_ROWS || since.elapsed() >= RECORD_AFTER {
+            // One bookkeeping commit at a time; it runs on while the next batch is published
+            // (a relay that dies before it commits only republishes, and JetStream drops
+            // duplicates).
+            self.finish_recording().await?;
+            let store = self.store.clone();
+            let book = std::mem::take(&mut self.pending);
+            self.pending_since = None;
+            self.recording = Some(tokio::spawn(
+                async move { batch::record(&store, book).await },
+            ));
+        }
         if outcome.interrupted {
             // The rows not acknowledged are behind the next read: start again from the
             // beginning once this batch is recorded.
@@ -305,7 +363,9 @@ impl Relay {
             self.fences.clear();
             self.leadership.reconfirm_now();
         }
-        let book = self.pipeline.take_bookkeeping();
+        let mut book = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        book.absorb(self.pipeline.take_bookkeeping());
         self.finish_recording().await?;
         batch::record(&self.store, book).await
     }
@@ -315,6 +375,20 @@ impl Relay {
     fn start_over(&mut self) {
         self.discard_prefetch();
         self.read_from = ReadFrom::default();
+    }
+
+    /// Records the bookkeeping not yet recorded, and waits for it: nothing published stays in
+    /// the outbox (the relay is about to park).
+    async fn record_pending(&mut self) -> Result<(), StoreError> {
+        self.finish_recording().await?;
+        self.pending_since = None;
+        let recorded = batch::record(&self.store, std::mem::take(&mut self.pending)).await;
+        if recorded.is_err() {
+            // Its rows are behind the read position: read them again (JetStream drops the
+            // duplicates) so that they are deleted.
+            self.start_over();
+        }
+        recorded
     }
 
     /// Waits for the last batch's bookkeeping to commit.
@@ -348,8 +422,12 @@ impl Relay {
         // Small, so that publishing starts soon; if it comes back full, the reads after it,
         // overlapping the publishing, take whole batches.
         let limit = self.config.batch_size.min(FIRST_READ);
-        let rows = read::load_batch(&self.store, held, &self.read_from, limit).await?;
-        Ok((rows, limit))
+        let reader = self.reader.take().unwrap_or_default();
+        let (reader, rows) = reader
+            .load_batch(&self.store, held, &self.read_from, limit)
+            .await;
+        self.reader = Some(reader);
+        Ok((rows?, limit))
     }
 
     fn discard_prefetch(&mut self) {
@@ -386,6 +464,7 @@ impl Relay {
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
         let mut backlog = Backlog::default();
+        let mut last_found: Option<std::time::Instant> = None;
         loop {
             let stepped = self.step().await;
             if let Ok(outcome) = &stepped {
@@ -401,59 +480,74 @@ impl Relay {
                 Ok(_) => Progress::InFlight,
             };
             let error = stepped.as_ref().err().map(|e| e as &dyn std::fmt::Display);
-            let wait = match (pacing.record(progress, error), stepped) {
+            let lingering = last_found.is_some_and(|at| at.elapsed() < LINGER);
+            let next = match (pacing.record(progress, error), stepped) {
                 (Some(delay), _) => {
                     self.unpark().await;
-                    Some(delay)
+                    Next::Wait(delay)
                 }
                 (None, Err(_)) => unreachable!("a failed step always backs off"),
                 (None, Ok(outcome)) if outcome.loaded > 0 || self.prefetch.is_some() => {
-                    // Events are coming in: look again at once, unparked, so appends do not
-                    // notify meanwhile (notifying commits take turns); park on the first read
-                    // that finds nothing. (Looking again on a timer instead, while events
-                    // flow, stopped the NOTIFYs altogether but cost 1.3 ms of latency at
-                    // 1,000 ev/s: the timer's granularity. See BENCHMARKS.md, issue 16.)
+                    // Events are coming in: read on, unparked, so appends do not notify
+                    // meanwhile (notifying commits take turns): at once while reads come back
+                    // full, after a pause that gathers the next few otherwise.
                     busy_pause = MIN_BUSY_PAUSE;
+                    last_found = Some(std::time::Instant::now());
                     self.unpark().await;
-                    None
+                    let full = outcome.loaded as i64 >= self.config.batch_size.min(FIRST_READ);
+                    if full || self.prefetch.is_some() {
+                        Next::Now
+                    } else {
+                        Next::Pause(LINGER_PAUSE)
+                    }
                 }
                 // A standby: nothing to park; try for partitions again on the timer.
                 (None, Ok(_)) if self.leadership.held().is_empty() => {
-                    Some(self.config.poll_interval)
+                    Next::Wait(self.config.poll_interval)
                 }
                 // Still parked since before this step: every commit since has notified.
-                (None, Ok(_)) if self.leadership.all_parked() => Some(self.config.poll_interval),
+                (None, Ok(_)) if self.leadership.all_parked() => {
+                    Next::Wait(self.config.poll_interval)
+                }
+                // Events came a moment ago: more are likely; keep reading, unparked.
+                (None, Ok(_)) if lingering => Next::Pause(LINGER_PAUSE),
                 // Nothing would wake it: look again on the timer, unparked.
-                (None, Ok(_)) if !self.config.notifications => Some(self.config.poll_interval),
+                (None, Ok(_)) if !self.config.notifications => {
+                    Next::Wait(self.config.poll_interval)
+                }
                 (None, Ok(_)) => match self.park().await {
                     Idle::Parked => {
                         busy_pause = MIN_BUSY_PAUSE;
                         self.state.send_replace(RelayState::Parked);
-                        Some(self.config.poll_interval)
+                        Next::Wait(self.config.poll_interval)
                     }
                     Idle::Busy => {
                         self.state.send_replace(RelayState::AwaitingOpenAppends);
                         let pause = busy_pause;
                         busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
-                        Some(pause)
+                        Next::Wait(pause)
                     }
-                    Idle::Work => None,
+                    Idle::Work => Next::Now,
                 },
             };
-            let Some(wait) = wait else {
-                // A full batch, or rows found on parking: more is probably waiting.
-                if futures::poll!(&mut shutdown).is_ready() {
-                    break;
-                }
-                continue;
-            };
-            tokio::select! {
-                () = &mut shutdown => break,
-                woken = wait_for_notification(&mut listener, wait) => {
-                    if !woken && listener.is_none() && self.config.notifications {
-                        listener = Self::listen(&self.store, &channel).await;
+            match next {
+                Next::Now => {
+                    if futures::poll!(&mut shutdown).is_ready() {
+                        break;
                     }
                 }
+                Next::Pause(pause) => tokio::select! {
+                    () = &mut shutdown => break,
+                    () = precise_sleep(pause) => {}
+                },
+                Next::Wait(wait) => tokio::select! {
+                    () = &mut shutdown => break,
+                    woken = wait_for_notification(&mut listener, wait) => {
+                        if !woken && listener.is_none() && self.config.notifications {
+                            listener = Self::listen(&self.store, &channel).await;
+                        }
+                    }
+                },
             }
         }
         self.discard_prefetch();
@@ -473,6 +567,11 @@ impl Relay {
     /// Parks the led partitions so that appends notify, then reads once more: a transaction
     /// that committed after the last read, before parking, did not notify.
     async fn park(&mut self) -> Idle {
+        // Parked, it may sleep for the whole poll interval: what it published goes first.
+        if let Err(err) = self.record_pending().await {
+            tracing::warn!(error = %err, "relay bookkeeping failed; retrying");
+            return Idle::Work;
+        }
         match self.leadership.park().await {
             Ok(true) => {}
             Ok(false) => return Idle::Busy,
@@ -503,6 +602,12 @@ impl Relay {
         listener.listen(channel).await.ok()?;
         Some(listener)
     }
+}
+
+/// Sleeps for `pause` on a blocking thread: the operating system sleeps to within tens of
+/// microseconds, where tokio's timer rounds up to whole milliseconds.
+async fn precise_sleep(pause: Duration) {
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(pause)).await;
 }
 
 /// Waits for a NOTIFY or the timer; `true` if a notification arrived. A broken listener makes

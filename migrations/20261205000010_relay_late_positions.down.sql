@@ -1,0 +1,1 @@
+DROP FUNCTION relay_late_positions(BIGINT[], xid8, BIGINT);
