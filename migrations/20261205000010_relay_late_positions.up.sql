@@ -9,11 +9,15 @@
 -- written so that it cannot use the position index (with sequential scans priced out, the
 -- planner walked that index over the whole log instead): the tx_id index is what is left.
 -- PL/pgSQL keeps the plans for the session, so the relay's frequent reads do not plan them
--- each time (a SQL function would).
+-- each time (a SQL function would). A kept plan is generic, and after bulk appends (a hundred
+-- events per transaction id) it expects many rows per id: it launched parallel workers and
+-- compiled itself with JIT, 60-150 ms for a lookup that finds one row. Neither is allowed here.
 CREATE FUNCTION relay_late_positions(in_doubt BIGINT[], running_from xid8, read_after BIGINT)
 RETURNS SETOF BIGINT
 LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
+SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 BEGIN
     IF cardinality(in_doubt) > 0 THEN

@@ -138,6 +138,34 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     env.cleanup().await;
 }
 
+/// A relay running in the background until [`RunningRelay::stop`].
+struct RunningRelay {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), edupulse_events::store::StoreError>>,
+}
+
+impl RunningRelay {
+    /// Stops it and checks that it stopped cleanly.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Starts a relay over `env` with `config`; returns what it is doing and its handle.
+async fn run_relay(
+    env: &TestEnv,
+    config: RelayConfig,
+) -> (tokio::sync::watch::Receiver<RelayState>, RunningRelay) {
+    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
+    let state = relay.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    (state, RunningRelay { stop, task })
+}
+
 /// How many outbox partitions the running relay has parked (it holds their parking locks).
 async fn parked_partitions(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
@@ -185,12 +213,7 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
         poll_interval: std::time::Duration::from_secs(3600),
         ..Default::default()
     };
-    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
-    let mut state = relay.state();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let (mut state, relay) = run_relay(&env, config).await;
     let within = std::time::Duration::from_secs(30);
     tokio::time::timeout(
         within,
@@ -199,7 +222,9 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
     .await
     .expect("the relay notices the open append")
     .unwrap();
-    assert_eq!(parked_partitions(&env).await, 0);
+    // Each attempt to park takes the partitions it can and gives them back when one is held
+    // by an open append, so a look may catch it holding some for a moment; never all of them.
+    assert!(parked_partitions(&env).await < i64::from(env.store.partitions()));
     open.commit().await.unwrap();
     let message = tokio::time::timeout(within, subscription.next())
         .await
@@ -224,8 +249,7 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
         .await
         .expect("a parked relay is woken by the commit")
         .unwrap();
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    relay.stop().await;
     assert_eq!(
         parked_partitions(&env).await,
         0,
@@ -479,11 +503,7 @@ async fn without_notifications_the_relay_never_parks_and_relays_on_its_timer() {
         poll_interval,
         ..Default::default()
     };
-    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let (_, relay) = run_relay(&env, config).await;
     let mut subscription = env
         .nats
         .subscribe(QuizSubmitted::subject(&env.prefix))
@@ -513,8 +533,7 @@ async fn without_notifications_the_relay_never_parks_and_relays_on_its_timer() {
         );
         assert_eq!(parked_partitions(&env).await, 0, "appends never notify");
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    relay.stop().await;
     env.cleanup().await;
 }
 
@@ -526,12 +545,7 @@ async fn a_parked_relay_woken_by_a_commit_reads_on_unparked_and_parks_on_an_empt
         poll_interval: std::time::Duration::from_secs(3600),
         ..Default::default()
     };
-    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
-    let mut state = relay.state();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let (mut state, relay) = run_relay(&env, config).await;
     let within = std::time::Duration::from_secs(30);
     tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
         .await
@@ -566,8 +580,7 @@ async fn a_parked_relay_woken_by_a_commit_reads_on_unparked_and_parks_on_an_empt
         .await
         .expect("parks again on an empty read")
         .unwrap();
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    relay.stop().await;
     env.cleanup().await;
 }
 
@@ -580,12 +593,7 @@ async fn a_commit_whose_wake_up_is_lost_is_relayed_by_the_fallback_timer() {
         poll_interval,
         ..Default::default()
     };
-    let relay = Relay::new(env.store.clone(), env.publisher().await, config);
-    let mut state = relay.state();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let (mut state, relay) = run_relay(&env, config).await;
     let within = std::time::Duration::from_secs(30);
     let mut subscription = env
         .nats
@@ -632,8 +640,7 @@ async fn a_commit_whose_wake_up_is_lost_is_relayed_by_the_fallback_timer() {
         // again: the next round starts from a parked relay.
         common::backlog::until_outbox_empty(&env).await;
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    relay.stop().await;
     assert_eq!(env.count("outbox").await, 0);
     env.cleanup().await;
 }

@@ -1,14 +1,24 @@
 //! CPU time used by this process, PostgreSQL and nats-server, read from `/proc`: on a 2-core
 //! machine the three share the cores, so a ratio is only explained beside where the time went.
 
+use std::collections::HashMap;
 use std::fmt;
 
-/// Seconds of CPU (user + system) consumed so far.
-#[derive(Debug, Clone, Copy, Default)]
+/// Seconds of CPU (user + system) consumed so far, or over a span (see [`CpuTimes::since`]).
+#[derive(Debug, Clone, Default)]
 pub struct CpuTimes {
     pub client: f64,
     pub postgres: f64,
     pub nats: f64,
+    /// Each PostgreSQL and nats-server process's time, for spans: a process that exits
+    /// (a backend whose connection closed) would otherwise take its whole time out of the sum.
+    processes: HashMap<u32, (Kind, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Postgres,
+    Nats,
 }
 
 /// Linux reports process times in USER_HZ, which is 100 on every architecture it supports.
@@ -25,24 +35,45 @@ impl CpuTimes {
             return times;
         };
         for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
             let path = entry.path().join("stat");
             match ticks(&path.to_string_lossy()) {
-                Some((comm, t)) if comm == "postgres" => times.postgres += t,
-                Some((comm, t)) if comm == "nats-server" => times.nats += t,
+                Some((comm, t)) if comm == "postgres" => {
+                    times.postgres += t;
+                    times.processes.insert(pid, (Kind::Postgres, t));
+                }
+                Some((comm, t)) if comm == "nats-server" => {
+                    times.nats += t;
+                    times.processes.insert(pid, (Kind::Nats, t));
+                }
                 _ => {}
             }
         }
         times
     }
 
-    /// The time used since `earlier`.
+    /// The time used since `earlier`, by the processes running now (one that started since
+    /// counts from zero; one that exited since is not counted).
     pub fn since(earlier: CpuTimes) -> Self {
         let now = CpuTimes::now();
-        CpuTimes {
+        let mut span = CpuTimes {
             client: now.client - earlier.client,
-            postgres: now.postgres - earlier.postgres,
-            nats: now.nats - earlier.nats,
+            ..Default::default()
+        };
+        for (pid, (kind, t)) in &now.processes {
+            let before = earlier
+                .processes
+                .get(pid)
+                .filter(|(k, _)| k == kind)
+                .map_or(0.0, |(_, t)| *t);
+            match kind {
+                Kind::Postgres => span.postgres += t - before,
+                Kind::Nats => span.nats += t - before,
+            }
         }
+        span
     }
 }
 

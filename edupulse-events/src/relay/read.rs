@@ -186,9 +186,16 @@ impl Reader {
             Some(connection) => connection,
             None => {
                 let mut connection = store.pool().acquire().await?.detach();
-                sqlx::query("SET plan_cache_mode = force_generic_plan")
-                    .execute(&mut connection)
-                    .await?;
+                // A generic plan is priced for any parameters: never let it start parallel
+                // workers or JIT compilation (tens of milliseconds each) for a read that
+                // usually finds a few rows.
+                for setting in [
+                    "SET plan_cache_mode = force_generic_plan",
+                    "SET max_parallel_workers_per_gather = 0",
+                    "SET jit = off",
+                ] {
+                    sqlx::query(setting).execute(&mut connection).await?;
+                }
                 self.connection.insert(connection)
             }
         };
