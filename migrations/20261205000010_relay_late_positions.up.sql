@@ -12,6 +12,8 @@
 -- each time (a SQL function would). A kept plan is generic, and after bulk appends (a hundred
 -- events per transaction id) it expects many rows per id: it launched parallel workers and
 -- compiled itself with JIT, 60-150 ms for a lookup that finds one row. Neither is allowed here.
+-- STABLE, not VOLATILE: it must see the calling read's snapshot (see relay/read.rs: the late
+-- rows and the fresh ones come from one snapshot).
 CREATE FUNCTION relay_late_positions(in_doubt BIGINT[], running_from xid8, read_after BIGINT)
 RETURNS SETOF BIGINT
 LANGUAGE plpgsql STABLE

@@ -644,3 +644,79 @@ async fn a_commit_whose_wake_up_is_lost_is_relayed_by_the_fallback_timer() {
     assert_eq!(env.count("outbox").await, 0);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_relay_that_cannot_delete_what_it_published_backs_off() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    // Deletes from the outbox fail (as on a replica promoted read-only, or a revoked
+    // privilege) while reads work; a sequence counts the attempts, as it survives the
+    // failed statement's rollback.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE delete_attempts; \
+         CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM nextval('delete_attempts'); RAISE EXCEPTION 'deletes refused'; END $$; \
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox \
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete();",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let mut subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    let (_, relay) = run_relay(&env, RelayConfig::default()).await;
+    env.append(&[QuizSubmitted {
+        quiz_id: Uuid::now_v7(),
+        student_id: Uuid::now_v7(),
+        student_name: "s".into(),
+        score: 1.0,
+        answers: vec![],
+    }])
+    .await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
+        .await
+        .expect("published")
+        .unwrap();
+    // The relay retries the delete with growing pauses (20 ms, doubling), not every few
+    // milliseconds as a relay that goes on as if nothing failed would: three retries after
+    // the first attempt take at least 20 + 40 + 80 ms.
+    let attempts = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM delete_attempts",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+    };
+    let until = |count: i64| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut look = tokio::time::interval(std::time::Duration::from_millis(2));
+        while attempts().await < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay stopped retrying"
+            );
+            look.tick().await;
+        }
+    };
+    until(1).await;
+    let first = std::time::Instant::now();
+    until(4).await;
+    assert!(
+        first.elapsed() >= std::time::Duration::from_millis(140),
+        "three retries within {:?}: the relay does not back off",
+        first.elapsed()
+    );
+    assert_eq!(env.count("outbox").await, 1, "nothing deleted");
+    sqlx::query("DROP TRIGGER refuse_delete ON outbox")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    common::backlog::until_outbox_empty(&env).await;
+    relay.stop().await;
+    env.cleanup().await;
+}

@@ -1,7 +1,7 @@
 //! The outbox relay: moves committed events from PostgreSQL to JetStream. It reads on while
-//! reads find events (unparked, so appends do not notify meanwhile); the first read that finds
-//! nothing parks it, and the next append wakes it with a NOTIFY. A timer catches up in case a
-//! notification is lost (NOTIFY is only a hint).
+//! events flow (unparked, so appends do not notify meanwhile); 5 ms after the last read that
+//! found events it parks, and the next append wakes it with a NOTIFY. A timer catches up in
+//! case a notification is lost (NOTIFY is only a hint).
 
 mod backlog;
 mod batch;
@@ -47,7 +47,8 @@ const LINGER: Duration = Duration::from_millis(5);
 const LINGER_PAUSE: Duration = Duration::from_micros(500);
 
 /// Acknowledged rows are deleted from the outbox once this many are waiting, or once the
-/// oldest has waited [`RECORD_AFTER`], or when a read finds nothing: under live traffic a
+/// oldest has waited [`RECORD_AFTER`], and before the relay parks, waits or stops: under
+/// live traffic a
 /// step carries a few rows, and a transaction per step cost the writers' database a third of
 /// a transaction per appended event (BENCHMARKS.md, issue 16). Rows acknowledged but not yet
 /// deleted are behind the read position; a relay that dies with them only republishes them,
@@ -83,6 +84,8 @@ enum Idle {
     Parked,
     /// An appending transaction is open; look again shortly.
     Busy,
+    /// What was published could not be recorded: back off, as after a failed step.
+    Failed(StoreError),
     /// Rows arrived meanwhile (or leadership changed): work on.
     Work,
 }
@@ -142,7 +145,7 @@ pub struct Relay {
     pipeline: Pipeline,
     /// The partitions led at the last step.
     partitions: Vec<i16>,
-    /// The bookkeeping of the last batch, committing while the next one is published.
+    /// The bookkeeping being recorded, committing while the next batch is published.
     recording: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// Bookkeeping not yet recorded, and since when (see [`RECORD_AFTER`]).
     pending: Bookkeeping,
@@ -337,12 +340,7 @@ impl Relay {
             // (a relay that dies before it commits only republishes, and JetStream drops
             // duplicates).
             self.finish_recording().await?;
-            let store = self.store.clone();
-            let book = std::mem::take(&mut self.pending);
-            self.pending_since = None;
-            self.recording = Some(tokio::spawn(
-                async move { batch::record(&store, book).await },
-            ));
+            self.spawn_recording();
         }
         if outcome.interrupted {
             // The rows not acknowledged are behind the next read: start again from the
@@ -363,11 +361,11 @@ impl Relay {
             self.fences.clear();
             self.leadership.reconfirm_now();
         }
-        let mut book = std::mem::take(&mut self.pending);
-        self.pending_since = None;
-        book.absorb(self.pipeline.take_bookkeeping());
-        self.finish_recording().await?;
-        batch::record(&self.store, book).await
+        let book = self.pipeline.take_bookkeeping();
+        self.pending.absorb(book);
+        self.pending_since
+            .get_or_insert_with(std::time::Instant::now);
+        self.record_pending().await
     }
 
     /// Forgets the read position and any read in flight: the next read starts at the
@@ -381,14 +379,20 @@ impl Relay {
     /// the outbox (the relay is about to park).
     async fn record_pending(&mut self) -> Result<(), StoreError> {
         self.finish_recording().await?;
+        self.spawn_recording();
+        // In a task of its own, so a caller that stops waiting does not lose it (the next step
+        // waits for it); a failure makes the next read start over (`finish_recording`).
+        self.finish_recording().await
+    }
+
+    /// Starts recording what is pending (after the last recording finished).
+    fn spawn_recording(&mut self) {
+        let store = self.store.clone();
+        let book = std::mem::take(&mut self.pending);
         self.pending_since = None;
-        let recorded = batch::record(&self.store, std::mem::take(&mut self.pending)).await;
-        if recorded.is_err() {
-            // Its rows are behind the read position: read them again (JetStream drops the
-            // duplicates) so that they are deleted.
-            self.start_over();
-        }
-        recorded
+        self.recording = Some(tokio::spawn(
+            async move { batch::record(&store, book).await },
+        ));
     }
 
     /// Waits for the last batch's bookkeeping to commit.
@@ -462,6 +466,9 @@ impl Relay {
         }
         tokio::pin!(shutdown);
         let mut pacing = Pacing::new(self.config.min_backoff, self.config.max_backoff);
+        // The bookkeeping's own back-off: the steps between failed recordings republish and
+        // succeed, which would reset the steps' pacing every time.
+        let mut recording = Pacing::new(self.config.min_backoff, self.config.max_backoff);
         let mut busy_pause = MIN_BUSY_PAUSE;
         let mut backlog = Backlog::default();
         let mut last_found: Option<std::time::Instant> = None;
@@ -517,6 +524,7 @@ impl Relay {
                 }
                 (None, Ok(_)) => match self.park().await {
                     Idle::Parked => {
+                        recording.record(Progress::Acknowledged, None);
                         busy_pause = MIN_BUSY_PAUSE;
                         self.state.send_replace(RelayState::Parked);
                         Next::Wait(self.config.poll_interval)
@@ -528,8 +536,20 @@ impl Relay {
                         Next::Wait(pause)
                     }
                     Idle::Work => Next::Now,
+                    Idle::Failed(err) => Next::Wait(
+                        recording
+                            .record(Progress::Failed, Some(&err))
+                            .unwrap_or(self.config.min_backoff),
+                    ),
                 },
             };
+            if matches!(next, Next::Wait(_)) && self.pending.rows() > 0 {
+                // Not parking (a standby now, relaying without notifications, backing off):
+                // what was published is deleted before the wait, not after it.
+                if let Err(err) = self.record_pending().await {
+                    tracing::warn!(error = %err, "relay bookkeeping failed; reading again");
+                }
+            }
             match next {
                 Next::Now => {
                     if futures::poll!(&mut shutdown).is_ready() {
@@ -569,8 +589,7 @@ impl Relay {
     async fn park(&mut self) -> Idle {
         // Parked, it may sleep for the whole poll interval: what it published goes first.
         if let Err(err) = self.record_pending().await {
-            tracing::warn!(error = %err, "relay bookkeeping failed; retrying");
-            return Idle::Work;
+            return Idle::Failed(err);
         }
         match self.leadership.park().await {
             Ok(true) => {}
@@ -601,6 +620,27 @@ impl Relay {
         let mut listener = PgListener::connect_with(store.pool()).await.ok()?;
         listener.listen(channel).await.ok()?;
         Some(listener)
+    }
+}
+
+impl Drop for Relay {
+    /// What a relay stepped by hand ([`Relay::step`]) published but had not recorded yet is
+    /// recorded in the background, when there is a runtime to run it; otherwise it stays in
+    /// the outbox and the next leader republishes it (JetStream drops the duplicates).
+    fn drop(&mut self) {
+        if self.pending.rows() == 0 {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let book = std::mem::take(&mut self.pending);
+        runtime.spawn(async move {
+            if let Err(err) = batch::record(&store, book).await {
+                tracing::warn!(error = %err, "a dropped relay's bookkeeping failed");
+            }
+        });
     }
 }
 

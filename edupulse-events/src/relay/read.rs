@@ -99,7 +99,8 @@ impl ReadFrom {
         self.after == 0
     }
 
-    /// Where the read after `rows` starts (`rows` as returned by [`load_batch`] from `self`).
+    /// Where the read after `rows` starts (`rows` as returned by [`Reader::load_batch`] from
+    /// `self`).
     pub fn after_batch(&self, rows: &[OutboxRow]) -> ReadFrom {
         let Some(last) = rows.last() else {
             return self.clone();
@@ -147,11 +148,11 @@ const LOAD_BATCH: &str = "\
     CROSS JOIN snap";
 
 /// The relay's own connection for its reads, taken from the store's pool (so it has whatever
-/// the pool sets up on connecting, the schema included) and kept out of it: it plans the read
-/// once (a generic plan), where a pooled connection plans it on every read. Planning was most
-/// of a small read's cost in PostgreSQL (0.33 ms of 0.45 ms for a read of two rows), and under
-/// live traffic the relay makes a small read every few events. The setting stays on this
-/// connection: nothing else runs on it.
+/// the pool sets up on connecting, the schema included) and kept out of it, because it
+/// changes session settings: it uses a generic plan for the read. PostgreSQL otherwise plans
+/// this prepared statement afresh for each read's parameters, and planning was most of a
+/// small read's cost (0.33 ms of 0.45 ms for a read of two rows); under live traffic the
+/// relay makes a small read every few events.
 #[derive(Default)]
 pub struct Reader {
     connection: Option<PgConnection>,
