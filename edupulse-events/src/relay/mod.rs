@@ -379,6 +379,10 @@ impl Relay {
     /// the outbox (the relay is about to park).
     async fn record_pending(&mut self) -> Result<(), StoreError> {
         self.finish_recording().await?;
+        if self.pending.rows() == 0 {
+            // Nothing new (a relay kept from parking by an open append tries every few ms).
+            return Ok(());
+        }
         self.spawn_recording();
         // In a task of its own, so a caller that stops waiting does not lose it (the next step
         // waits for it); a failure makes the next read start over (`finish_recording`).
