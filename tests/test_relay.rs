@@ -138,6 +138,29 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
     env.cleanup().await;
 }
 
+/// A quiz submission by a new student, numbered `n` in their name.
+fn submitted(quiz_id: Uuid, n: u32) -> QuizSubmitted {
+    QuizSubmitted {
+        quiz_id,
+        student_id: Uuid::now_v7(),
+        student_name: format!("s{n}").into(),
+        score: 1.0,
+        answers: vec![],
+    }
+}
+
+/// A subscription to the quiz events the relay publishes, in place before anything is
+/// appended (flushed, so the server has it).
+async fn quiz_messages(env: &TestEnv) -> async_nats::Subscriber {
+    let subscription = env
+        .nats
+        .subscribe(QuizSubmitted::subject(&env.prefix))
+        .await
+        .unwrap();
+    env.nats.flush().await.unwrap();
+    subscription
+}
+
 /// A relay running in the background until [`RunningRelay::stop`].
 struct RunningRelay {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -184,17 +207,10 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
     use futures::StreamExt;
     let env = TestEnv::new().await;
     let quiz = Uuid::now_v7();
-    let submitted = |n: u32| QuizSubmitted {
-        quiz_id: quiz,
-        student_id: Uuid::now_v7(),
-        student_name: format!("s{n}").into(),
-        score: 1.0,
-        answers: vec![],
-    };
     // An append whose transaction is still open when the relay starts: the relay cannot park
     // (parked, it would rely on a NOTIFY this commit will not send).
     let mut open = env.pool.begin().await.unwrap();
-    let first = edupulse_events::Envelope::new(&submitted(1)).unwrap();
+    let first = edupulse_events::Envelope::new(&submitted(quiz, 1)).unwrap();
     env.store
         .append(
             &mut open,
@@ -203,11 +219,7 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
         )
         .await
         .unwrap();
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
+    let mut subscription = quiz_messages(&env).await;
     let config = RelayConfig {
         // Far longer than the test may take: the timer must not be what delivers.
         poll_interval: std::time::Duration::from_secs(3600),
@@ -244,7 +256,7 @@ async fn an_open_append_keeps_the_relay_looking_and_a_parked_relay_is_woken() {
         parked_partitions(&env).await,
         i64::from(env.store.partitions())
     );
-    env.append(&[submitted(2)]).await;
+    env.append(&[submitted(quiz, 2)]).await;
     tokio::time::timeout(within, subscription.next())
         .await
         .expect("a parked relay is woken by the commit")
@@ -275,20 +287,8 @@ async fn a_running_relay_is_woken_by_commits() {
     }));
     // Subscribe before appending, then wait for the messages themselves.
     let quiz = Uuid::now_v7();
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
-    let events: Vec<QuizSubmitted> = (0..5)
-        .map(|n| QuizSubmitted {
-            quiz_id: quiz,
-            student_id: Uuid::now_v7(),
-            student_name: format!("s{n}").into(),
-            score: 1.0,
-            answers: vec![],
-        })
-        .collect();
+    let mut subscription = quiz_messages(&env).await;
+    let events: Vec<QuizSubmitted> = (0..5).map(|n| submitted(quiz, n)).collect();
     env.append(&events).await;
     use futures::StreamExt;
     let received = tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -504,24 +504,12 @@ async fn without_notifications_the_relay_never_parks_and_relays_on_its_timer() {
         ..Default::default()
     };
     let (_, relay) = run_relay(&env, config).await;
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
-    env.nats.flush().await.unwrap();
+    let mut subscription = quiz_messages(&env).await;
     let quiz = Uuid::now_v7();
     for n in 0..3 {
         // Quiet in between: every append is picked up by the timer, none by a NOTIFY.
         let appended = std::time::Instant::now();
-        env.append(&[QuizSubmitted {
-            quiz_id: quiz,
-            student_id: Uuid::now_v7(),
-            student_name: format!("s{n}").into(),
-            score: 1.0,
-            answers: vec![],
-        }])
-        .await;
+        env.append(&[submitted(quiz, n)]).await;
         tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
             .await
             .expect("relayed within the fallback interval")
@@ -551,21 +539,9 @@ async fn a_parked_relay_woken_by_a_commit_reads_on_unparked_and_parks_on_an_empt
         .await
         .expect("an idle relay parks")
         .unwrap();
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
-    env.nats.flush().await.unwrap();
+    let mut subscription = quiz_messages(&env).await;
     state.mark_unchanged();
-    env.append(&[QuizSubmitted {
-        quiz_id: Uuid::now_v7(),
-        student_id: Uuid::now_v7(),
-        student_name: "s".into(),
-        score: 1.0,
-        answers: vec![],
-    }])
-    .await;
+    env.append(&[submitted(Uuid::now_v7(), 0)]).await;
     // Woken, it unparks (appends stop notifying: under load, the next commits find it reading
     // and do not make each other wait), reads on, and parks again once a read finds nothing.
     tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Working))
@@ -595,12 +571,7 @@ async fn a_commit_whose_wake_up_is_lost_is_relayed_by_the_fallback_timer() {
     };
     let (mut state, relay) = run_relay(&env, config).await;
     let within = std::time::Duration::from_secs(30);
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
-    env.nats.flush().await.unwrap();
+    let mut subscription = quiz_messages(&env).await;
     for _ in 0..3 {
         tokio::time::timeout(within, state.wait_for(|s| *s == RelayState::Parked))
             .await
@@ -662,21 +633,9 @@ async fn a_relay_that_cannot_delete_what_it_published_backs_off() {
     .execute(&env.pool)
     .await
     .unwrap();
-    let mut subscription = env
-        .nats
-        .subscribe(QuizSubmitted::subject(&env.prefix))
-        .await
-        .unwrap();
-    env.nats.flush().await.unwrap();
+    let mut subscription = quiz_messages(&env).await;
     let (_, relay) = run_relay(&env, RelayConfig::default()).await;
-    env.append(&[QuizSubmitted {
-        quiz_id: Uuid::now_v7(),
-        student_id: Uuid::now_v7(),
-        student_name: "s".into(),
-        score: 1.0,
-        answers: vec![],
-    }])
-    .await;
+    env.append(&[submitted(Uuid::now_v7(), 0)]).await;
     tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
         .await
         .expect("published")

@@ -305,7 +305,7 @@ pub async fn sustained(env: &Arc<TestEnv>, secs: u64) -> Sustained {
         look.tick().await;
     }
     let published = stopped.elapsed();
-    while !outbox_empty(env).await {
+    while !super::outbox_empty(env).await {
         assert!(Instant::now() < deadline, "the outbox was not drained");
         look.tick().await;
     }
@@ -338,13 +338,4 @@ async fn stream_messages(env: &TestEnv) -> u64 {
         .await
         .unwrap();
     stream.info().await.unwrap().state.messages
-}
-
-/// Whether the outbox is empty, by its key (a count would scan what earlier parts left dead in
-/// the table, tens of milliseconds each time).
-async fn outbox_empty(env: &TestEnv) -> bool {
-    sqlx::query_scalar("SELECT max(position) IS NULL FROM outbox")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap()
 }

@@ -635,16 +635,10 @@ impl Drop for Relay {
         if self.pending.rows() == 0 {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let store = self.store.clone();
-        let book = std::mem::take(&mut self.pending);
-        runtime.spawn(async move {
-            if let Err(err) = batch::record(&store, book).await {
-                tracing::warn!(error = %err, "a dropped relay's bookkeeping failed");
-            }
-        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _inside = runtime.enter();
+            self.spawn_recording();
+        }
     }
 }
 
