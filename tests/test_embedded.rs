@@ -83,9 +83,32 @@ async fn an_event_may_name_one_person_twice() {
     })
     .unwrap();
     store
-        .append_committed(ExpectedVersion::NoStream, &[award])
+        .append_committed(ExpectedVersion::NoStream, std::slice::from_ref(&award))
         .await
         .unwrap();
+    let opened = read_award(&store, award.aggregate_id).await;
+    assert_eq!(
+        opened.student_name.present().map(String::as_str),
+        Some("Ada")
+    );
+    assert_eq!(
+        opened.teacher_note.present().map(String::as_str),
+        Some("well done, me")
+    );
+    // Erasing the one person reaches both of their values, once each.
+    let receipt = store.erase_subject(person, "ticket-2").await.unwrap();
+    assert_eq!(receipt.keys_destroyed, 1);
+    let erased = read_award(&store, award.aggregate_id).await;
+    assert!(erased.student_name.is_erased() && erased.teacher_note.is_erased());
+}
+
+async fn read_award(store: &SqliteStore, award: Uuid) -> BadgeAwarded {
+    let stream = store.load(award).await.unwrap();
+    assert_eq!(stream.version, 1);
+    stream.events[0]
+        .downcast_ref::<BadgeAwarded>()
+        .expect("a badge award")
+        .clone()
 }
 
 #[tokio::test]

@@ -281,6 +281,7 @@ async fn a_running_relay_is_woken_by_commits() {
         ..Default::default()
     };
     let relay = Relay::new(env.store.clone(), publisher, config);
+    let mut state = relay.state();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(relay.run(async {
         let _ = stopped.await;
@@ -288,6 +289,14 @@ async fn a_running_relay_is_woken_by_commits() {
     // Subscribe before appending, then wait for the messages themselves.
     let quiz = Uuid::now_v7();
     let mut subscription = quiz_messages(&env).await;
+    // Parked before the commit: its first reads cannot be what finds the events.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        state.wait_for(|s| *s == RelayState::Parked),
+    )
+    .await
+    .expect("the relay parks within 30 s on an empty outbox")
+    .unwrap();
     let events: Vec<QuizSubmitted> = (0..5).map(|n| submitted(quiz, n)).collect();
     env.append(&events).await;
     use futures::StreamExt;

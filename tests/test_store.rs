@@ -353,3 +353,23 @@ async fn a_database_error_names_the_failure_without_the_values_postgres_quotes()
     }
     env.cleanup().await;
 }
+
+/// The append statements are text in `.sql` files bound from code: PostgreSQL's own reading
+/// of each statement's parameters must be the bind list the code follows, in order.
+#[tokio::test]
+async fn each_append_statement_takes_its_binds_in_the_order_the_code_binds_them() {
+    use sqlx::{Executor, TypeInfo};
+    let env = TestEnv::new().await;
+    let mut conn = env.pool.acquire().await.unwrap();
+    for (sql, binds) in edupulse_events::__private::store::append_statements() {
+        let described = conn.describe(sql).await.unwrap();
+        let Some(sqlx::Either::Left(parameters)) = described.parameters() else {
+            panic!("PostgreSQL names each parameter's type");
+        };
+        let described: Vec<&str> = parameters.iter().map(|t| t.name()).collect();
+        let bound: Vec<&str> = binds.iter().map(|(_, ty)| *ty).collect();
+        assert_eq!(described, bound, "{sql}");
+    }
+    drop(conn);
+    env.cleanup().await;
+}

@@ -27,3 +27,9 @@ pub mod privacy {
     /// Compiles only when `T` can own personal data.
     pub fn assert_pii_owner<T: PiiOwner + ?Sized>() {}
 }
+
+/// The store's append statements with their binds, for the test that describes them on a
+/// real database.
+pub mod store {
+    pub use crate::store::append_statements;
+}

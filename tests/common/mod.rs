@@ -55,6 +55,9 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
+/// How long [`TestEnv::stream_messages`] may take to read the whole stream.
+const STREAM_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct TestEnv {
     pub schema: String,
     pub pool: PgPool,
@@ -258,17 +261,26 @@ impl TestEnv {
         };
         let total = consumer.info().await.unwrap().num_pending as usize;
         let mut out = Vec::with_capacity(total);
-        while out.len() < total {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(1000)
-                .messages()
-                .await
-                .unwrap();
-            while let Some(message) = batch.next().await {
-                out.push(message.unwrap());
+        // A stream that loses messages while read fails the test instead of hanging it.
+        let read = tokio::time::timeout(STREAM_READ_DEADLINE, async {
+            while out.len() < total {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(1000)
+                    .messages()
+                    .await
+                    .unwrap();
+                while let Some(message) = batch.next().await {
+                    out.push(message.unwrap());
+                }
             }
-        }
+        })
+        .await;
+        assert!(
+            read.is_ok(),
+            "read {} of the stream's {total} messages in {STREAM_READ_DEADLINE:?}",
+            out.len()
+        );
         out
     }
 

@@ -76,162 +76,90 @@ impl Statements {
     }
 }
 
-// The aggregate's version, and the transaction's id taken before the first position is drawn:
-// the relay relies on every uncommitted position belonging to a transaction its snapshots
-// show as running (relay/read.rs). The lookup's aggregate keeps its subquery a step of its own
-// below the insert; the new stream's has none, and OFFSET 0 keeps it from being merged into
-// the insert (pg_current_xact_id is only STABLE), whose first column, the position, would
-// then be drawn first.
-// A new stream needs no lookup: the unique key (aggregate, sequence) refuses a second first
-// event, and `conflict_or` turns that refusal into the conflict.
-macro_rules! current_version {
-    (lookup) => {
-        "SELECT coalesce(max(sequence), 0) AS version, pg_current_xact_id() AS tx
-    FROM events WHERE aggregate_id = $1"
-    };
-    (new_stream) => {
-        "SELECT 0::bigint AS version, pg_current_xact_id() AS tx OFFSET 0"
-    };
-}
-
-// Only `Exact` compares: `NoStream` relies on the unique key, `Any` appends after anything.
-macro_rules! version_filter {
-    (any) => {
-        ""
-    };
-    (exact) => {
-        "WHERE c.version = $12"
-    };
-}
-
-// Each outbox row notifies the relay only if the relay is parked; otherwise it holds the
-// partition's parking lock shared until the transaction ends, so the relay cannot park before
-// this commit is visible. Why: the migration `wake_parked_relay`. As a condition of the outbox
-// insert it runs only when events were inserted; both branches are true, so every row is kept.
-macro_rules! wake_parked_relay {
-    () => {
-        wake_parked_relay!("false")
-    };
-    // Rows for which `$done` holds skip the check: one per statement is enough.
-    ($done:literal) => {
-        concat!(
-            "WHERE CASE WHEN ",
-            $done,
-            " THEN true WHEN pg_try_advisory_xact_lock_shared(",
-            parked_lock_class!(),
-            ", $11) THEN true ELSE pg_notify(",
-            notify_channel!(),
-            ", '') IS NOT NULL END"
-        )
-    };
-}
-
-// The version check and both inserts in one round trip. `input` keeps the caller's order
-// (WITH ORDINALITY) so sequences and positions ascend together, and an event's ordinal
-// (sequence - version) picks its subject for the outbox row.
-macro_rules! append_many_sql {
-    ($current:tt, $filter:tt) => {
-        concat!(
-            "WITH current AS (",
-            current_version!($current),
-            r#"), input AS (
-    SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
-                         $9::timestamptz[])
-        WITH ORDINALITY AS t(event_id, event_type, version, data_subjects, payload, metadata,
-                             occurred_at, ord)
-), inserted AS (
-    INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
-                        data_subjects, payload, metadata, occurred_at, tx_id)
-    SELECT i.event_id, $2, $1, c.version + i.ord, i.event_type, i.version,
-           coalesce(string_to_array(nullif(i.data_subjects, ''), ',')::uuid[], '{}'),
-           i.payload::jsonb, i.metadata::jsonb, i.occurred_at, c.tx
-    FROM input i CROSS JOIN current c
-    "#,
-            version_filter!($filter),
-            r#"
-    ORDER BY i.ord
-    RETURNING position, sequence
-), outboxed AS (
-    INSERT INTO outbox (position, partition, subject)
-    SELECT ins.position, $11, ($10::text[])[ins.sequence - c.version]
-    FROM inserted ins CROSS JOIN current c
-    "#,
-            wake_parked_relay!("ins.sequence - c.version > 1"),
-            "
-)
-SELECT position, sequence FROM inserted"
-        )
-    };
-}
+// The six statements, one per call shape (one event; several, each column bound as an array)
+// and kind of check. Each inserts the events and their outbox rows in one round trip; their
+// bind order is `ONE_BINDS` and `MANY_BINDS`, the version an `Exact` checks last ($12).
+//
+// Why they read as they do:
+// - The aggregate's version and the transaction's id are taken before the first position is
+//   drawn: the relay relies on every uncommitted position belonging to a transaction its
+//   snapshots show as running (relay/read.rs). The new stream's lookup has none, and OFFSET 0
+//   keeps it from being merged into the insert (pg_current_xact_id is only STABLE), whose first
+//   column, the position, would then be drawn first.
+// - A new stream needs no lookup: the unique key (aggregate, sequence) refuses a second first
+//   event, and `conflict_or` turns that refusal into the conflict.
+// - Each outbox row wakes the relay only if it is parked (see `wake_parked_relay` in the
+//   migrations, and `wakeup.rs` for the names both sides use); as a condition of the outbox
+//   insert it runs only when events were inserted, and both branches keep the row.
+// - Several events keep the caller's order (WITH ORDINALITY), so sequences and positions ascend
+//   together, and an event's ordinal (sequence - version) picks its subject.
+// - `Any` learns the one event's sequence from the insert; the other checks know it
+//   beforehand, so their statement ends with the outbox insert itself, one step fewer.
+const APPEND_ONE: Statements = Statements {
+    any: include_str!("sql/append_one_any.sql"),
+    new_stream: include_str!("sql/append_one_new_stream.sql"),
+    exact: include_str!("sql/append_one_exact.sql"),
+};
 
 const APPEND_MANY: Statements = Statements {
-    any: append_many_sql!(lookup, any),
-    new_stream: append_many_sql!(new_stream, any),
-    exact: append_many_sql!(lookup, exact),
+    any: include_str!("sql/append_many_any.sql"),
+    new_stream: include_str!("sql/append_many_new_stream.sql"),
+    exact: include_str!("sql/append_many_exact.sql"),
 };
 
-// One event's outbox row, with the wake-up.
-macro_rules! outbox_one {
-    () => {
-        concat!(
-            "INSERT INTO outbox (position, partition, subject)
-    SELECT position, $11, $10 FROM inserted
-    ",
-            wake_parked_relay!()
-        )
-    };
-}
+/// What `Store::append` binds to a one-event statement, in order, with the type PostgreSQL
+/// reads each as (the payload and metadata are bound as JSON text and cast); an `Exact`
+/// statement also takes the expected version (`EXPECTED_BIND`).
+pub(crate) const ONE_BINDS: [(&str, &str); 11] = [
+    ("aggregate id", "UUID"),
+    ("aggregate type", "TEXT"),
+    ("event id", "UUID"),
+    ("event type", "TEXT"),
+    ("version", "INT4"),
+    ("data subjects", "UUID[]"),
+    ("payload", "JSONB"),
+    ("metadata", "JSONB"),
+    ("occurred at", "TIMESTAMPTZ"),
+    ("subject", "TEXT"),
+    ("outbox partition", "INT2"),
+];
 
-// The same for the commonest call, one event: scalar parameters, no arrays to build or unnest.
-// `Any` learns the sequence from the insert; the other checks know it beforehand
-// (`$sequence`), so their statement ends with the outbox insert itself, one step fewer.
-macro_rules! append_one_sql {
-    (lookup, any) => {
-        concat!(
-            append_one_events!(lookup, any),
-            ", outboxed AS (",
-            outbox_one!(),
-            ")
-SELECT position, sequence FROM inserted"
-        )
-    };
-    ($current:tt, $filter:tt, $sequence:literal) => {
-        concat!(
-            append_one_events!($current, $filter),
-            "
-",
-            outbox_one!(),
-            "
-RETURNING position, ",
-            $sequence
-        )
-    };
-}
+/// The same for several events: one array per column.
+pub(crate) const MANY_BINDS: [(&str, &str); 11] = [
+    ("aggregate id", "UUID"),
+    ("aggregate type", "TEXT"),
+    ("event ids", "UUID[]"),
+    ("event types", "TEXT[]"),
+    ("versions", "INT4[]"),
+    ("data subjects, comma-joined", "TEXT[]"),
+    ("payloads", "TEXT[]"),
+    ("metadata", "TEXT[]"),
+    ("occurred at", "TIMESTAMPTZ[]"),
+    ("subjects", "TEXT[]"),
+    ("outbox partition", "INT2"),
+];
 
-macro_rules! append_one_events {
-    ($current:tt, $filter:tt) => {
-        concat!(
-            r#"WITH inserted AS (
-    INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, version,
-                        data_subjects, payload, metadata, occurred_at, tx_id)
-    SELECT $3, $2, $1, c.version + 1, $4, $5, $6, $7::jsonb, $8::jsonb, $9, c.tx
-    FROM ("#,
-            current_version!($current),
-            ") c
-    ",
-            version_filter!($filter),
-            "
-    RETURNING position, sequence
-)"
-        )
-    };
-}
+/// The expected version an `Exact` statement compares with, bound last.
+pub(crate) const EXPECTED_BIND: (&str, &str) = ("expected version", "INT8");
 
-const APPEND_ONE: Statements = Statements {
-    any: append_one_sql!(lookup, any),
-    new_stream: append_one_sql!(new_stream, any, "1::bigint"),
-    exact: append_one_sql!(lookup, exact, "$12 + 1"),
-};
+/// Every append statement with its binds, for the tests that pin them.
+pub fn statements() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let mut all = Vec::new();
+    for (statements, binds) in [(&APPEND_ONE, ONE_BINDS), (&APPEND_MANY, MANY_BINDS)] {
+        for expected in [
+            ExpectedVersion::Any,
+            ExpectedVersion::NoStream,
+            ExpectedVersion::Exact(0),
+        ] {
+            let mut binds = binds.to_vec();
+            if let ExpectedVersion::Exact(_) = expected {
+                binds.push(EXPECTED_BIND);
+            }
+            all.push((statements.checking(expected), binds));
+        }
+    }
+    all
+}
 
 impl Store {
     /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
@@ -475,5 +403,44 @@ impl Columns {
             c.subjects.push(row.subject);
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbered parameters a statement uses, in order of first use, deduplicated.
+    fn parameters(sql: &str) -> std::collections::BTreeSet<usize> {
+        let code: String = sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        code.split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_statement_uses_exactly_the_parameters_bound_to_it() {
+        let all = statements();
+        assert_eq!(all.len(), 6);
+        for (sql, binds) in all {
+            let expected: std::collections::BTreeSet<usize> = (1..=binds.len()).collect();
+            assert_eq!(parameters(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn every_statement_wakes_the_relay_by_the_names_the_relay_uses() {
+        for (sql, _) in statements() {
+            assert!(sql.contains(parked_lock_class!()), "{sql}");
+            assert!(sql.contains(notify_channel!()), "{sql}");
+        }
     }
 }

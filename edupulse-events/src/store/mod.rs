@@ -16,6 +16,8 @@ use crate::envelope::Envelope;
 use crate::privacy::KeyStore;
 
 pub(crate) use append::single_aggregate;
+#[doc(hidden)]
+pub use append::statements as append_statements;
 pub use append::{Appended, ExpectedVersion};
 pub use backend::EventStore;
 pub(crate) use error::Redacted;
