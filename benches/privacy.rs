@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::privacy::{DataKey, FieldContext, Scrub, open, seal};
+use edupulse_events::__private::keys::{key_for_append, open, seal};
+use edupulse_events::privacy::{DataKey, FieldContext, Scrub};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 
@@ -104,9 +105,10 @@ async fn rotation_time() {
         .unwrap();
     let raw = start.elapsed();
     let new_master = DataKey::generate();
-    let rotating = KeyStore::new(Arc::new(
+    let rotating = Arc::new(KeyStore::new(Arc::new(
         LocalKeyProvider::new(new_master).with_previous(env.master.clone()),
-    ));
+    )));
+    let rotated = env.store.clone().with_keys(rotating.clone());
     let start = Instant::now();
     let count = rotating.rotate_master_key(&env.pool).await.unwrap();
     let rotation = start.elapsed();
@@ -120,11 +122,11 @@ async fn rotation_time() {
     for _ in 0..ERASURES {
         let subject = Uuid::now_v7();
         let mut tx = env.pool.begin().await.unwrap();
-        rotating.key_for_append(&mut tx, subject).await.unwrap();
+        key_for_append(&rotating, &mut tx, subject).await.unwrap();
         tx.commit().await.unwrap();
         let start = Instant::now();
-        let receipt = rotating
-            .erase_subject(&env.store, subject, "benchmark")
+        let receipt = rotated
+            .erase_subject(subject, "benchmark", Scrub::KeysOnly)
             .await
             .unwrap();
         times.push(start.elapsed());
@@ -249,10 +251,11 @@ async fn erasure_time() {
         for _ in 0..ERASURES {
             let subject = Uuid::now_v7();
             let mut tx = env.pool.begin().await.unwrap();
-            keys.key_for_append(&mut tx, subject).await.unwrap();
+            key_for_append(keys, &mut tx, subject).await.unwrap();
             tx.commit().await.unwrap();
             let start = Instant::now();
-            keys.erase_subject(&env.store, subject, "benchmark")
+            env.store
+                .erase_subject(subject, "benchmark", Scrub::KeysOnly)
                 .await
                 .unwrap();
             times.push(start.elapsed());
@@ -267,8 +270,9 @@ async fn erasure_time() {
         let mut scrubs = Vec::with_capacity(ERASURES);
         for subject in students.drain(..).rev().take(ERASURES) {
             let start = Instant::now();
-            let receipt = keys
-                .erase_subject_with(&env.store, subject, "benchmark", Scrub::StoredCiphertext)
+            let receipt = env
+                .store
+                .erase_subject(subject, "benchmark", Scrub::StoredCiphertext)
                 .await
                 .unwrap();
             scrubs.push(start.elapsed());

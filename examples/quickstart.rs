@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use edupulse_domain::{BadgeAwarded, QuizSubmitted, QuizSubmittedV1};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
-use edupulse_events::privacy::{DataKey, LocalKeyProvider};
+use edupulse_events::privacy::{DataKey, LocalKeyProvider, Scrub};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
 
@@ -109,7 +109,9 @@ relayed {} events to the bus",
         );
     }
 
-    let receipt = store.erase_subject(grace, "GDPR request 1").await?;
+    let receipt = store
+        .erase_subject(grace, "GDPR request 1", Scrub::KeysOnly)
+        .await?;
     println!(
         "
 erased {}: {} key destroyed, recorded at position {}",

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
-use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii};
+use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, Scrub};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // and opened with the student's key).
     relay_pending(&store, &bus).await?;
     let mut received = vec![bus_reader.recv().await?.envelope];
-    store.open_envelopes(&mut received).await?;
+    store.unseal(&mut received).await?;
     let decoded: LessonCompleted = Registry::global()
         .decode(
             &received[0].event_type,
@@ -85,7 +85,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Step 5: erase the student. Their key is destroyed: every copy now reads as erased.
-    let receipt = store.erase_subject(student_id, "GDPR request 42").await?;
+    let receipt = store
+        .erase_subject(student_id, "GDPR request 42", Scrub::KeysOnly)
+        .await?;
     let reread: LessonCompleted = store
         .load(lesson_id)
         .await?

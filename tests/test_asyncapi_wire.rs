@@ -158,8 +158,8 @@ async fn every_raw_message_on_the_stream_matches_its_payload_schema_in_the_async
     env.append(std::slice::from_ref(&erase_requested)).await;
     // Ada is erased and her stored ciphertext scrubbed before the relay reads the log, so her
     // values go out as the erased marker; the erasure appends privacy.subject_erased.
-    env.keys
-        .erase_subject_with(&env.store, ada, "wire schema test", Scrub::StoredCiphertext)
+    env.store
+        .erase_subject(ada, "wire schema test", Scrub::StoredCiphertext)
         .await
         .unwrap();
     env.relay_everything().await;

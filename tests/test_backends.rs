@@ -9,6 +9,7 @@ use std::sync::Arc;
 use common::TestEnv;
 use edupulse_domain::{QuizSubmitted, QuizSubmittedV1};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
+use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::{LocalKeyProvider, Pii};
 use edupulse_events::publish::envelope_from_message;
 use edupulse_events::store::{EventStore, ExpectedVersion, LogCursor, StoreError};
@@ -46,7 +47,7 @@ impl Backend for Postgres {
             .iter()
             .map(|m| envelope_from_message(m.headers.as_ref(), &m.payload).unwrap())
             .collect();
-        self.0.store.open(&mut envelopes).await.unwrap();
+        self.0.store.unseal(&mut envelopes).await.unwrap();
         envelopes
     }
     async fn finish(self) {
@@ -81,7 +82,7 @@ impl Backend for Embedded {
         while let Ok(message) = received.try_recv() {
             envelopes.push(message.envelope);
         }
-        self.store.open_envelopes(&mut envelopes).await.unwrap();
+        self.store.unseal(&mut envelopes).await.unwrap();
         envelopes
     }
     async fn finish(self) {}
@@ -136,11 +137,11 @@ async fn append_one<S: EventStore>(
     let mut tx = store.begin().await?;
     match store.append(&mut tx, expected, events).await {
         Ok(appended) => {
-            S::commit(tx).await?;
+            store.commit(tx).await?;
             Ok(appended.version)
         }
         Err(err) => {
-            S::rollback(tx).await?;
+            store.rollback(tx).await?;
             Err(err)
         }
     }
@@ -217,7 +218,7 @@ async fn rollback_leaves_nothing<B: Backend>(backend: B) {
         )
         .await
         .unwrap();
-    B::Store::rollback(tx).await.unwrap();
+    store.rollback(tx).await.unwrap();
     assert_eq!(store.load(quiz).await.unwrap().version, 0);
     assert!(
         store
@@ -288,7 +289,10 @@ async fn erasure_shreds_one_subject<B: Backend>(backend: B) {
     )
     .await
     .unwrap();
-    let receipt = store.erase_subject(erased, "test request").await.unwrap();
+    let receipt = store
+        .erase_subject(erased, "test request", Scrub::KeysOnly)
+        .await
+        .unwrap();
     assert_eq!(receipt.subject, erased);
     assert_eq!(receipt.keys_destroyed, 1);
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use edupulse_domain::{BadgeAwarded, QuizSubmitted};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
+use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::{DataKey, LocalKeyProvider};
 use edupulse_events::store::{ExpectedVersion, StoreError};
 use edupulse_events::{Envelope, Uuid};
@@ -96,7 +97,10 @@ async fn an_event_may_name_one_person_twice() {
         Some("well done, me")
     );
     // Erasing the one person reaches both of their values, once each.
-    let receipt = store.erase_subject(person, "ticket-2").await.unwrap();
+    let receipt = store
+        .erase_subject(person, "ticket-2", Scrub::KeysOnly)
+        .await
+        .unwrap();
     assert_eq!(receipt.keys_destroyed, 1);
     let erased = read_award(&store, award.aggregate_id).await;
     assert!(erased.student_name.is_erased() && erased.teacher_note.is_erased());

@@ -7,6 +7,7 @@ mod common;
 use common::OwnDatabase;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::privacy::Pii;
+use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::canary::contains;
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
@@ -41,8 +42,8 @@ async fn erase_while_another_session_holds(hold: &[&str]) {
     }
 
     let receipt = env
-        .keys
-        .erase_subject(&env.store, erased, "test")
+        .store
+        .erase_subject(erased, "test", Scrub::KeysOnly)
         .await
         .unwrap();
     assert!(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use common::OwnDatabase;
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::canary::contains;
 use edupulse_events::privacy::{DataKey, KeyProvider, KeyStore, LocalKeyProvider, Pii};
 use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
@@ -86,7 +87,10 @@ async fn an_erased_key_leaves_the_sqlite_database_wal_and_shm_files() {
     // The control: before the erasure, the search finds the key in the files.
     assert!(in_any(&sqlite_files(dir.path()), &erased_key));
 
-    let receipt = store.erase_subject(erased, "test").await.unwrap();
+    let receipt = store
+        .erase_subject(erased, "test", Scrub::KeysOnly)
+        .await
+        .unwrap();
     assert!(receipt.key_bytes_purged);
     let files = sqlite_files(dir.path());
     assert!(
@@ -155,8 +159,8 @@ async fn an_erased_key_leaves_the_postgres_key_table_files() {
     );
 
     let receipt = env
-        .keys
-        .erase_subject(&env.store, erased, "test")
+        .store
+        .erase_subject(erased, "test", Scrub::KeysOnly)
         .await
         .unwrap();
     assert!(receipt.key_bytes_purged);

@@ -6,10 +6,11 @@ mod common;
 use std::sync::Arc;
 
 use common::TestEnv;
+use edupulse_events::__private::keys::{destroy, key_for_append, key_for_read, open, seal};
 use edupulse_events::Uuid;
-use edupulse_events::privacy::{
-    DataKey, FieldContext, KeyStore, KeyStoreError, LocalKeyProvider, open, seal,
-};
+use edupulse_events::privacy::Scrub;
+use edupulse_events::privacy::{DataKey, FieldContext, KeyStore, LocalKeyProvider};
+use edupulse_events::store::StoreError;
 
 fn key_store() -> Arc<KeyStore> {
     Arc::new(KeyStore::new(Arc::new(LocalKeyProvider::new(
@@ -20,7 +21,7 @@ fn key_store() -> Arc<KeyStore> {
 /// Takes (creating if need be) the subject's key in a committed transaction; its version.
 async fn key_in_own_transaction(env: &TestEnv, keys: &KeyStore, subject: Uuid) -> u32 {
     let mut tx = env.pool.begin().await.unwrap();
-    let (version, _) = keys.key_for_append(&mut tx, subject).await.unwrap();
+    let (version, _) = key_for_append(keys, &mut tx, subject).await.unwrap();
     tx.commit().await.unwrap();
     version
 }
@@ -62,7 +63,7 @@ async fn racing_first_uses_of_a_subject_all_get_its_one_key() {
         let (pool, keys) = (env.pool.clone(), keys.clone());
         tasks.push(tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
-            let (version, key) = keys.key_for_append(&mut tx, subject).await.unwrap();
+            let (version, key) = key_for_append(&keys, &mut tx, subject).await.unwrap();
             tx.commit().await.unwrap();
             (version, key)
         }));
@@ -77,8 +78,7 @@ async fn racing_first_uses_of_a_subject_all_get_its_one_key() {
         .await
         .unwrap();
     assert_eq!(stored, 1, "one key row per subject");
-    let read = keys
-        .key_for_read(&env.pool, subject, 1)
+    let read = key_for_read(&keys, &env.pool, subject, 1)
         .await
         .unwrap()
         .expect("the key is readable");
@@ -104,7 +104,7 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
     let subject = Uuid::now_v7();
     key_in_own_transaction(&env, &keys, subject).await;
     assert!(
-        keys.key_for_read(&env.pool, subject, 1)
+        key_for_read(&keys, &env.pool, subject, 1)
             .await
             .unwrap()
             .is_some()
@@ -112,7 +112,7 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
 
     let mut tx = env.pool.begin().await.unwrap();
     assert_eq!(
-        keys.destroy(&mut tx, subject, "request 42")
+        destroy(&keys, &mut tx, subject, "request 42")
             .await
             .unwrap()
             .keys,
@@ -121,26 +121,21 @@ async fn an_erased_subject_gets_no_new_key_and_its_old_one_is_gone() {
     tx.commit().await.unwrap();
 
     assert!(
-        keys.key_for_read(&env.pool, subject, 1)
+        key_for_read(&keys, &env.pool, subject, 1)
             .await
             .unwrap()
             .is_none()
     );
     let mut tx = env.pool.begin().await.unwrap();
-    let err = keys.key_for_append(&mut tx, subject).await.unwrap_err();
+    let err = key_for_append(&keys, &mut tx, subject).await.unwrap_err();
     assert!(
-        matches!(err, KeyStoreError::SubjectErased { subject: s } if s == subject),
+        matches!(err, StoreError::SubjectErased { subject: s } if s == subject),
         "{err}"
     );
     tx.rollback().await.unwrap();
     // Allowed again explicitly: a version above the destroyed one, never the old one revived.
-    assert!(keys.allow_new_keys(&env.pool, subject).await.unwrap());
-    assert!(
-        !keys
-            .allow_new_keys(&env.pool, Uuid::now_v7())
-            .await
-            .unwrap()
-    );
+    assert!(env.store.allow_new_keys(subject).await.unwrap());
+    assert!(!env.store.allow_new_keys(Uuid::now_v7()).await.unwrap());
     let version = key_in_own_transaction(&env, &keys, subject).await;
     assert_eq!(version, 2);
     env.cleanup().await;
@@ -154,12 +149,12 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
     key_in_own_transaction(&env, &keys, subject).await;
 
     let mut append = env.pool.begin().await.unwrap();
-    keys.key_for_append(&mut append, subject).await.unwrap();
+    key_for_append(&keys, &mut append, subject).await.unwrap();
     let erasing = {
         let (pool, keys) = (env.pool.clone(), keys.clone());
         tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
-            let destroyed = keys.destroy(&mut tx, subject, "request 43").await;
+            let destroyed = destroy(&keys, &mut tx, subject, "request 43").await;
             destroyed.map(|d| (d.keys, tx))
         })
     };
@@ -175,19 +170,20 @@ async fn an_erasure_waits_for_an_append_holding_the_subjects_key() {
 #[tokio::test]
 async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
     let env = TestEnv::new().await;
-    let keys = key_store();
+    let keys = env.keys.clone();
     let subject = Uuid::now_v7();
     key_in_own_transaction(&env, &keys, subject).await;
 
     let reason = format!("GDPR request {}", Uuid::now_v7());
-    let receipt = keys
-        .erase_subject(&env.store, subject, &reason)
+    let receipt = env
+        .store
+        .erase_subject(subject, &reason, Scrub::KeysOnly)
         .await
         .unwrap();
     assert_eq!(receipt.subject, subject);
     assert_eq!(receipt.keys_destroyed, 1);
     assert!(
-        keys.key_for_read(&env.pool, subject, 1)
+        key_for_read(&keys, &env.pool, subject, 1)
             .await
             .unwrap()
             .is_none()
@@ -223,14 +219,18 @@ async fn erasing_a_subject_destroys_its_keys_and_appends_a_pii_free_event() {
 #[tokio::test]
 async fn an_erasure_waits_for_an_append_creating_the_subjects_first_key() {
     let env = TestEnv::new().await;
-    let keys = key_store();
+    let keys = env.keys.clone();
     let subject = Uuid::now_v7();
     // The append creates the key; its row is not visible to anyone until it commits.
     let mut append = env.pool.begin().await.unwrap();
-    keys.key_for_append(&mut append, subject).await.unwrap();
+    key_for_append(&keys, &mut append, subject).await.unwrap();
     let erasing = {
-        let (store, keys) = (env.store.clone(), keys.clone());
-        tokio::spawn(async move { keys.erase_subject(&store, subject, "request 44").await })
+        let store = env.store.clone();
+        tokio::spawn(async move {
+            store
+                .erase_subject(subject, "request 44", Scrub::KeysOnly)
+                .await
+        })
     };
     until_erasure_waits(&env, &erasing).await;
     append.commit().await.unwrap();
@@ -240,15 +240,15 @@ async fn an_erasure_waits_for_an_append_creating_the_subjects_first_key() {
         "the key created meanwhile is destroyed"
     );
     assert!(
-        keys.key_for_read(&env.pool, subject, 1)
+        key_for_read(&keys, &env.pool, subject, 1)
             .await
             .unwrap()
             .is_none()
     );
     let mut tx = env.pool.begin().await.unwrap();
     assert!(matches!(
-        keys.key_for_append(&mut tx, subject).await,
-        Err(KeyStoreError::SubjectErased { .. })
+        key_for_append(&keys, &mut tx, subject).await,
+        Err(StoreError::SubjectErased { .. })
     ));
     tx.rollback().await.unwrap();
     env.cleanup().await;

@@ -226,7 +226,7 @@ async fn replay_from_stream(env: &TestEnv) -> HashMap<Uuid, Planted> {
         if envelope[0].event_type.starts_with("privacy.") {
             continue;
         }
-        env.store.open(&mut envelope).await.unwrap();
+        env.store.unseal(&mut envelope).await.unwrap();
         let [envelope] = envelope;
         let event = Registry::global()
             .decode(&envelope.event_type, envelope.version, &envelope.payload)
@@ -316,8 +316,8 @@ fn planted_canaries_never_rest_in_clear_and_erasure_reaches_both_copies() {
             assert_no_plaintext(&env, &canaries, "before erasure").await;
 
             for subject in &erased {
-                env.keys
-                    .erase_subject(&env.store, *subject, "property test")
+                env.store
+                    .erase_subject(*subject, "property test", Scrub::KeysOnly)
                     .await
                     .unwrap();
             }
@@ -376,7 +376,7 @@ fn planted_canaries_never_rest_in_clear_in_an_embedded_store_file() {
             assert_no_plaintext(&canaries, "before erasure");
             for subject in &erased {
                 store
-                    .erase_subject(*subject, "property test")
+                    .erase_subject(*subject, "property test", Scrub::KeysOnly)
                     .await
                     .unwrap();
             }
@@ -406,8 +406,8 @@ async fn a_replacement_declared_on_the_attribute_comes_back_after_erasure() {
         Planted::new(4, bob, bob, &mut canaries),
     ];
     let ids = append_all(&env, &planted).await;
-    env.keys
-        .erase_subject(&env.store, ada, "ticket 7")
+    env.store
+        .erase_subject(ada, "ticket 7", Scrub::KeysOnly)
         .await
         .unwrap();
     let replay = replay_from_postgres(&env.store).await;
@@ -522,8 +522,8 @@ async fn a_scrub_also_overwrites_the_stored_ciphertext() {
     ];
     let ids = append_all(&env, &planted).await;
     let receipt = env
-        .keys
-        .erase_subject_with(&env.store, ada, "ticket 8", Scrub::StoredCiphertext)
+        .store
+        .erase_subject(ada, "ticket 8", Scrub::StoredCiphertext)
         .await
         .unwrap();
     assert_eq!(receipt.events_scrubbed, 2);
@@ -627,8 +627,8 @@ async fn another_runtime_stops_decrypting_an_erased_subject_within_one_relay_rou
         }),
     );
     let erased_at = Instant::now();
-    env.keys
-        .erase_subject(&env.store, student, "ticket 9")
+    env.store
+        .erase_subject(student, "ticket 9", Scrub::KeysOnly)
         .await
         .unwrap();
     // The cache's TTL is a minute; the erasure event must arrive long before.
@@ -676,8 +676,12 @@ async fn an_append_racing_an_erasure_lands_before_it_or_is_refused() {
         })
         .collect();
     let erasure = {
-        let (keys, store) = (env.keys.clone(), env.store.clone());
-        tokio::spawn(async move { keys.erase_subject(&store, student, "ticket 10").await })
+        let store = env.store.clone();
+        tokio::spawn(async move {
+            store
+                .erase_subject(student, "ticket 10", Scrub::KeysOnly)
+                .await
+        })
     };
     let mut refused = 0;
     for append in appends {
@@ -797,8 +801,8 @@ async fn a_key_fetched_while_its_subject_is_erased_is_not_cached() {
         async move { other.load(quiz_id).await }
     });
     entered.notified().await;
-    env.keys
-        .erase_subject(&env.store, student, "ticket 11")
+    env.store
+        .erase_subject(student, "ticket 11", Scrub::KeysOnly)
         .await
         .unwrap();
     // The erasure event reaches the other process (as follow_erasures would deliver it).

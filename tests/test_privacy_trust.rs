@@ -13,6 +13,7 @@ use common::{TestEnv, header};
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::consume::{Subscriber, SubscriberHealth};
 use edupulse_events::embedded::SqliteStore;
+use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::{
     DataKey, DataSubjectErased, KeyStore, LocalKeyProvider, Pii, PrivacyError,
 };
@@ -147,8 +148,8 @@ async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_postgre
     assert_key_missing(err, student);
 
     // An erasure makes the same value read as erased.
-    env.keys
-        .erase_subject(&env.store, student, "test")
+    env.store
+        .erase_subject(student, "test", Scrub::KeysOnly)
         .await
         .unwrap();
     let events = reader.read_stream(event.quiz_id).await.unwrap();
@@ -160,8 +161,8 @@ async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_postgre
     assert!(decoded.student_name.is_erased());
     // A second erasure says so, and destroys nothing.
     let again = env
-        .keys
-        .erase_subject(&env.store, student, "test again")
+        .store
+        .erase_subject(student, "test again", Scrub::KeysOnly)
         .await
         .unwrap();
     assert!(again.already_erased);
@@ -190,7 +191,10 @@ async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_sqlite(
         .unwrap();
     let err = store.read_all(LogCursor::START, 10).await.unwrap_err();
     assert_key_missing(err, student);
-    let receipt = store.erase_subject(student, "test").await.unwrap();
+    let receipt = store
+        .erase_subject(student, "test", Scrub::KeysOnly)
+        .await
+        .unwrap();
     assert!(!receipt.already_erased);
     let events = store.read_all(LogCursor::START, 10).await.unwrap();
     assert_eq!(
@@ -198,7 +202,10 @@ async fn a_key_missing_without_an_erasure_is_an_error_not_erased_data_on_sqlite(
         edupulse_events::privacy::erased_json()
     );
     // A second erasure says so.
-    let again = store.erase_subject(student, "test again").await.unwrap();
+    let again = store
+        .erase_subject(student, "test again", Scrub::KeysOnly)
+        .await
+        .unwrap();
     assert!(again.already_erased);
     assert_eq!(again.keys_destroyed, 0);
 }
@@ -362,8 +369,8 @@ async fn a_forged_erasure_event_does_not_run_on_erasure() {
     env.append(&[quiz(real)]).await;
     env.append(&[quiz(forged)]).await;
     env.relay_everything().await;
-    env.keys
-        .erase_subject(&env.store, real, "test")
+    env.store
+        .erase_subject(real, "test", Scrub::KeysOnly)
         .await
         .unwrap();
     env.relay_everything().await;

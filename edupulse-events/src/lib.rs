@@ -83,6 +83,7 @@ mod cloudevents;
 mod connect;
 pub mod consume;
 pub mod contract;
+mod database;
 mod descriptor;
 pub mod embedded;
 mod envelope;

@@ -33,3 +33,47 @@ pub mod privacy {
 pub mod store {
     pub use crate::store::append_statements;
 }
+
+/// The key store's and sealing's parts beneath the stores' flow, for tests and benchmarks
+/// that prove them one by one. Not for applications: destroying keys outside an erasure skips
+/// the event other processes need, and sealing by hand skips the store's checks.
+pub mod keys {
+    use sqlx::{PgConnection, PgPool};
+    use uuid::Uuid;
+
+    use crate::privacy::keystore::Destroyed;
+    use crate::privacy::{DataKey, KeyStore, KeyStoreError};
+    use crate::store::StoreError;
+    use crate::store::flow::KeySource;
+
+    pub use crate::privacy::seal::{open, seal};
+
+    /// See `KeySource::key_for_append`.
+    pub async fn key_for_append(
+        keys: &KeyStore,
+        tx: &mut PgConnection,
+        subject: Uuid,
+    ) -> Result<(u32, DataKey), StoreError> {
+        KeySource::key_for_append(keys, tx, subject).await
+    }
+
+    /// The key that opens `subject`'s values of `key_version`; `None` once destroyed.
+    pub async fn key_for_read(
+        keys: &KeyStore,
+        pool: &PgPool,
+        subject: Uuid,
+        key_version: u32,
+    ) -> Result<Option<DataKey>, KeyStoreError> {
+        keys.key_for_read(pool, subject, key_version).await
+    }
+
+    /// See `KeySource::destroy`.
+    pub async fn destroy(
+        keys: &KeyStore,
+        tx: &mut PgConnection,
+        subject: Uuid,
+        reason: &str,
+    ) -> Result<Destroyed, StoreError> {
+        KeySource::destroy(keys, tx, subject, reason).await
+    }
+}

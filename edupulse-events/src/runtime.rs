@@ -10,12 +10,12 @@ use thiserror::Error;
 use crate::any_event::AnyEvent;
 use crate::connect::Connector;
 use crate::error::{DecodeError, RegistryError};
-use crate::privacy::{ErasureError, ErasureReceipt, KeyProvider, KeyStore, Scrub};
+use crate::privacy::{ErasureReceipt, KeyProvider, KeyStore, Scrub};
 use crate::publish::{PublishError, Publisher, StreamSettings};
 use crate::publish::{ReceiveError, envelope_from_message, header_names};
 use crate::registry::Registry;
 use crate::relay::{Relay, RelayConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{ErasureError, Store, StoreError};
 
 /// Why the runtime could not start.
 #[derive(Debug, Error)]
@@ -170,20 +170,20 @@ impl Runtime {
     /// Re-wraps every data key with the key provider's current master key: see
     /// [`KeyStore::rotate_master_key`].
     pub async fn rotate_master_key(&self) -> Result<u64, ErasureError> {
-        let keys = self.keys.as_ref().ok_or(ErasureError::NoKeyStore)?;
+        let keys = self.keys.as_ref().ok_or_else(|| StoreError::NoKeyStore {
+            needed_for: "rotating the master key".to_owned(),
+        })?;
         Ok(keys.rotate_master_key(self.store.pool()).await?)
     }
 
-    /// Erases a data subject everywhere: see [`KeyStore::erase_subject_with`].
+    /// Erases a data subject everywhere: see [`Store::erase_subject`].
     pub async fn erase_subject(
         &self,
         subject: crate::Uuid,
         reason: &str,
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
-        let keys = self.keys.as_ref().ok_or(ErasureError::NoKeyStore)?;
-        keys.erase_subject_with(&self.store, subject, reason, scrub)
-            .await
+        self.store.erase_subject(subject, reason, scrub).await
     }
 
     /// Decodes a message read from the stream: envelope from its headers, PII opened (or
@@ -196,7 +196,7 @@ impl Runtime {
         let envelope = envelope_from_message(message.headers.as_ref(), &message.payload)?;
         self.check_headers(message, &envelope)?;
         let mut envelopes = [envelope];
-        self.store.open(&mut envelopes).await?;
+        self.store.unseal(&mut envelopes).await?;
         let [mut envelope] = envelopes;
         let event =
             Registry::global().decode(&envelope.event_type, envelope.version, &envelope.payload)?;

@@ -45,9 +45,10 @@ use uuid::Uuid;
 
 use crate::asyncapi::AsyncApiInfo;
 use crate::contract::{ContractViolations, Contracts};
-use crate::privacy::{ErasureError, Scrub};
+use crate::privacy::Scrub;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::store::ErasureError;
 use crate::store::{DatabaseError, StoreError};
 
 /// The commands; mount with `#[command(subcommand)]`.

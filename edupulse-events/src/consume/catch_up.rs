@@ -197,5 +197,5 @@ impl Subscriber {
 }
 
 fn database(err: sqlx::Error) -> CatchUpError {
-    CatchUpError::Database(crate::store::DatabaseError::from(err).to_string())
+    CatchUpError::Database(crate::database::DatabaseError::from(err).to_string())
 }

@@ -14,7 +14,7 @@ use crate::error::DecodeError;
 use crate::registry::Registry;
 use uuid::Uuid;
 
-use crate::store::{DatabaseError, Redacted};
+use crate::database::{DatabaseError, Redacted};
 
 use super::error::HandlerError;
 use super::inbox::Inbox;

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::store::DatabaseError;
+use crate::database::DatabaseError;
 
 /// What a handler returns when it cannot apply an event; the message is retried, and set
 /// aside with this as its reason once the deliveries run out. The text is stored in

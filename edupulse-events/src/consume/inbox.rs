@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::store::DatabaseError;
+use crate::database::DatabaseError;
 
 /// What [`Inbox::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use crate::store::DatabaseError;
+use crate::database::DatabaseError;
 
 use super::error::ConsumeError;
 use super::subscriber::Subscriber;

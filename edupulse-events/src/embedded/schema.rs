@@ -21,18 +21,33 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (aggregate_id, sequence)
 );
 
--- The log is append-only: history is corrected by new events, never rewritten.
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+-- The log is append-only: history is corrected by new events, never rewritten. The one
+-- exception is an erasure's scrub, which overwrites a subject's sealed values in the payload
+-- while its permit is in `scrub_permits` (inside the erasing transaction).
+-- (`events_no_update`, which refused every update, is what files made before scrubbing had.)
+DROP TRIGGER IF EXISTS events_no_update;
+CREATE TRIGGER IF NOT EXISTS events_append_only
+BEFORE UPDATE OF position, event_id, aggregate_type, aggregate_id, sequence, event_type,
+                 version, data_subjects, metadata, occurred_at, recorded_at ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 
--- Erasure finds a person's events without scanning the log.
+-- Erasure's scrub finds a person's events without scanning the log.
 CREATE TABLE IF NOT EXISTS event_subjects (
     subject_id TEXT    NOT NULL,
     position   INTEGER NOT NULL REFERENCES events (position),
     PRIMARY KEY (subject_id, position)
 );
+
+CREATE TABLE IF NOT EXISTS scrub_permits (
+    subject_id TEXT PRIMARY KEY
+);
+CREATE TRIGGER IF NOT EXISTS events_scrub_only BEFORE UPDATE OF payload ON events
+WHEN NOT EXISTS (SELECT 1 FROM scrub_permits p JOIN event_subjects s USING (subject_id)
+                 WHERE s.position = OLD.position)
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS outbox (
     position INTEGER PRIMARY KEY REFERENCES events (position),
@@ -50,6 +65,16 @@ CREATE TABLE IF NOT EXISTS erased_subjects (
     subject_id       TEXT    PRIMARY KEY,
     erased_at        TEXT    NOT NULL,
     reason           TEXT    NOT NULL,
-    last_key_version INTEGER NOT NULL
+    last_key_version INTEGER NOT NULL,
+    -- Whether the subject may have personal data again, under keys above last_key_version.
+    allow_new_keys   INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// Columns added since a table was first created, each with the statement that adds it to a
+/// file created before: `(table, column, ALTER TABLE ...)`.
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[(
+    "erased_subjects",
+    "allow_new_keys",
+    "ALTER TABLE erased_subjects ADD COLUMN allow_new_keys INTEGER NOT NULL DEFAULT 0",
+)];

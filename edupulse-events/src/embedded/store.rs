@@ -4,7 +4,6 @@
 //! unit tests, with no server. SQLite runs one writing transaction at a time, which is what
 //! keeps positions in commit order and makes the ordering of appends and erasures trivial.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -15,23 +14,22 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, Metadata};
-use crate::privacy::{DataKey, DataSubjectErased, ErasureError, ErasureReceipt, KeyProvider};
-use crate::registry::Registry;
-use crate::store::sealing::{find_sealed, open_found, plan_seal, seal_planned};
-use crate::store::single_aggregate;
+use crate::privacy::{Destroyed, ErasureReceipt, KeyProvider, Scrub, erased_json, sealed_subject};
+use crate::store::flow::{self, Backend, KeySource, ToStore};
 use crate::store::{
-    AggregateStream, Appended, ExpectedVersion, LoadError, LogCursor, StoreError, StoredEvent,
+    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, StoreError,
+    StoredEvent,
 };
 
-use super::keys;
-use super::schema::SCHEMA;
+use super::keys::{self, SqliteKeys};
+use super::schema::{ADDED_COLUMNS, SCHEMA};
 
 /// The embedded event store; cheap to clone (the pool and the relay's wake-up are shared).
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     prefix: String,
-    keys: Option<Arc<dyn KeyProvider>>,
+    keys: Option<SqliteKeys>,
     appended: Arc<Notify>,
 }
 
@@ -74,6 +72,9 @@ impl TryFrom<Row> for StoredEvent {
         let uuid = |text: &str| Uuid::parse_str(text).map_err(|_| corrupt("an id is not a UUID"));
         let metadata: Metadata = serde_json::from_str(&row.metadata)
             .map_err(|_| corrupt("metadata is not an edupulse metadata object"))?;
+        let version =
+            u32::try_from(row.version).map_err(|_| corrupt("a type version out of range"))?;
+        let sequence = u64::try_from(row.sequence).map_err(|_| corrupt("a negative sequence"))?;
         Ok(StoredEvent {
             position: row.position,
             tx_id: 0,
@@ -81,10 +82,10 @@ impl TryFrom<Row> for StoredEvent {
             envelope: Envelope {
                 id: uuid(&row.event_id)?,
                 event_type: row.event_type.clone(),
-                version: row.version as u32,
+                version,
                 aggregate_type: row.aggregate_type.clone(),
                 aggregate_id: uuid(&row.aggregate_id)?,
-                sequence: row.sequence as u64,
+                sequence,
                 data_subjects: serde_json::from_str(&row.data_subjects)
                     .map_err(|_| corrupt("data subjects are not a list of UUIDs"))?,
                 occurred_at: row.occurred_at,
@@ -138,6 +139,7 @@ impl SqliteStore {
         subject_prefix: impl Into<String>,
     ) -> Result<Self, StoreError> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        add_columns(&pool).await?;
         Ok(SqliteStore {
             pool,
             prefix: subject_prefix.into(),
@@ -149,7 +151,7 @@ impl SqliteStore {
     /// Seals every `#[event(pii)]` value with its owner's key (wrapped by `provider`) on
     /// append, and opens them on read; required to store events with personal data.
     pub fn with_keys(mut self, provider: Arc<dyn KeyProvider>) -> Self {
-        self.keys = Some(provider);
+        self.keys = Some(SqliteKeys { provider });
         self
     }
 
@@ -180,18 +182,170 @@ impl SqliteStore {
         expected: ExpectedVersion,
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
-        if single_aggregate(events)?.is_none() {
-            return Ok(Appended {
-                version: 0,
-                positions: Vec::new(),
-            });
+        flow::append(self, tx, expected, events).await
+    }
+
+    /// Appends in a transaction of its own, committed before returning.
+    pub async fn append_committed(
+        &self,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        flow::append_committed(self, expected, events).await
+    }
+
+    /// Opens the sealed PII values of `events` in place (erased ones become the field's
+    /// erased form): for envelopes read from the bus.
+    pub async fn unseal<E: AsMut<Envelope>>(&self, events: &mut [E]) -> Result<(), StoreError> {
+        flow::unseal(self, events).await
+    }
+
+    /// Every stored event of one aggregate, in sequence order, PII opened.
+    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        flow::read_stream(self, aggregate_id).await
+    }
+
+    /// One aggregate's events decoded (old versions upcast), with its version.
+    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
+        flow::load(self, aggregate_id).await
+    }
+
+    /// Up to `limit` committed events after `after`, in position order (which is commit order
+    /// here: one writer at a time), PII opened.
+    pub async fn read_all(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        flow::read_all(self, after, limit).await
+    }
+
+    /// Erases a data subject: destroys their keys (every sealed copy, in the log and on the
+    /// bus, becomes unreadable), records a tombstone with `reason` (new personal data of theirs
+    /// is refused), scrubs the stored ciphertext too if asked, and appends a
+    /// [`DataSubjectErased`](crate::privacy::DataSubjectErased) event, all in one transaction;
+    /// then empties the write-ahead log, so the destroyed keys leave the files.
+    pub async fn erase_subject(
+        &self,
+        subject: Uuid,
+        reason: &str,
+        scrub: Scrub,
+    ) -> Result<ErasureReceipt, ErasureError> {
+        flow::erase_subject(self, subject, reason, scrub).await
+    }
+
+    /// Lets an erased subject have personal data again (a person who comes back under the
+    /// same id), under a key version above every destroyed one; `false` when the subject was
+    /// never erased.
+    pub async fn allow_new_keys(&self, subject: Uuid) -> Result<bool, StoreError> {
+        let keys = self.keys.as_ref().ok_or_else(|| StoreError::NoKeyStore {
+            needed_for: "allowing new keys".to_owned(),
+        })?;
+        keys.allow_new_keys(&self.pool, subject).await
+    }
+
+    /// The events at positions `first..=last`, as stored (personal data sealed): what the
+    /// relay puts on the bus.
+    pub(super) async fn sealed_between(
+        &self,
+        tx: &mut SqliteConnection,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events WHERE position BETWEEN ? AND ? ORDER BY position"
+        ))
+        .bind(first)
+        .bind(last)
+        .fetch_all(tx)
+        .await?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    /// The committed version of an aggregate.
+    pub async fn version(&self, aggregate: Uuid) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        version_of(&mut conn, aggregate).await
+    }
+
+    /// Re-wraps every data key with the key provider's current master key in one
+    /// transaction, then empties the write-ahead log; returns how many keys. See
+    /// [`KeyStore::rotate_master_key`](crate::privacy::KeyStore::rotate_master_key) for the
+    /// procedure: once this returns, retire the old master key, and copies of the database
+    /// file taken before open nothing.
+    pub async fn rotate_master_key(&self) -> Result<u64, StoreError> {
+        let keys = self.keys.as_ref().ok_or_else(|| StoreError::NoKeyStore {
+            needed_for: "rotating the master key".to_owned(),
+        })?;
+        let mut tx = self.begin().await?;
+        let count = keys::rewrap_all(&mut tx, keys.provider.as_ref()).await?;
+        tx.commit().await?;
+        if !keys::purge_log(&self.pool).await? {
+            tracing::warn!(
+                "master key rotated, but the write-ahead log is busy: the old wrapped keys stay \
+                 in it until the next checkpoint (they open only with the old master key)"
+            );
         }
+        Ok(count)
+    }
+
+    /// Wakes the relay after an append.
+    pub(super) fn appended(&self) -> &Notify {
+        &self.appended
+    }
+}
+
+async fn version_of(conn: &mut SqliteConnection, aggregate: Uuid) -> Result<u64, StoreError> {
+    let version: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = ?")
+            .bind(aggregate.to_string())
+            .fetch_one(conn)
+            .await?;
+    u64::try_from(version).map_err(|_| StoreError::Corrupt {
+        position: 0,
+        reason: "a negative sequence".into(),
+    })
+}
+
+/// The aggregate's sequence was taken: the optimistic-concurrency check, as opposed to another
+/// unique value (a re-sent event id).
+fn is_sequence_taken(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.kind() == sqlx::error::ErrorKind::UniqueViolation
+            && db
+                .message()
+                .contains("events.aggregate_id, events.sequence")
+    })
+}
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+    type Keys = SqliteKeys;
+
+    fn keys(&self) -> Option<&SqliteKeys> {
+        self.keys.as_ref()
+    }
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        SqliteStore::begin(self).await
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut SqliteConnection,
+        expected: ExpectedVersion,
+        events: &[ToStore<'_>],
+    ) -> Result<Appended, StoreError> {
         // A failed statement undoes only itself in SQLite, not the transaction (PostgreSQL
         // aborts it): the savepoint makes a failed append leave nothing behind either way.
         sqlx::query("SAVEPOINT edupulse_append")
             .execute(&mut *tx)
             .await?;
-        let appended = self.append_in_savepoint(tx, expected, events).await;
+        let appended = self.insert_in_savepoint(tx, expected, events).await;
         if appended.is_err() {
             sqlx::query("ROLLBACK TO edupulse_append")
                 .execute(&mut *tx)
@@ -206,35 +360,124 @@ impl SqliteStore {
         appended
     }
 
-    async fn append_in_savepoint(
+    async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? ORDER BY sequence"
+        ))
+        .bind(aggregate.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    /// In position order, which is commit order here: one writer at a time.
+    async fn select_after(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    /// Finds the subject's events through `event_subjects`, rewrites each payload's values
+    /// sealed for the subject, and writes them back under the subject's scrub permit (the
+    /// only update the log's triggers let through). The old bytes are zeroed in place
+    /// (`secure_delete`); the write-ahead log's copies go with the checkpoint after the
+    /// commit.
+    async fn scrub(&self, tx: &mut SqliteConnection, subject: Uuid) -> Result<u64, StoreError> {
+        let id = subject.to_string();
+        let payloads: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT e.position, e.payload FROM event_subjects s \
+             JOIN events e USING (position) WHERE s.subject_id = ?",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("INSERT OR IGNORE INTO scrub_permits (subject_id) VALUES (?)")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let mut scrubbed = 0;
+        for (position, payload) in payloads {
+            let mut payload: serde_json::Value =
+                serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt {
+                    position,
+                    reason: "the payload is not JSON".into(),
+                })?;
+            let Some(fields) = payload.as_object_mut() else {
+                continue;
+            };
+            let mut changed = false;
+            for value in fields.values_mut() {
+                if sealed_subject(value) == Some(subject) {
+                    *value = erased_json();
+                    changed = true;
+                }
+            }
+            if changed {
+                sqlx::query("UPDATE events SET payload = ? WHERE position = ?")
+                    .bind(payload.to_string())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                scrubbed += 1;
+            }
+        }
+        sqlx::query("DELETE FROM scrub_permits WHERE subject_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(scrubbed)
+    }
+
+    fn committed(&self) {
+        self.appended.notify_one();
+    }
+
+    async fn purge_keys(&self, _destroyed: &Destroyed) -> bool {
+        match keys::purge_log(&self.pool).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::warn!(error = %err, "the erasure committed, but the log was not checkpointed");
+                false
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    async fn insert_in_savepoint(
         &self,
         tx: &mut SqliteConnection,
         expected: ExpectedVersion,
-        events: &[Envelope],
+        events: &[ToStore<'_>],
     ) -> Result<Appended, StoreError> {
-        let aggregate = events[0].aggregate_id;
-        let sealed = self.seal(tx, events).await?;
+        let aggregate = events[0].event.aggregate_id;
         let actual = version_of(&mut *tx, aggregate).await?;
-        if let ExpectedVersion::NoStream | ExpectedVersion::Exact(_) = expected {
-            let wanted = match expected {
-                ExpectedVersion::Exact(n) => n,
-                _ => 0,
-            };
-            if wanted != actual {
-                return Err(StoreError::Conflict {
-                    aggregate,
-                    expected,
-                    actual,
-                });
-            }
+        let wanted = match expected {
+            ExpectedVersion::Any => actual,
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(n) => n,
+        };
+        if wanted != actual {
+            return Err(StoreError::Conflict {
+                aggregate,
+                expected,
+                actual,
+            });
         }
-        let registry = Registry::global();
         let mut positions = Vec::with_capacity(events.len());
-        for (n, (event, sealed)) in events.iter().zip(&sealed).enumerate() {
-            let descriptor = registry
-                .get(&event.event_type, event.version)
-                .ok_or_else(|| StoreError::Unregistered(event.type_string()))?;
-            let sequence = actual + 1 + n as u64;
+        let mut sequence = actual;
+        for one in events {
+            let event = one.event;
+            sequence += 1;
             let inserted = sqlx::query_scalar::<_, i64>(
                 "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, \
                  event_type, version, data_subjects, payload, metadata, occurred_at, \
@@ -243,11 +486,14 @@ impl SqliteStore {
             .bind(event.id.to_string())
             .bind(&event.aggregate_type)
             .bind(aggregate.to_string())
-            .bind(sequence as i64)
+            .bind(
+                i64::try_from(sequence)
+                    .map_err(|_| StoreError::VersionOutOfRange { version: sequence })?,
+            )
             .bind(&event.event_type)
             .bind(i64::from(event.version))
             .bind(serde_json::to_string(&event.data_subjects).expect("UUIDs serialize"))
-            .bind(sealed.as_ref().unwrap_or(&event.payload).to_string())
+            .bind(one.payload().to_string())
             .bind(serde_json::to_string(&event.metadata).expect("metadata is plain JSON"))
             // PostgreSQL keeps microseconds: so does this store, so both read back alike.
             .bind(event.occurred_at.trunc_subsecs(6))
@@ -278,220 +524,39 @@ impl SqliteStore {
             }
             sqlx::query("INSERT INTO outbox (position, subject) VALUES (?, ?)")
                 .bind(position)
-                .bind(format!("{}.{}", self.prefix, descriptor.subject()))
+                .bind(one.subject(&self.prefix))
                 .execute(&mut *tx)
                 .await?;
             positions.push(position);
         }
         Ok(Appended {
-            version: actual + events.len() as u64,
+            version: sequence,
             positions,
         })
     }
+}
 
-    /// Appends in a transaction of its own, committed before returning.
-    pub async fn append_committed(
-        &self,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-    ) -> Result<Appended, StoreError> {
-        let mut tx = self.begin().await?;
-        let appended = self.append(&mut tx, expected, events).await?;
-        tx.commit().await?;
-        self.appended.notify_one();
-        Ok(appended)
-    }
-
-    async fn seal(
-        &self,
-        tx: &mut SqliteConnection,
-        events: &[Envelope],
-    ) -> Result<Vec<Option<serde_json::Value>>, StoreError> {
-        let Some(plan) = plan_seal(events)? else {
-            return Ok(vec![None; events.len()]);
-        };
-        let provider = self.keys.as_deref().ok_or_else(|| StoreError::NoKeyStore {
-            type_name: events[0].type_string(),
-        })?;
-        let mut subject_keys: HashMap<Uuid, (u32, DataKey)> = HashMap::new();
-        for &subject in &plan.owners {
-            subject_keys.insert(
-                subject,
-                keys::key_for_append(&mut *tx, provider, subject).await?,
-            );
-        }
-        seal_planned(events, plan, &subject_keys)
-    }
-
-    /// Opens the sealed PII values of `events` in place (erased ones become the field's
-    /// erased form): for envelopes read from the bus.
-    pub async fn open_envelopes<E: AsMut<Envelope>>(
-        &self,
-        events: &mut [E],
-    ) -> Result<(), StoreError> {
-        let found = find_sealed(events, self.keys.is_some())?;
-        let Some(provider) = self.keys.as_deref().filter(|_| !found.is_empty()) else {
-            return Ok(());
-        };
-        let wanted: Vec<(Uuid, u32)> = found.iter().map(|f| f.key_id()).collect();
-        let data_keys = keys::keys_for_read(&self.pool, provider, &wanted).await?;
-        open_found(events, found, &data_keys)
-    }
-
-    async fn opened(&self, rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = rows
-            .into_iter()
-            .map(StoredEvent::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.open_envelopes(&mut events).await?;
-        Ok(events)
-    }
-
-    /// Every stored event of one aggregate, in sequence order, PII opened.
-    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? ORDER BY sequence"
-        ))
-        .bind(aggregate_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        self.opened(rows).await
-    }
-
-    /// One aggregate's events decoded (old versions upcast), with its version.
-    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        AggregateStream::decoded(&self.read_stream(aggregate_id).await?)
-    }
-
-    /// Up to `limit` committed events after `after`, in position order (which is commit order
-    /// here: one writer at a time), PII opened.
-    pub async fn read_all(
-        &self,
-        after: LogCursor,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        ))
-        .bind(after.position)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        self.opened(rows).await
-    }
-
-    /// The events at positions `first..=last`, as stored (personal data sealed): what the
-    /// relay puts on the bus.
-    pub(super) async fn sealed_between(
-        &self,
-        tx: &mut SqliteConnection,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position BETWEEN ? AND ? ORDER BY position"
-        ))
-        .bind(first)
-        .bind(last)
-        .fetch_all(tx)
-        .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
-    }
-
-    /// The committed version of an aggregate.
-    pub async fn version(&self, aggregate: Uuid) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        version_of(&mut conn, aggregate).await
-    }
-
-    /// Erases a data subject: destroys their keys (every sealed copy, in the log and on the
-    /// bus, becomes unreadable), records a tombstone with `reason` (new personal data of theirs
-    /// is refused), and appends a [`DataSubjectErased`] event, all in one transaction.
-    pub async fn erase_subject(
-        &self,
-        subject: Uuid,
-        reason: &str,
-    ) -> Result<ErasureReceipt, ErasureError> {
-        if self.keys.is_none() {
-            return Err(ErasureError::NoKeyStore);
-        }
-        let mut tx = self.begin().await?;
-        let destroyed = keys::destroy(&mut tx, subject, reason).await?;
-        // One key per version of one subject: never near u32::MAX.
-        let keys_destroyed = u32::try_from(destroyed.keys).unwrap_or(u32::MAX);
-        let (envelope, erased_at) = DataSubjectErased::envelope(subject, keys_destroyed)?;
-        let appended = self
-            .append(
-                &mut tx,
-                ExpectedVersion::NoStream,
-                std::slice::from_ref(&envelope),
+/// Adds to a file created by an earlier version the columns it lacks. Two processes opening
+/// one old file at once may both try: the second finds the column there.
+async fn add_columns(pool: &SqlitePool) -> Result<(), StoreError> {
+    for (table, column, add) in ADDED_COLUMNS {
+        let present = |pool| async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?) WHERE name = ?)",
             )
-            .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        self.appended.notify_one();
-        ::metrics::counter!(crate::metrics::ERASURES).increment(1);
-        let key_bytes_purged = match keys::purge_log(&self.pool).await {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::warn!(error = %err, "the erasure committed, but the log was not checkpointed");
-                false
-            }
+            .bind(table)
+            .bind(column)
+            .fetch_one(pool)
+            .await
         };
-        Ok(ErasureReceipt {
-            subject,
-            event_id: envelope.id,
-            position: appended.positions[0],
-            keys_destroyed,
-            events_scrubbed: 0,
-            already_erased: destroyed.already_erased,
-            key_bytes_purged,
-            erased_at,
-        })
-    }
-
-    /// Re-wraps every data key with the key provider's current master key in one
-    /// transaction, then empties the write-ahead log; returns how many keys. See
-    /// [`KeyStore::rotate_master_key`](crate::privacy::KeyStore::rotate_master_key) for the
-    /// procedure: once this returns, retire the old master key, and copies of the database
-    /// file taken before open nothing.
-    pub async fn rotate_master_key(&self) -> Result<u64, StoreError> {
-        let provider = self.keys.as_deref().ok_or_else(|| StoreError::NoKeyStore {
-            type_name: "(master-key rotation)".to_owned(),
-        })?;
-        let mut tx = self.begin().await?;
-        let count = keys::rewrap_all(&mut tx, provider).await?;
-        tx.commit().await?;
-        if !keys::purge_log(&self.pool).await? {
-            tracing::warn!(
-                "master key rotated, but the write-ahead log is busy: the old wrapped keys stay \
-                 in it until the next checkpoint (they open only with the old master key)"
-            );
+        if present(pool).await? {
+            continue;
         }
-        Ok(count)
+        if let Err(err) = sqlx::query(add).execute(pool).await
+            && !present(pool).await?
+        {
+            return Err(err.into());
+        }
     }
-
-    /// Wakes the relay after an append.
-    pub(super) fn appended(&self) -> &Notify {
-        &self.appended
-    }
-}
-
-async fn version_of(conn: &mut SqliteConnection, aggregate: Uuid) -> Result<u64, StoreError> {
-    let version: i64 =
-        sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_id = ?")
-            .bind(aggregate.to_string())
-            .fetch_one(conn)
-            .await?;
-    Ok(version as u64)
-}
-
-/// The aggregate's sequence was taken: the optimistic-concurrency check, as opposed to another
-/// unique value (a re-sent event id).
-fn is_sequence_taken(err: &sqlx::Error) -> bool {
-    err.as_database_error().is_some_and(|db| {
-        db.kind() == sqlx::error::ErrorKind::UniqueViolation
-            && db
-                .message()
-                .contains("events.aggregate_id, events.sequence")
-    })
+    Ok(())
 }

@@ -127,7 +127,7 @@ pub struct Leak {
 pub enum ScanError {
     /// Reading PostgreSQL failed.
     #[error("scanning PostgreSQL failed: {0}")]
-    Postgres(#[from] crate::store::DatabaseError),
+    Postgres(#[from] crate::database::DatabaseError),
     /// Reading a file failed.
     #[error("scanning file {path} failed: {reason}")]
     File {

@@ -63,7 +63,7 @@ impl KeyStore {
     /// First waits, at most `wait` in all, until nothing in the database can still see the
     /// deleted rows (see the module's documentation); `Ok(false)` when something still could
     /// (or a partition stayed locked): the rows' bytes may still be in the files.
-    pub async fn compact_after(
+    pub(crate) async fn compact_after(
         &self,
         pool: &PgPool,
         destroyed: &Destroyed,

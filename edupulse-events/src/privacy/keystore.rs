@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::store::DatabaseError;
+use crate::database::DatabaseError;
 
 use super::error::KeyError;
 use super::key::DataKey;
@@ -19,12 +19,6 @@ use super::provider::KeyProvider;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum KeyStoreError {
-    /// The subject was erased: nothing may be sealed for it any more.
-    #[error("data subject {subject} was erased; no new personal data may be stored for it")]
-    SubjectErased {
-        /// The erased subject.
-        subject: Uuid,
-    },
     /// The subject has no key of this version and no erasure record says it was destroyed
     /// (a wrong schema, a key table restored from an older backup, a forged value).
     #[error(
@@ -153,11 +147,11 @@ impl KeyStore {
     }
 
     /// The key to seal `subject`'s data with, inside the appending transaction `tx`: the
-    /// newest version, created if the subject has none.
+    /// newest version, created if the subject has none; `None` once the subject is erased.
     ///
     /// The subject's lock is held shared until `tx` ends, so an erasure of the subject waits
     /// for this append: the append lands before the erasure (and is shredded with it) or,
-    /// if the erasure committed first, fails with [`KeyStoreError::SubjectErased`].
+    /// if the erasure committed first, finds the subject erased (`None`).
     ///
     /// A first key is created inside `tx` and stays uncommitted until `tx` ends. One `append`
     /// call takes its subjects' keys in a fixed order; a transaction that makes several calls
@@ -165,11 +159,11 @@ impl KeyStore {
     /// meet in opposite orders deadlock, and PostgreSQL aborts one (SQLSTATE 40P01: retry it).
     /// Creating the key on a second connection instead would avoid this but could exhaust the
     /// pool under load, every appending transaction waiting for a connection held by another.
-    pub async fn key_for_append(
+    pub(crate) async fn key_for_append(
         &self,
         tx: &mut PgConnection,
         subject: Uuid,
-    ) -> Result<(u32, DataKey), KeyStoreError> {
+    ) -> Result<Option<(u32, DataKey)>, KeyStoreError> {
         // Held until `tx` ends; an erasure takes it exclusively, so it waits for this append,
         // also one creating the subject's first key (a row the erasure could not yet see).
         // The key row itself needs no row lock: the SELECT below runs after this lock is
@@ -192,17 +186,17 @@ impl KeyStore {
                 // A key that outlived its subject's erasure is never used.
                 let erased_since = allowed == Some(false) || last_destroyed >= Some(version);
                 if erased_since {
-                    return Err(KeyStoreError::SubjectErased { subject });
+                    return Ok(None);
                 }
                 let version = version as u32;
                 // The subject is locked either way; the cache only spares the unwrapping.
                 if let Some(key) = self.cached(subject, version) {
-                    return Ok((version, key));
+                    return Ok(Some((version, key)));
                 }
                 let epoch = self.epoch();
                 let key = self.provider.unwrap(subject, version, &wrapped).await?;
                 self.remember(subject, version, &key, epoch);
-                return Ok((version, key));
+                return Ok(Some((version, key)));
             }
             let erased: Option<(bool, i32)> = sqlx::query_as(
                 "SELECT allow_new_keys, last_key_version FROM erased_subjects \
@@ -212,7 +206,7 @@ impl KeyStore {
             .fetch_optional(&mut *tx)
             .await?;
             let version: i32 = match erased {
-                Some((false, _)) => return Err(KeyStoreError::SubjectErased { subject }),
+                Some((false, _)) => return Ok(None),
                 // Allowed again after an erasure: a version above every destroyed one.
                 Some((true, last)) => last + 1,
                 None => 1,
@@ -232,14 +226,14 @@ impl KeyStore {
             .await?
             .rows_affected();
             if inserted == 1 {
-                return Ok((version as u32, key));
+                return Ok(Some((version as u32, key)));
             }
         }
     }
 
     /// The key to open data sealed for `subject` at `key_version`; `None` once an erasure
     /// destroyed it. A key neither there nor erased is [`KeyStoreError::KeyMissing`].
-    pub async fn key_for_read(
+    pub(crate) async fn key_for_read(
         &self,
         pool: &PgPool,
         subject: Uuid,
@@ -259,7 +253,7 @@ impl KeyStore {
     /// version (every version while the subject may have no new keys; those up to the last
     /// destroyed one after [`allow_new_keys`](Self::allow_new_keys)). A key that is neither there nor destroyed is absent
     /// from the map: the caller reports it, rather than reading the value as erased.
-    pub async fn keys_for_read(
+    pub(crate) async fn keys_for_read(
         &self,
         pool: &PgPool,
         wanted: &[(Uuid, u32)],
@@ -347,7 +341,7 @@ impl KeyStore {
     /// appends still holding or creating the subject's key. Evicts this process's cached keys
     /// (call [`KeyStore::evict`] again after `tx` commits: a read racing the erasure may have
     /// cached the key meanwhile).
-    pub async fn destroy(
+    pub(crate) async fn destroy(
         &self,
         tx: &mut PgConnection,
         subject: Uuid,
@@ -406,7 +400,7 @@ impl KeyStore {
     /// same id): the next append creates a key of a version above every destroyed one, so
     /// nothing sealed before the erasure ever opens again. `false` when the subject was never
     /// erased.
-    pub async fn allow_new_keys(
+    pub(crate) async fn allow_new_keys(
         &self,
         pool: &PgPool,
         subject: Uuid,

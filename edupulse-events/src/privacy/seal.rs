@@ -176,6 +176,13 @@ impl SealedField {
     }
 }
 
+/// The data subject a stored value is sealed for, read from its form without opening it
+/// (`None` for anything else, the erased marker included): what a scrub looks for.
+pub(crate) fn sealed_subject(value: &Value) -> Option<Uuid> {
+    let form = value.as_object()?.get(SEALED_MARKER)?.as_str()?;
+    parse_form(form).ok().map(|sealed| sealed.subject)
+}
+
 /// The form's version and the separator after it.
 const FORM_PREFIX: &str = "1.";
 

@@ -1,61 +1,13 @@
-//! Appending: one statement writes every event of the call and its outbox rows, inside the
-//! caller's transaction, after checking the aggregate's version in the same statement.
+//! Appending on PostgreSQL: one statement writes every event of the call and its outbox rows,
+//! inside the caller's transaction, after checking the aggregate's version in the same
+//! statement.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::registry::Registry;
-use crate::store::{Store, StoreError};
-
-/// What the writer believes the aggregate's version (its last sequence) to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExpectedVersion {
-    /// No check: append after whatever is there.
-    Any,
-    /// The aggregate must have no events yet.
-    NoStream,
-    /// The aggregate's last sequence must be exactly this.
-    Exact(u64),
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any"),
-            ExpectedVersion::NoStream => f.write_str("none (new stream)"),
-            ExpectedVersion::Exact(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// The one aggregate `events` belong to (`None` when there are none); an append holds one
-/// aggregate's events, since its version check and sequence are per aggregate.
-pub(crate) fn single_aggregate(events: &[Envelope]) -> Result<Option<Uuid>, StoreError> {
-    let Some(first) = events.first() else {
-        return Ok(None);
-    };
-    let aggregate = first.aggregate_id;
-    match events.iter().find(|e| e.aggregate_id != aggregate) {
-        Some(other) => Err(StoreError::MixedAggregates {
-            first: aggregate,
-            other: other.aggregate_id,
-        }),
-        None => Ok(Some(aggregate)),
-    }
-}
-
-/// Where an append landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    /// The aggregate's version after the append: the last event's sequence.
-    pub version: u64,
-    /// The log positions of the appended events, in order.
-    pub positions: Vec<i64>,
-}
+use crate::store::flow::ToStore;
+use crate::store::{Appended, ExpectedVersion, Store, StoreError};
 
 // The statements of one append shape, one per kind of version check, so each is planned for
 // exactly its check: PostgreSQL sets up every node of a plan on each execution, so a check a
@@ -162,50 +114,39 @@ pub fn statements() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
 }
 
 impl Store {
-    /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
-    /// back with the caller's own rows. Each event also gets an outbox row for the relay.
-    ///
-    /// On [`StoreError::Conflict`] roll the transaction back: after a lost race, and whenever a
-    /// [`ExpectedVersion::NoStream`] stream already exists, PostgreSQL has already aborted it
-    /// (the log's unique key refused the event), and the version the conflict names is read on
-    /// another connection of the store's pool.
-    #[tracing::instrument(name = "edupulse.append", level = "debug", skip_all, fields(events = events.len(), aggregate = ?events.first().map(|e| e.aggregate_id)))]
-    pub async fn append(
+    /// Inserts sealed events of one aggregate and their outbox rows in `tx`, checking the
+    /// aggregate's version in the same statement (see [`Store::append`]).
+    pub(super) async fn insert(
         &self,
         tx: &mut PgConnection,
         expected: ExpectedVersion,
-        events: &[Envelope],
+        events: &[ToStore<'_>],
     ) -> Result<Appended, StoreError> {
-        let Some(aggregate) = single_aggregate(events)? else {
-            // Nothing names an aggregate, so there is no version to report.
-            return Ok(Appended {
-                version: 0,
-                positions: Vec::new(),
-            });
-        };
-        let partition = self.partition_of(aggregate) as i16;
-        let sealed = super::sealing::seal_payloads(self.keys.as_deref(), tx, events).await?;
-        let result = if let [event] = events {
-            let row = Row::of(self, event, sealed[0].as_ref())?;
+        let first = events[0].event;
+        let aggregate = first.aggregate_id;
+        let partition = i16::try_from(self.partition_of(aggregate))
+            .expect("partition counts are clamped to i16 by with_partitions");
+        let result = if let [one] = events {
+            let row = Row::of(self, one)?;
+            let event = one.event;
             let query = sqlx::query_as::<_, (i64, i64)>(APPEND_ONE.checking(expected))
                 .bind(aggregate)
                 .bind(&event.aggregate_type)
                 .bind(event.id)
                 .bind(&event.event_type)
-                .bind(event.version as i32)
+                .bind(wire_version(event)?)
                 .bind(&event.data_subjects)
                 .bind(&row.payload)
                 .bind(&row.metadata)
                 .bind(event.occurred_at)
                 .bind(&row.subject)
                 .bind(partition);
-            bind_expected(query, expected).fetch_all(&mut *tx).await
+            bind_expected(query, expected)?.fetch_all(&mut *tx).await
         } else {
-            self.append_many(tx, expected, events, &sealed, partition)
-                .await?
+            self.insert_many(tx, expected, events, partition).await?
         };
         let rows = match result {
-            // Positions ascend with the events' order (see `append_many_sql`); the statement
+            // Positions ascend with the events' order (see `append_many_*.sql`); the statement
             // returns them unsorted.
             Ok(mut rows) => {
                 rows.sort_unstable();
@@ -221,23 +162,23 @@ impl Store {
                 actual,
             });
         }
+        let version = rows.last().map_or(Ok(0), |r| stored_sequence(r.1, r.0))?;
         Ok(Appended {
-            version: rows.last().map_or(0, |r| r.1 as u64),
+            version,
             positions: rows.into_iter().map(|r| r.0).collect(),
         })
     }
 
     /// Several events of one aggregate in one statement, each column bound as one array.
-    async fn append_many(
+    async fn insert_many(
         &self,
         tx: &mut PgConnection,
         expected: ExpectedVersion,
-        events: &[Envelope],
-        sealed: &[Option<serde_json::Value>],
+        events: &[ToStore<'_>],
         partition: i16,
     ) -> Result<Result<Vec<(i64, i64)>, sqlx::Error>, StoreError> {
-        let first = &events[0];
-        let columns = Columns::of(self, events, sealed)?;
+        let first = events[0].event;
+        let columns = Columns::of(self, events)?;
         let query = sqlx::query_as::<_, (i64, i64)>(APPEND_MANY.checking(expected))
             .bind(first.aggregate_id)
             .bind(&first.aggregate_type)
@@ -250,25 +191,12 @@ impl Store {
             .bind(&columns.occurred_at)
             .bind(&columns.subjects)
             .bind(partition);
-        Ok(bind_expected(query, expected).fetch_all(&mut *tx).await)
+        Ok(bind_expected(query, expected)?.fetch_all(&mut *tx).await)
     }
 
     /// The committed version of an aggregate, read outside any transaction.
     pub async fn version(&self, aggregate: Uuid) -> Result<u64, StoreError> {
         version_of(&self.pool, aggregate).await
-    }
-
-    /// Appends in a transaction of its own, committed before returning: for events that go
-    /// with no business rows of the caller's.
-    pub async fn append_committed(
-        &self,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-    ) -> Result<Appended, StoreError> {
-        let mut tx = self.begin_read_committed().await?;
-        let appended = self.append(&mut tx, expected, events).await?;
-        tx.commit().await?;
-        Ok(appended)
     }
 
     /// Turns a unique-key violation from a lost race into the typed conflict it is.
@@ -306,12 +234,35 @@ impl Store {
 type AppendQuery<'q> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, (i64, i64), sqlx::postgres::PgArguments>;
 
-/// Binds the version an `Exact` statement compares with (`$12`); the others take none.
-fn bind_expected(query: AppendQuery<'_>, expected: ExpectedVersion) -> AppendQuery<'_> {
+/// Binds the version an `Exact` statement compares with (`$12`); the others take none. A
+/// version beyond PostgreSQL's `bigint` cannot be any aggregate's: refused, not wrapped.
+fn bind_expected(
+    query: AppendQuery<'_>,
+    expected: ExpectedVersion,
+) -> Result<AppendQuery<'_>, StoreError> {
     match expected {
-        ExpectedVersion::Exact(n) => query.bind(n as i64),
-        ExpectedVersion::Any | ExpectedVersion::NoStream => query,
+        ExpectedVersion::Exact(n) => {
+            let n = i64::try_from(n).map_err(|_| StoreError::VersionOutOfRange { version: n })?;
+            Ok(query.bind(n))
+        }
+        ExpectedVersion::Any | ExpectedVersion::NoStream => Ok(query),
     }
+}
+
+/// An event's type version as the log's `int` column holds it.
+fn wire_version(event: &Envelope) -> Result<i32, StoreError> {
+    i32::try_from(event.version).map_err(|_| StoreError::Unstorable {
+        type_name: event.type_string(),
+        reason: "its version is beyond the log's range (2^31 - 1)",
+    })
+}
+
+/// A sequence read back from the log, which only ever holds positive ones.
+pub(super) fn stored_sequence(sequence: i64, position: i64) -> Result<u64, StoreError> {
+    u64::try_from(sequence).map_err(|_| StoreError::Corrupt {
+        position,
+        reason: "a negative sequence".into(),
+    })
 }
 
 /// The last sequence of an aggregate (0 for none), in whatever transaction `executor` is.
@@ -324,7 +275,7 @@ async fn version_of<'e>(
             .bind(aggregate)
             .fetch_one(executor)
             .await?;
-    Ok(version as u64)
+    stored_sequence(version, 0)
 }
 
 /// What one event needs besides its own fields: its payload and metadata as JSON text, its
@@ -336,16 +287,9 @@ struct Row {
 }
 
 impl Row {
-    /// `sealed` is the payload with its PII sealed, when it has any.
-    fn of(
-        store: &Store,
-        e: &Envelope,
-        sealed: Option<&serde_json::Value>,
-    ) -> Result<Self, StoreError> {
-        let descriptor = Registry::global()
-            .get(&e.event_type, e.version)
-            .ok_or_else(|| StoreError::Unregistered(e.type_string()))?;
-        let payload = sealed.unwrap_or(&e.payload).to_string();
+    fn of(store: &Store, one: &ToStore<'_>) -> Result<Self, StoreError> {
+        let e = one.event;
+        let payload = one.payload().to_string();
         // jsonb cannot hold U+0000; refusing here keeps the caller's transaction usable and
         // names the type, where PostgreSQL's error would quote the payload.
         if payload.contains("\\u0000") {
@@ -357,7 +301,7 @@ impl Row {
         Ok(Row {
             payload,
             metadata: serde_json::to_string(&e.metadata).expect("metadata is plain JSON"),
-            subject: format!("{}.{}", store.subject_prefix, descriptor.subject()),
+            subject: one.subject(&store.subject_prefix),
         })
     }
 }
@@ -375,11 +319,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn of(
-        store: &Store,
-        events: &[Envelope],
-        sealed: &[Option<serde_json::Value>],
-    ) -> Result<Self, StoreError> {
+    fn of(store: &Store, events: &[ToStore<'_>]) -> Result<Self, StoreError> {
         let mut c = Columns {
             event_ids: Vec::with_capacity(events.len()),
             event_types: Vec::with_capacity(events.len()),
@@ -390,11 +330,12 @@ impl Columns {
             occurred_at: Vec::with_capacity(events.len()),
             subjects: Vec::with_capacity(events.len()),
         };
-        for (e, sealed) in events.iter().zip(sealed) {
-            let row = Row::of(store, e, sealed.as_ref())?;
+        for one in events {
+            let row = Row::of(store, one)?;
+            let e = one.event;
             c.event_ids.push(e.id);
             c.event_types.push(e.event_type.clone());
-            c.versions.push(e.version as i32);
+            c.versions.push(wire_version(e)?);
             let ids: Vec<String> = e.data_subjects.iter().map(Uuid::to_string).collect();
             c.data_subjects.push(ids.join(","));
             c.payloads.push(row.payload);

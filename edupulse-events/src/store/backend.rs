@@ -1,15 +1,17 @@
 //! What every event store promises, whichever database keeps it: the trait the PostgreSQL
-//! [`Store`] and the embedded [`SqliteStore`](crate::embedded::SqliteStore) implement, so
-//! domain code and its tests can be written once.
+//! [`Store`](crate::store::Store) and the embedded
+//! [`SqliteStore`](crate::embedded::SqliteStore) implement, so domain code and its tests can be
+//! written once. Both implement it through the one flow of `flow.rs`.
 
 use std::future::Future;
 
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::privacy::{ErasureError, ErasureReceipt, Scrub};
+use crate::privacy::{ErasureReceipt, Scrub};
+use crate::store::flow::{self, Backend};
 use crate::store::{
-    AggregateStream, Appended, ExpectedVersion, LoadError, LogCursor, Store, StoreError,
+    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, StoreError,
     StoredEvent,
 };
 
@@ -23,7 +25,8 @@ pub trait EventStore: Send + Sync {
     /// IMMEDIATE).
     fn begin(&self) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
 
-    /// Appends events of one aggregate in `tx`; see [`Store::append`].
+    /// Appends events of one aggregate in `tx`; a version other than `expected` is
+    /// [`StoreError::Conflict`].
     fn append(
         &self,
         tx: &mut Self::Tx,
@@ -32,10 +35,10 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
     /// Commits `tx`.
-    fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(&self, tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Rolls `tx` back: nothing of it is stored or relayed.
-    fn rollback(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One aggregate's events decoded (old versions upcast), with its version.
     fn load(
@@ -50,19 +53,27 @@ pub trait EventStore: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// Erases a data subject by destroying their keys, with `reason` in the audit trail.
+    /// Opens the sealed PII values of events read from the bus or stream, in place.
+    fn unseal(
+        &self,
+        envelopes: &mut [Envelope],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Erases a data subject by destroying their keys, with `reason` in the audit trail, and
+    /// scrubbing the stored ciphertext too if asked.
     fn erase_subject(
         &self,
         subject: Uuid,
         reason: &str,
+        scrub: Scrub,
     ) -> impl Future<Output = Result<ErasureReceipt, ErasureError>> + Send;
 }
 
-impl EventStore for Store {
-    type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+impl<B: Backend> EventStore for B {
+    type Tx = sqlx::Transaction<'static, B::Db>;
 
     async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        self.begin_read_committed().await
+        Backend::begin(self).await
     }
 
     async fn append(
@@ -71,73 +82,37 @@ impl EventStore for Store {
         expected: ExpectedVersion,
         events: &[Envelope],
     ) -> Result<Appended, StoreError> {
-        Store::append(self, tx, expected, events).await
+        flow::append(self, tx, expected, events).await
     }
 
-    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
-        Ok(tx.commit().await?)
+    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.committed();
+        Ok(())
     }
 
-    async fn rollback(tx: Self::Tx) -> Result<(), StoreError> {
+    async fn rollback(&self, tx: Self::Tx) -> Result<(), StoreError> {
         Ok(tx.rollback().await?)
     }
 
     async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        Store::load(self, aggregate_id).await
+        flow::load(self, aggregate_id).await
     }
 
     async fn read_all(&self, after: LogCursor, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        Store::read_all(self, after, limit).await
+        flow::read_all(self, after, limit).await
+    }
+
+    async fn unseal(&self, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
+        flow::unseal(self, envelopes).await
     }
 
     async fn erase_subject(
         &self,
         subject: Uuid,
         reason: &str,
+        scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
-        let keys = self.keys().ok_or(ErasureError::NoKeyStore)?;
-        keys.erase_subject_with(self, subject, reason, Scrub::KeysOnly)
-            .await
-    }
-}
-
-impl EventStore for crate::embedded::SqliteStore {
-    type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
-
-    async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        crate::embedded::SqliteStore::begin(self).await
-    }
-
-    async fn append(
-        &self,
-        tx: &mut Self::Tx,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-    ) -> Result<Appended, StoreError> {
-        crate::embedded::SqliteStore::append(self, tx, expected, events).await
-    }
-
-    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
-        Ok(tx.commit().await?)
-    }
-
-    async fn rollback(tx: Self::Tx) -> Result<(), StoreError> {
-        Ok(tx.rollback().await?)
-    }
-
-    async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        crate::embedded::SqliteStore::load(self, aggregate_id).await
-    }
-
-    async fn read_all(&self, after: LogCursor, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        crate::embedded::SqliteStore::read_all(self, after, limit).await
-    }
-
-    async fn erase_subject(
-        &self,
-        subject: Uuid,
-        reason: &str,
-    ) -> Result<ErasureReceipt, ErasureError> {
-        crate::embedded::SqliteStore::erase_subject(self, subject, reason).await
+        flow::erase_subject(self, subject, reason, scrub).await
     }
 }

@@ -1,11 +1,10 @@
 //! Store errors. They name aggregates, types and positions, never payload values.
 
-use std::fmt;
-
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::store::append::ExpectedVersion;
+use crate::database::DatabaseError;
+use crate::store::ExpectedVersion;
 
 /// Why an append or a read failed.
 #[derive(Debug, Error)]
@@ -46,15 +45,16 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The event has `#[event(pii)]` fields but the store was built without a key store, so
-    /// they cannot be sealed. Nothing is written in clear instead.
+    /// Data keys were needed (to seal an event's `#[event(pii)]` fields, to erase, to rotate)
+    /// but the store was built without a key store. Nothing is written in clear instead.
     #[error(
-        "event `{type_name}` has personal-data fields but this store has no key store; \
-         give it one with Store::with_keys (or RuntimeBuilder::key_provider)"
+        "{needed_for} needs data keys, but this store has no key store; give it one with \
+         Store::with_keys, SqliteStore::with_keys or RuntimeBuilder::key_provider"
     )]
     NoKeyStore {
-        /// The event's type string.
-        type_name: String,
+        /// What needed the keys: an event type with personal-data fields (its type string),
+        /// an erasure, a master-key rotation.
+        needed_for: String,
     },
     /// A `#[event(pii)]` field holds a value but its owner field holds no data-subject id.
     #[error(
@@ -101,6 +101,12 @@ pub enum StoreError {
         /// This process's count.
         configured: u16,
     },
+    /// An expected version beyond what the log can hold (2^63 - 1): no aggregate has it.
+    #[error("expected version {version} is beyond any aggregate's (at most 2^63 - 1)")]
+    VersionOutOfRange {
+        /// The version asked for.
+        version: u64,
+    },
     /// A stored row could not be read back (a corrupt or foreign row).
     #[error("stored event at position {position} is unreadable: {reason}")]
     Corrupt {
@@ -114,9 +120,6 @@ pub enum StoreError {
 impl From<crate::privacy::KeyStoreError> for StoreError {
     fn from(err: crate::privacy::KeyStoreError) -> Self {
         match err {
-            crate::privacy::KeyStoreError::SubjectErased { subject } => {
-                StoreError::SubjectErased { subject }
-            }
             crate::privacy::KeyStoreError::Database(db) => StoreError::Database(db),
             other => StoreError::Keys(other),
         }
@@ -125,81 +128,6 @@ impl From<crate::privacy::KeyStoreError> for StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Database(DatabaseError(err))
+        StoreError::Database(DatabaseError::from(err))
     }
 }
-
-/// A failure of PostgreSQL or of the connection to it.
-///
-/// Shown by its SQLSTATE and the schema objects involved, never by PostgreSQL's own text: its
-/// message and DETAIL quote the offending values (`invalid input syntax for type uuid:
-/// "<value>"`, `Key (...)=(<values>)`), and values are where personal data lives. Call
-/// [`DatabaseError::into_inner`] for the driver's full error where that is acceptable.
-pub struct DatabaseError(sqlx::Error);
-
-impl From<sqlx::Error> for DatabaseError {
-    fn from(err: sqlx::Error) -> Self {
-        DatabaseError(err)
-    }
-}
-
-impl DatabaseError {
-    /// The SQLSTATE, for errors the server reported.
-    pub fn code(&self) -> Option<String> {
-        self.0
-            .as_database_error()
-            .and_then(|db| db.code())
-            .map(|code| code.into_owned())
-    }
-
-    /// The constraint that refused the statement, if any.
-    pub fn constraint(&self) -> Option<&str> {
-        self.0.as_database_error().and_then(|db| db.constraint())
-    }
-
-    /// The driver's error, with everything the server said.
-    pub fn into_inner(self) -> sqlx::Error {
-        self.0
-    }
-}
-
-impl fmt::Display for DatabaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&Redacted(&self.0), f)
-    }
-}
-
-/// Shows a driver error the way [`DatabaseError`] does, without the values the server quoted,
-/// for errors that are only borrowed (a handler's, before it is stored as a reason).
-pub(crate) struct Redacted<'a>(pub(crate) &'a sqlx::Error);
-
-impl fmt::Display for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(db) = self.0.as_database_error() else {
-            // Connection, pool and protocol failures carry no row data.
-            return fmt::Display::fmt(self.0, f);
-        };
-        write!(
-            f,
-            "the database refused the statement (SQLSTATE {})",
-            db.code().as_deref().unwrap_or("unknown")
-        )?;
-        if let Some(table) = db.table() {
-            write!(f, " on table {table}")?;
-        }
-        if let Some(constraint) = db.constraint() {
-            write!(f, ", constraint {constraint}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for DatabaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DatabaseError")
-            .field(&format_args!("{self}"))
-            .finish()
-    }
-}
-
-impl std::error::Error for DatabaseError {}

@@ -3,27 +3,34 @@
 
 mod append;
 mod backend;
+mod erase;
 mod error;
+pub(crate) mod flow;
+mod keys;
+mod postgres;
 mod read;
 mod schema_name;
 pub(crate) mod sealing;
+mod version;
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::privacy::KeyStore;
+use crate::privacy::{ErasureReceipt, KeyStore, Scrub};
 
-pub(crate) use append::single_aggregate;
+pub use crate::database::DatabaseError;
 #[doc(hidden)]
 pub use append::statements as append_statements;
-pub use append::{Appended, ExpectedVersion};
 pub use backend::EventStore;
-pub(crate) use error::Redacted;
-pub use error::{DatabaseError, StoreError};
+pub use erase::ErasureError;
+pub use error::StoreError;
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 pub use schema_name::{SchemaNameError, in_schema};
+pub(crate) use version::single_aggregate;
+pub use version::{Appended, ExpectedVersion};
 
 /// The migrations in `migrations/`, embedded so an application can run them at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -71,8 +78,8 @@ impl Store {
     /// Opens the sealed PII values of events read elsewhere (from a JetStream message, say) in
     /// place: plaintext where the owner's key exists, the field's erased form where it was
     /// destroyed. Fails with [`StoreError::Privacy`] when a value does not open with its key.
-    pub async fn open(&self, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
-        sealing::open_events(self.keys.as_deref(), &self.pool, envelopes).await
+    pub async fn unseal<E: AsMut<Envelope>>(&self, envelopes: &mut [E]) -> Result<(), StoreError> {
+        flow::unseal(self, envelopes).await
     }
 
     /// Sets the number of outbox partitions (1 to 32,767: they are stored as `smallint`).
@@ -127,18 +134,6 @@ impl Store {
         &self.pool
     }
 
-    /// A transaction for appending or erasing. READ COMMITTED whatever the database's default,
-    /// as data keys are taken only in it (see `KeyStoreError::IsolationLevel`); said in the
-    /// `BEGIN` itself, so it costs no round trip.
-    pub(crate) async fn begin_read_committed(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await?)
-    }
-
     /// The subject prefix, e.g. `edupulse`.
     pub fn subject_prefix(&self) -> &str {
         &self.subject_prefix
@@ -151,12 +146,92 @@ impl Store {
 
     /// The outbox partition of an aggregate: FNV-1a over the id, stable across processes and
     /// Rust versions (unlike std's hasher), since it is stored.
-    pub fn partition_of(&self, aggregate_id: uuid::Uuid) -> u16 {
+    pub fn partition_of(&self, aggregate_id: Uuid) -> u16 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in aggregate_id.as_bytes() {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        (hash % u64::from(self.partitions)) as u16
+        u16::try_from(hash % u64::from(self.partitions))
+            .expect("a remainder of a u16 count fits in u16")
+    }
+
+    /// Appends events of one aggregate inside the caller's transaction, so they commit or roll
+    /// back with the caller's own rows. Each event also gets an outbox row for the relay.
+    ///
+    /// On [`StoreError::Conflict`] roll the transaction back: after a lost race, and whenever a
+    /// [`ExpectedVersion::NoStream`] stream already exists, PostgreSQL has already aborted it
+    /// (the log's unique key refused the event), and the version the conflict names is read on
+    /// another connection of the store's pool.
+    #[tracing::instrument(name = "edupulse.append", level = "debug", skip_all, fields(events = events.len(), aggregate = ?events.first().map(|e| e.aggregate_id)))]
+    pub async fn append(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        flow::append(self, tx, expected, events).await
+    }
+
+    /// Appends in a transaction of its own, committed before returning: for events that go
+    /// with no business rows of the caller's.
+    pub async fn append_committed(
+        &self,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        flow::append_committed(self, expected, events).await
+    }
+
+    /// Every stored event of one aggregate, in sequence order, undecoded, PII opened (see
+    /// [`Store::unseal`]).
+    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        flow::read_stream(self, aggregate_id).await
+    }
+
+    /// One aggregate's events decoded through the global registry (old versions upcast), with
+    /// the version to expect when appending next.
+    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
+        flow::load(self, aggregate_id).await
+    }
+
+    /// Up to `limit` committed events after `after`, in commit-safe order, PII opened. Events
+    /// of transactions still running (and of any transaction younger than the oldest running
+    /// one) wait for the next call; none is ever skipped.
+    pub async fn read_all(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        flow::read_all(self, after, limit).await
+    }
+
+    /// Erases `subject`: destroys every key of theirs, records the tombstone with `reason`
+    /// (kept in the store, never published), optionally scrubs the stored ciphertext, and
+    /// appends a [`DataSubjectErased`](crate::privacy::DataSubjectErased) event, in one
+    /// transaction. Waits for appends still holding the subject's key, so each either lands
+    /// before the erasure (and is shredded with it) or is refused after it. Then rewrites the
+    /// key table's files without the destroyed keys (see [`ErasureReceipt::key_bytes_purged`]).
+    ///
+    /// `reason` is kept for the audit trail: a ticket or request reference, not personal data.
+    #[tracing::instrument(name = "edupulse.erase", level = "info", skip_all)]
+    pub async fn erase_subject(
+        &self,
+        subject: Uuid,
+        reason: &str,
+        scrub: Scrub,
+    ) -> Result<ErasureReceipt, ErasureError> {
+        flow::erase_subject(self, subject, reason, scrub).await
+    }
+
+    /// Lets an erased subject have personal data again (a person who comes back under the
+    /// same id): the next append creates a key of a version above every destroyed one, so
+    /// nothing sealed before the erasure ever opens again. `false` when the subject was never
+    /// erased.
+    pub async fn allow_new_keys(&self, subject: Uuid) -> Result<bool, StoreError> {
+        let keys = self.keys.as_deref().ok_or_else(|| StoreError::NoKeyStore {
+            needed_for: "allowing new keys".to_owned(),
+        })?;
+        flow::KeySource::allow_new_keys(keys, &self.pool, subject).await
     }
 }

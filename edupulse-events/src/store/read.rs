@@ -1,4 +1,5 @@
-//! Reading: one aggregate's stream, and the whole log in commit-safe order.
+//! Reading: what a stored event is, and PostgreSQL's statements for one aggregate's stream
+//! and for the whole log in commit-safe order.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -116,11 +117,14 @@ impl TryFrom<Row> for StoredEvent {
     type Error = StoreError;
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
-        let metadata: Metadata =
-            serde_json::from_value(row.metadata).map_err(|_| StoreError::Corrupt {
-                position: row.position,
-                reason: "metadata is not an edupulse metadata object".into(),
-            })?;
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            position: row.position,
+            reason: reason.into(),
+        };
+        let metadata: Metadata = serde_json::from_value(row.metadata)
+            .map_err(|_| corrupt("metadata is not an edupulse metadata object"))?;
+        let version = u32::try_from(row.version).map_err(|_| corrupt("a negative type version"))?;
+        let sequence = u64::try_from(row.sequence).map_err(|_| corrupt("a negative sequence"))?;
         Ok(StoredEvent {
             position: row.position,
             tx_id: row.tx_id,
@@ -128,10 +132,10 @@ impl TryFrom<Row> for StoredEvent {
             envelope: Envelope {
                 id: row.event_id,
                 event_type: row.event_type,
-                version: row.version as u32,
+                version,
                 aggregate_type: row.aggregate_type,
                 aggregate_id: row.aggregate_id,
-                sequence: row.sequence as u64,
+                sequence,
                 data_subjects: row.data_subjects,
                 occurred_at: row.occurred_at,
                 metadata,
@@ -142,37 +146,24 @@ impl TryFrom<Row> for StoredEvent {
 }
 
 impl Store {
-    /// Every stored event of one aggregate, in sequence order, undecoded, with PII opened
-    /// (see [`Store::open`]).
-    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+    /// One aggregate's events as stored, in sequence order.
+    pub(super) async fn select_stream(
+        &self,
+        aggregate_id: Uuid,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY sequence"
         ))
         .bind(aggregate_id)
         .fetch_all(&self.pool)
         .await?;
-        self.opened(rows).await
+        rows.into_iter().map(StoredEvent::try_from).collect()
     }
 
-    async fn opened(&self, rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = rows
-            .into_iter()
-            .map(StoredEvent::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        super::sealing::open_events(self.keys.as_deref(), &self.pool, &mut events).await?;
-        Ok(events)
-    }
-
-    /// One aggregate's events decoded through the global registry (old versions upcast), with
-    /// the version to expect when appending next.
-    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        AggregateStream::decoded(&self.read_stream(aggregate_id).await?)
-    }
-
-    /// Up to `limit` committed events after `cursor`, in commit-safe order, PII opened. Events of
+    /// Up to `limit` committed events after `after` as stored, in commit-safe order. Events of
     /// transactions still running (and of any transaction younger than the oldest running
     /// one) wait for the next call; none is ever skipped.
-    pub async fn read_all(
+    pub(super) async fn select_after(
         &self,
         after: LogCursor,
         limit: i64,
@@ -188,7 +179,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        self.opened(rows).await
+        rows.into_iter().map(StoredEvent::try_from).collect()
     }
 }
 

@@ -5,13 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::descriptor::EventDescriptor;
 use crate::envelope::Envelope;
 use crate::privacy::{
-    DataKey, FieldContext, KeyStore, PrivacyError, SealedField, is_erased_json, open, seal,
+    DataKey, FieldContext, PrivacyError, SealedField, is_erased_json, open, seal,
 };
 use crate::registry::Registry;
 use crate::store::StoreError;
@@ -47,73 +46,48 @@ fn pii_values<'p>(
     })
 }
 
-/// What sealing `events` needs: their descriptors and the subjects whose keys seal them.
-/// `None` when no event carries a present PII value.
-pub(crate) struct SealPlan {
-    descriptors: Vec<&'static EventDescriptor>,
-    /// The owners of the PII values, in order (keys are taken in this order).
-    pub(crate) owners: BTreeSet<Uuid>,
-}
-
-/// Finds the PII values of `events` and their owners; refuses unregistered types and PII
-/// without an owner. Backend-neutral: the store then fetches the owners' keys its own way.
-pub(crate) fn plan_seal(events: &[Envelope]) -> Result<Option<SealPlan>, StoreError> {
+/// The descriptor of each of `events`, looked up once for the whole append; an unregistered
+/// type is refused.
+pub(crate) fn describe(events: &[Envelope]) -> Result<Vec<&'static EventDescriptor>, StoreError> {
     let registry = Registry::global();
-    let mut owners = BTreeSet::new();
-    let mut any = false;
-    let descriptors = events
+    events
         .iter()
         .map(|e| {
             registry
                 .get(&e.event_type, e.version)
                 .ok_or_else(|| StoreError::Unregistered(e.type_string()))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    for (e, descriptor) in events.iter().zip(&descriptors) {
-        for value in pii_values(e, descriptor) {
-            owners.insert(value?.1);
-            any = true;
-        }
-    }
-    Ok(any.then_some(SealPlan {
-        descriptors,
-        owners,
-    }))
+        .collect()
 }
 
-/// The payloads to store for `events` under `plan`: each one with PII has its values sealed
-/// with its owner's key from `keys` (`Some`), the others are stored as they are (`None`).
-pub(crate) fn seal_planned(
+/// The owners of the present PII values of `events`, in order (keys are taken in this
+/// order, so two appends needing the same subjects cannot deadlock); refuses PII without an
+/// owner.
+pub(crate) fn pii_owners(
     events: &[Envelope],
-    plan: SealPlan,
+    descriptors: &[&'static EventDescriptor],
+) -> Result<BTreeSet<Uuid>, StoreError> {
+    let mut owners = BTreeSet::new();
+    for (e, descriptor) in events.iter().zip(descriptors) {
+        for value in pii_values(e, descriptor) {
+            owners.insert(value?.1);
+        }
+    }
+    Ok(owners)
+}
+
+/// The payload to store for each of `events`: sealed with its owners' keys from `keys` when it
+/// has PII (`Some`), as it is otherwise (`None`).
+pub(crate) fn seal_all(
+    events: &[Envelope],
+    descriptors: &[&'static EventDescriptor],
     keys: &HashMap<Uuid, (u32, DataKey)>,
 ) -> Result<Vec<Option<Value>>, StoreError> {
     events
         .iter()
-        .zip(plan.descriptors)
+        .zip(descriptors)
         .map(|(e, descriptor)| seal_one(e, descriptor, keys))
         .collect()
-}
-
-/// The payloads to store for `events`: each one with PII has its values sealed (`Some`), the
-/// others are stored as they are (`None`). Keys are taken inside `tx`, in subject order so two
-/// appends needing the same subjects cannot deadlock; each stays locked until `tx` ends.
-pub(super) async fn seal_payloads(
-    keys: Option<&KeyStore>,
-    tx: &mut PgConnection,
-    events: &[Envelope],
-) -> Result<Vec<Option<Value>>, StoreError> {
-    let Some(plan) = plan_seal(events)? else {
-        return Ok(vec![None; events.len()]);
-    };
-    let keys = keys.ok_or_else(|| StoreError::NoKeyStore {
-        type_name: events[0].type_string(),
-    })?;
-    let mut subject_keys: HashMap<Uuid, (u32, DataKey)> = HashMap::with_capacity(plan.owners.len());
-    for &subject in &plan.owners {
-        subject_keys.insert(subject, keys.key_for_append(tx, subject).await?);
-    }
-    seal_planned(events, plan, &subject_keys)
 }
 
 fn seal_one(
@@ -142,6 +116,7 @@ fn seal_one(
 /// One sealed value found in a read event: where it is, and what opens it.
 pub(crate) struct Found {
     event: usize,
+    descriptor: &'static EventDescriptor,
     pii_index: usize,
     sealed: SealedField,
 }
@@ -201,6 +176,7 @@ pub(crate) fn find_sealed<E: AsMut<Envelope>>(
             }
             found.push(Found {
                 event: index,
+                descriptor,
                 pii_index,
                 sealed,
             });
@@ -221,12 +197,9 @@ pub(crate) fn open_found<E: AsMut<Envelope>>(
     found: Vec<Found>,
     keys: &ReadKeys,
 ) -> Result<(), StoreError> {
-    let registry = Registry::global();
     for f in found {
         let e = events[f.event].as_mut();
-        let descriptor = registry
-            .get(&e.event_type, e.version)
-            .expect("found only in registered events");
+        let descriptor = f.descriptor;
         let field = descriptor.pii_fields()[f.pii_index].field.json;
         let opened = match keys.get(&f.key_id()) {
             Some(Some(key)) => {
@@ -252,23 +225,6 @@ pub(crate) fn open_found<E: AsMut<Envelope>>(
         e.payload[field] = opened;
     }
     Ok(())
-}
-
-/// Opens every sealed PII value of `events` in place (see [`find_sealed`] and
-/// [`open_found`]). Without a key store, sealed values are left as they are (decoding them
-/// then says so).
-pub(super) async fn open_events<E: AsMut<Envelope>>(
-    keys: Option<&KeyStore>,
-    pool: &sqlx::PgPool,
-    events: &mut [E],
-) -> Result<(), StoreError> {
-    let found = find_sealed(events, keys.is_some())?;
-    let Some(keys) = keys.filter(|_| !found.is_empty()) else {
-        return Ok(());
-    };
-    let wanted: Vec<(Uuid, u32)> = found.iter().map(Found::key_id).collect();
-    let data_keys = keys.keys_for_read(pool, &wanted).await?;
-    open_found(events, found, &data_keys)
 }
 
 fn context<'e>(e: &'e Envelope, field: &'e str) -> FieldContext<'e> {

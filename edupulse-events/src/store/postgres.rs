@@ -1,0 +1,113 @@
+//! What the store contract needs of PostgreSQL (see `flow.rs`): its transactions, statements
+//! and maintenance. The statements themselves are in `append.rs` and `read.rs`.
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::privacy::{Destroyed, KeyStore};
+use crate::store::flow::{Backend, ToStore};
+use crate::store::{Appended, ExpectedVersion, LogCursor, Store, StoreError, StoredEvent};
+
+// Replaces each top-level value sealed for $1 with the erased marker. The trigger of migration
+// 5 lets this through only while `edupulse.scrub` is on, and only for the payload.
+const SCRUB: &str = r#"
+UPDATE events SET payload = (
+    SELECT jsonb_object_agg(k, CASE WHEN split_part(v ->> '$pii', '.', 2) = $1::text
+                                    THEN '{"$pii": "erased"}'::jsonb ELSE v END)
+    FROM jsonb_each(payload) AS f(k, v))
+WHERE data_subjects @> ARRAY[$1::uuid]
+  AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v)
+              WHERE split_part(v ->> '$pii', '.', 2) = $1::text)
+"#;
+
+/// How long the key table's compaction after an erasure waits, in all, for older transactions
+/// and for the partition's lock.
+const COMPACT_WAIT: Duration = Duration::from_secs(2);
+
+impl Backend for Store {
+    type Db = Postgres;
+    type Keys = KeyStore;
+
+    fn keys(&self) -> Option<&KeyStore> {
+        self.keys.as_deref()
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// READ COMMITTED whatever the database's default, as data keys are taken only in it (see
+    /// `KeyStoreError::IsolationLevel`); said in the `BEGIN` itself, so it costs no round trip.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?)
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut PgConnection,
+        expected: ExpectedVersion,
+        events: &[ToStore<'_>],
+    ) -> Result<Appended, StoreError> {
+        Store::insert(self, tx, expected, events).await
+    }
+
+    async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        Store::select_stream(self, aggregate).await
+    }
+
+    async fn select_after(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Store::select_after(self, after, limit).await
+    }
+
+    /// Old row versions stay on disk until PostgreSQL vacuums them; copies elsewhere (the
+    /// stream, backups) are unreadable through the destroyed keys, not rewritten.
+    async fn scrub(&self, tx: &mut PgConnection, subject: Uuid) -> Result<u64, StoreError> {
+        sqlx::query("SELECT set_config('edupulse.scrub', 'on', true)")
+            .execute(&mut *tx)
+            .await?;
+        let scrubbed = sqlx::query(SCRUB)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("SELECT set_config('edupulse.scrub', 'off', true)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(scrubbed)
+    }
+
+    /// Rewrites the key table's partitions that held the destroyed keys, once no older
+    /// transaction can still see them.
+    async fn purge_keys(&self, destroyed: &Destroyed) -> bool {
+        let Some(keys) = self.keys.as_deref() else {
+            return false;
+        };
+        match keys
+            .compact_after(&self.pool, destroyed, COMPACT_WAIT)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    "the erasure committed, but an older transaction or the partition's lock \
+                     kept the key table from being compacted: the destroyed key's bytes stay in \
+                     its files until the next compaction"
+                );
+                false
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the erasure committed, but the key table was not compacted");
+                false
+            }
+        }
+    }
+}
