@@ -11,7 +11,7 @@ use std::sync::Arc;
 use edupulse_domain::{BadgeAwarded, QuizSubmitted, QuizSubmittedV1};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
 use edupulse_events::privacy::{DataKey, LocalKeyProvider, Scrub};
-use edupulse_events::store::ExpectedVersion;
+use edupulse_events::store::{EventStore, ExpectedVersion};
 use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
 
 #[tokio::main]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
 use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, Scrub};
-use edupulse_events::store::ExpectedVersion;
+use edupulse_events::store::{EventStore, ExpectedVersion};
 use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
 use serde::{Deserialize, Serialize};
 

@@ -25,6 +25,8 @@ trait Backend {
     /// Relays everything and returns what the bus or stream carried, personal data opened
     /// the way a consumer opens it.
     async fn relayed(&self) -> Vec<Envelope>;
+    /// Every payload in the log as stored (sealed values as their sealed form).
+    async fn stored_payloads(&self) -> Vec<String>;
     async fn finish(self);
 }
 
@@ -49,6 +51,12 @@ impl Backend for Postgres {
             .collect();
         self.0.store.unseal(&mut envelopes).await.unwrap();
         envelopes
+    }
+    async fn stored_payloads(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT payload::text FROM events")
+            .fetch_all(&self.0.pool)
+            .await
+            .unwrap()
     }
     async fn finish(self) {
         self.0.cleanup().await;
@@ -84,6 +92,12 @@ impl Backend for Embedded {
         }
         self.store.unseal(&mut envelopes).await.unwrap();
         envelopes
+    }
+    async fn stored_payloads(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT payload FROM events")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
     }
     async fn finish(self) {}
 }
@@ -339,6 +353,85 @@ async fn erasure_shreds_one_subject<B: Backend>(backend: B) {
     backend.finish().await;
 }
 
+/// The name a quiz's one submission reads with now.
+async fn name_in<S: EventStore>(store: &S, quiz: Uuid) -> Pii<String> {
+    let event: QuizSubmitted = store
+        .load(quiz)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .last()
+        .unwrap()
+        .downcast()
+        .unwrap();
+    event.student_name
+}
+
+/// An erasure that scrubs leaves none of the subject's ciphertext in the stored log (and
+/// everyone else's), and a subject let back in gets a key above the destroyed one: new data
+/// opens, old data stays erased.
+async fn scrubbed_erasure_and_readmission<B: Backend>(backend: B) {
+    let store = backend.store();
+    let (erased, kept) = (Uuid::now_v7(), Uuid::now_v7());
+    let quizzes = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    for (quiz, (student, name)) in
+        quizzes
+            .iter()
+            .zip([(erased, "Grace"), (erased, "Grace"), (kept, "Alan")])
+    {
+        append_one(
+            store,
+            ExpectedVersion::NoStream,
+            &[submitted(*quiz, student, name)],
+        )
+        .await
+        .unwrap();
+    }
+    let sealed_for = |subject: Uuid, version: u32| format!("1.{subject}.{version}.");
+    let holding =
+        |payloads: &[String], form: &str| payloads.iter().filter(|p| p.contains(form)).count();
+    let before = backend.stored_payloads().await;
+    assert_eq!(holding(&before, &sealed_for(erased, 1)), 2);
+
+    let receipt = store
+        .erase_subject(erased, "test request", Scrub::StoredCiphertext)
+        .await
+        .unwrap();
+    assert_eq!(receipt.events_scrubbed, 2);
+    let after = backend.stored_payloads().await;
+    assert_eq!(holding(&after, &sealed_for(erased, 1)), 0, "{after:?}");
+    assert_eq!(holding(&after, &sealed_for(kept, 1)), 1);
+    assert_eq!(name_in(store, quizzes[0]).await, Pii::Erased);
+    assert_eq!(
+        name_in(store, quizzes[2]).await,
+        Pii::Present("Alan".to_owned())
+    );
+
+    assert!(
+        !store.allow_new_keys(Uuid::now_v7()).await.unwrap(),
+        "never erased"
+    );
+    assert!(store.allow_new_keys(erased).await.unwrap());
+    append_one(
+        store,
+        ExpectedVersion::Exact(1),
+        &[submitted(quizzes[0], erased, "Grace, back")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        name_in(store, quizzes[0]).await,
+        Pii::Present("Grace, back".to_owned())
+    );
+    assert_eq!(name_in(store, quizzes[1]).await, Pii::Erased);
+    assert_eq!(
+        holding(&backend.stored_payloads().await, &sealed_for(erased, 2)),
+        1
+    );
+    backend.finish().await;
+}
+
 macro_rules! suite {
     ($backend:ident, $make:ident) => {
         mod $backend {
@@ -362,6 +455,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn erasure_shreds_one_subject() {
                 super::erasure_shreds_one_subject($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn scrubbed_erasure_and_readmission() {
+                super::scrubbed_erasure_and_readmission($make().await).await;
             }
         }
     };

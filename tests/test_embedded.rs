@@ -7,13 +7,16 @@ use std::sync::Arc;
 
 use edupulse_domain::{BadgeAwarded, QuizSubmitted};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
-use edupulse_events::privacy::Scrub;
-use edupulse_events::privacy::{DataKey, LocalKeyProvider};
-use edupulse_events::store::{ExpectedVersion, StoreError};
+use edupulse_events::privacy::{DataKey, LocalKeyProvider, Scrub};
+use edupulse_events::store::{EventStore, ExpectedVersion, StoreError};
 use edupulse_events::{Envelope, Uuid};
 
 async fn file_store(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(dir.path().join("events.db"), "edupulse")
+    file_store_at(&dir.path().join("events.db")).await
+}
+
+async fn file_store_at(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path, "edupulse")
         .await
         .unwrap()
         .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())))
@@ -149,3 +152,49 @@ async fn two_relays_publish_each_event_once_in_order() {
     }
     assert_eq!(seen, 50);
 }
+
+/// A file made before scrubbing and readmission existed (its log refused every update, its
+/// tombstones had no `allow_new_keys`) is brought up to date when opened.
+#[tokio::test]
+async fn a_file_from_before_scrubbing_scrubs_and_readmits_once_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let old = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(OLD_TABLES).execute(&old).await.unwrap();
+        old.close().await;
+    }
+    let store = file_store_at(&path).await;
+    let (quiz, student) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut first = submitted(quiz);
+    first.data_subjects = vec![student];
+    first.payload["student_id"] = student.to_string().into();
+    store
+        .append_committed(ExpectedVersion::NoStream, &[first])
+        .await
+        .unwrap();
+    let receipt = store
+        .erase_subject(student, "ticket-3", Scrub::StoredCiphertext)
+        .await
+        .unwrap();
+    assert_eq!(receipt.events_scrubbed, 1);
+    assert!(store.allow_new_keys(student).await.unwrap());
+}
+
+/// The tables an earlier version created that have changed since.
+const OLD_TABLES: &str = "
+CREATE TABLE events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL CHECK (sequence >= 1), event_type TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1), data_subjects TEXT NOT NULL,
+    payload TEXT NOT NULL, metadata TEXT NOT NULL, occurred_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL, UNIQUE (aggregate_id, sequence));
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TABLE erased_subjects (subject_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL,
+    reason TEXT NOT NULL, last_key_version INTEGER NOT NULL);
+";

@@ -14,7 +14,7 @@ use edupulse_events::embedded::SqliteStore;
 use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::canary::contains;
 use edupulse_events::privacy::{DataKey, KeyProvider, KeyStore, LocalKeyProvider, Pii};
-use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
+use edupulse_events::store::{EventStore, ExpectedVersion, LogCursor, Store, StoreError};
 use edupulse_events::{Envelope, Registry, Uuid};
 
 fn quiz(student_id: Uuid, name: &str) -> Envelope {

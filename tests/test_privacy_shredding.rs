@@ -19,7 +19,7 @@ use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, PrivacyError, Scrub};
 use edupulse_events::publish::envelope_from_message;
 use edupulse_events::relay::{Relay, RelayConfig};
-use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
+use edupulse_events::store::{EventStore, ExpectedVersion, LogCursor, Store, StoreError};
 use edupulse_events::{AnyEvent, DomainEvent, Envelope, Registry, Runtime, Uuid};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

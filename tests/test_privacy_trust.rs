@@ -18,7 +18,7 @@ use edupulse_events::privacy::{
     DataKey, DataSubjectErased, KeyStore, LocalKeyProvider, Pii, PrivacyError,
 };
 use edupulse_events::publish::header_names;
-use edupulse_events::store::{ExpectedVersion, LogCursor, Store, StoreError};
+use edupulse_events::store::{EventStore, ExpectedVersion, LogCursor, Store, StoreError};
 use edupulse_events::{DomainEvent, Envelope, Runtime, Uuid};
 
 fn quiz(student_id: Uuid) -> QuizSubmitted {

@@ -13,7 +13,7 @@ use edupulse_events::privacy::Pii as Personal;
 use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{LocalKeyProvider, Pii, reveal};
 use edupulse_events::schemars::JsonSchema;
-use edupulse_events::store::ExpectedVersion;
+use edupulse_events::store::{EventStore, ExpectedVersion};
 use edupulse_events::{DomainEvent, EncodeError, Envelope, Uuid};
 use serde::{Deserialize, Serialize};
 

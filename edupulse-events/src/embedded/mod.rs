@@ -7,7 +7,7 @@
 //! ```
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
-//! use edupulse_events::store::ExpectedVersion;
+//! use edupulse_events::store::{EventStore, ExpectedVersion};
 //!
 //! let store = SqliteStore::in_memory("edupulse").await?;
 //! let bus = InProcessBus::default();
@@ -18,8 +18,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not here: scrubbing stored ciphertext (erasure destroys keys only) and letting an erased
-//! subject back under a new key.
+//! Appending, reading, unsealing and erasing are [`EventStore`](crate::store::EventStore)'s
+//! methods, written once for both stores (`store/flow.rs`): import the trait.
 
 mod bus;
 mod keys;

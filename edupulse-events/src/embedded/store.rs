@@ -13,12 +13,10 @@ use sqlx::{FromRow, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::envelope::{Envelope, Metadata};
-use crate::privacy::{Destroyed, ErasureReceipt, KeyProvider, Scrub, erased_json, sealed_subject};
-use crate::store::flow::{self, Backend, KeySource, ToStore};
+use crate::privacy::{Destroyed, KeyProvider, erased_json, sealed_subject};
+use crate::store::flow::{Backend, ToStore};
 use crate::store::{
-    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, StoreError,
-    StoredEvent,
+    Appended, ExpectedVersion, LogCursor, LogRow, StoreError, StoredEvent, corrupt,
 };
 
 use super::keys::{self, SqliteKeys};
@@ -61,40 +59,49 @@ struct Row {
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, event_type, \
      version, data_subjects, payload, metadata, occurred_at, recorded_at";
 
-impl TryFrom<Row> for StoredEvent {
+impl TryFrom<Row> for LogRow {
     type Error = StoreError;
 
+    /// Parses what SQLite keeps as text into the types both backends check alike.
     fn try_from(row: Row) -> Result<Self, StoreError> {
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            position: row.position,
-            reason: reason.into(),
+        let position = row.position;
+        let uuid = |text: &str| {
+            Uuid::parse_str(text).map_err(|_| corrupt(position, "an id is not a UUID"))
         };
-        let uuid = |text: &str| Uuid::parse_str(text).map_err(|_| corrupt("an id is not a UUID"));
-        let metadata: Metadata = serde_json::from_str(&row.metadata)
-            .map_err(|_| corrupt("metadata is not an edupulse metadata object"))?;
-        let version =
-            u32::try_from(row.version).map_err(|_| corrupt("a type version out of range"))?;
-        let sequence = u64::try_from(row.sequence).map_err(|_| corrupt("a negative sequence"))?;
-        Ok(StoredEvent {
-            position: row.position,
+        Ok(LogRow {
+            position,
             tx_id: 0,
+            event_id: uuid(&row.event_id)?,
+            aggregate_id: uuid(&row.aggregate_id)?,
+            data_subjects: parse_json(
+                position,
+                &row.data_subjects,
+                "data subjects are not a list of UUIDs",
+            )?,
+            payload: parse_json(position, &row.payload, "the payload is not JSON")?,
+            metadata: parse_json(position, &row.metadata, "metadata is not JSON")?,
+            aggregate_type: row.aggregate_type,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            version: row.version,
+            occurred_at: row.occurred_at,
             recorded_at: row.recorded_at,
-            envelope: Envelope {
-                id: uuid(&row.event_id)?,
-                event_type: row.event_type.clone(),
-                version,
-                aggregate_type: row.aggregate_type.clone(),
-                aggregate_id: uuid(&row.aggregate_id)?,
-                sequence,
-                data_subjects: serde_json::from_str(&row.data_subjects)
-                    .map_err(|_| corrupt("data subjects are not a list of UUIDs"))?,
-                occurred_at: row.occurred_at,
-                metadata,
-                payload: serde_json::from_str(&row.payload)
-                    .map_err(|_| corrupt("the payload is not JSON"))?,
-            },
         })
     }
+}
+
+/// A JSON column of the row at `position`; `what` says what is wrong when it does not parse.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    position: i64,
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt(position, what))
+}
+
+/// A row as SQLite returns it, checked on its way to a [`StoredEvent`].
+fn stored(row: Row) -> Result<StoredEvent, StoreError> {
+    StoredEvent::try_from(LogRow::try_from(row)?)
 }
 
 impl SqliteStore {
@@ -166,82 +173,11 @@ impl SqliteStore {
     }
 
     /// A transaction that writes from its first statement (`BEGIN IMMEDIATE`): begin yours with
-    /// this, so the version an append checks cannot change before it commits. (In a deferred
+    /// this (appending, reading and erasing are [`EventStore`](crate::store::EventStore)'s), so the version an append checks cannot change before it commits. (In a deferred
     /// transaction of a file store, a writer that committed since your first read makes the
     /// append fail with a database error, SQLite's busy snapshot, rather than a `Conflict`.)
     pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Appends events of one aggregate inside the caller's transaction (begun with
-    /// [`begin`](Self::begin)), with an outbox row each, so they commit or roll back with the
-    /// caller's own rows. A version other than `expected` is [`StoreError::Conflict`].
-    pub async fn append(
-        &self,
-        tx: &mut SqliteConnection,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-    ) -> Result<Appended, StoreError> {
-        flow::append(self, tx, expected, events).await
-    }
-
-    /// Appends in a transaction of its own, committed before returning.
-    pub async fn append_committed(
-        &self,
-        expected: ExpectedVersion,
-        events: &[Envelope],
-    ) -> Result<Appended, StoreError> {
-        flow::append_committed(self, expected, events).await
-    }
-
-    /// Opens the sealed PII values of `events` in place (erased ones become the field's
-    /// erased form): for envelopes read from the bus.
-    pub async fn unseal<E: AsMut<Envelope>>(&self, events: &mut [E]) -> Result<(), StoreError> {
-        flow::unseal(self, events).await
-    }
-
-    /// Every stored event of one aggregate, in sequence order, PII opened.
-    pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        flow::read_stream(self, aggregate_id).await
-    }
-
-    /// One aggregate's events decoded (old versions upcast), with its version.
-    pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        flow::load(self, aggregate_id).await
-    }
-
-    /// Up to `limit` committed events after `after`, in position order (which is commit order
-    /// here: one writer at a time), PII opened.
-    pub async fn read_all(
-        &self,
-        after: LogCursor,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        flow::read_all(self, after, limit).await
-    }
-
-    /// Erases a data subject: destroys their keys (every sealed copy, in the log and on the
-    /// bus, becomes unreadable), records a tombstone with `reason` (new personal data of theirs
-    /// is refused), scrubs the stored ciphertext too if asked, and appends a
-    /// [`DataSubjectErased`](crate::privacy::DataSubjectErased) event, all in one transaction;
-    /// then empties the write-ahead log, so the destroyed keys leave the files.
-    pub async fn erase_subject(
-        &self,
-        subject: Uuid,
-        reason: &str,
-        scrub: Scrub,
-    ) -> Result<ErasureReceipt, ErasureError> {
-        flow::erase_subject(self, subject, reason, scrub).await
-    }
-
-    /// Lets an erased subject have personal data again (a person who comes back under the
-    /// same id), under a key version above every destroyed one; `false` when the subject was
-    /// never erased.
-    pub async fn allow_new_keys(&self, subject: Uuid) -> Result<bool, StoreError> {
-        let keys = self.keys.as_ref().ok_or_else(|| StoreError::NoKeyStore {
-            needed_for: "allowing new keys".to_owned(),
-        })?;
-        keys.allow_new_keys(&self.pool, subject).await
     }
 
     /// The events at positions `first..=last`, as stored (personal data sealed): what the
@@ -259,7 +195,7 @@ impl SqliteStore {
         .bind(last)
         .fetch_all(tx)
         .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
+        rows.into_iter().map(stored).collect()
     }
 
     /// The committed version of an aggregate.
@@ -367,7 +303,7 @@ impl Backend for SqliteStore {
         .bind(aggregate.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
+        rows.into_iter().map(stored).collect()
     }
 
     /// In position order, which is commit order here: one writer at a time.
@@ -383,7 +319,7 @@ impl Backend for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(StoredEvent::try_from).collect()
+        rows.into_iter().map(stored).collect()
     }
 
     /// Finds the subject's events through `event_subjects`, rewrites each payload's values

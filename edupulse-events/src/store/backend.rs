@@ -34,11 +34,25 @@ pub trait EventStore: Send + Sync {
         events: &[Envelope],
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
+    /// Appends in a transaction of its own, committed before returning: for events that go
+    /// with no business rows of the caller's.
+    fn append_committed(
+        &self,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
     /// Commits `tx`.
     fn commit(&self, tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Rolls `tx` back: nothing of it is stored or relayed.
     fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stored event of one aggregate, in sequence order, undecoded, PII opened.
+    fn read_stream(
+        &self,
+        aggregate_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
     /// One aggregate's events decoded (old versions upcast), with its version.
     fn load(
@@ -53,10 +67,11 @@ pub trait EventStore: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// Opens the sealed PII values of events read from the bus or stream, in place.
-    fn unseal(
+    /// Opens the sealed PII values of events read from the bus or stream, in place:
+    /// plaintext where the owner's key exists, the field's erased form where it was destroyed.
+    fn unseal<E: AsMut<Envelope> + Send>(
         &self,
-        envelopes: &mut [Envelope],
+        envelopes: &mut [E],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Erases a data subject by destroying their keys, with `reason` in the audit trail, and
@@ -67,6 +82,15 @@ pub trait EventStore: Send + Sync {
         reason: &str,
         scrub: Scrub,
     ) -> impl Future<Output = Result<ErasureReceipt, ErasureError>> + Send;
+
+    /// Lets an erased subject have personal data again (a person who comes back under the
+    /// same id): the next append creates a key of a version above every destroyed one, so
+    /// nothing sealed before the erasure ever opens again. `false` when the subject was never
+    /// erased.
+    fn allow_new_keys(
+        &self,
+        subject: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl<B: Backend> EventStore for B {
@@ -85,6 +109,14 @@ impl<B: Backend> EventStore for B {
         flow::append(self, tx, expected, events).await
     }
 
+    async fn append_committed(
+        &self,
+        expected: ExpectedVersion,
+        events: &[Envelope],
+    ) -> Result<Appended, StoreError> {
+        flow::append_committed(self, expected, events).await
+    }
+
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
         tx.commit().await?;
         self.committed();
@@ -95,6 +127,10 @@ impl<B: Backend> EventStore for B {
         Ok(tx.rollback().await?)
     }
 
+    async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        flow::read_stream(self, aggregate_id).await
+    }
+
     async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
         flow::load(self, aggregate_id).await
     }
@@ -103,7 +139,10 @@ impl<B: Backend> EventStore for B {
         flow::read_all(self, after, limit).await
     }
 
-    async fn unseal(&self, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
+    async fn unseal<E: AsMut<Envelope> + Send>(
+        &self,
+        envelopes: &mut [E],
+    ) -> Result<(), StoreError> {
         flow::unseal(self, envelopes).await
     }
 
@@ -114,5 +153,9 @@ impl<B: Backend> EventStore for B {
         scrub: Scrub,
     ) -> Result<ErasureReceipt, ErasureError> {
         flow::erase_subject(self, subject, reason, scrub).await
+    }
+
+    async fn allow_new_keys(&self, subject: Uuid) -> Result<bool, StoreError> {
+        flow::allow_new_keys(self, subject).await
     }
 }

@@ -241,6 +241,18 @@ pub(crate) async fn read_all<B: Backend>(
     Ok(events)
 }
 
+/// Lets an erased subject have personal data again, under a key version above every
+/// destroyed one; `false` when the subject was never erased.
+pub(crate) async fn allow_new_keys<B: Backend>(
+    backend: &B,
+    subject: Uuid,
+) -> Result<bool, StoreError> {
+    let keys = backend.keys().ok_or_else(|| StoreError::NoKeyStore {
+        needed_for: "allowing new keys".to_owned(),
+    })?;
+    keys.allow_new_keys(backend.pool(), subject).await
+}
+
 /// Erases `subject`: destroys their keys (every sealed copy, in the log, on the bus and in
 /// backups, becomes unreadable), records the tombstone with `reason`, scrubs the stored
 /// ciphertext if asked, and appends a [`DataSubjectErased`] event in a stream of its own, all

@@ -28,6 +28,7 @@ pub use backend::EventStore;
 pub use erase::ErasureError;
 pub use error::StoreError;
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
+pub(crate) use read::{LogRow, corrupt};
 pub use schema_name::{SchemaNameError, in_schema};
 pub(crate) use version::single_aggregate;
 pub use version::{Appended, ExpectedVersion};
@@ -229,9 +230,6 @@ impl Store {
     /// nothing sealed before the erasure ever opens again. `false` when the subject was never
     /// erased.
     pub async fn allow_new_keys(&self, subject: Uuid) -> Result<bool, StoreError> {
-        let keys = self.keys.as_deref().ok_or_else(|| StoreError::NoKeyStore {
-            needed_for: "allowing new keys".to_owned(),
-        })?;
-        flow::KeySource::allow_new_keys(keys, &self.pool, subject).await
+        flow::allow_new_keys(self, subject).await
     }
 }

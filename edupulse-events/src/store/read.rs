@@ -86,26 +86,36 @@ impl AggregateStream {
     }
 }
 
+/// One row of the log in the database's own types, PostgreSQL's as they are, SQLite's once
+/// parsed: what both backends check the same way on the way to a [`StoredEvent`].
 #[derive(FromRow)]
-struct Row {
-    position: i64,
-    tx_id: i64,
-    event_id: Uuid,
-    aggregate_type: String,
-    aggregate_id: Uuid,
-    sequence: i64,
-    event_type: String,
-    version: i32,
-    data_subjects: Vec<Uuid>,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-    occurred_at: DateTime<Utc>,
-    recorded_at: DateTime<Utc>,
+pub(crate) struct LogRow {
+    pub(crate) position: i64,
+    pub(crate) tx_id: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: Uuid,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: String,
+    pub(crate) version: i64,
+    pub(crate) data_subjects: Vec<Uuid>,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) metadata: serde_json::Value,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+/// A stored row that cannot be read back, at `position`.
+pub(crate) fn corrupt(position: i64, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        position,
+        reason: reason.into(),
+    }
 }
 
 const COLUMNS: &str = "position, tx_id::text::bigint AS tx_id, event_id, aggregate_type, \
-     aggregate_id, sequence, event_type, version, data_subjects, payload, metadata, \
-     occurred_at, recorded_at";
+     aggregate_id, sequence, event_type, version::bigint AS version, data_subjects, payload, \
+     metadata, occurred_at, recorded_at";
 
 impl AsMut<Envelope> for StoredEvent {
     fn as_mut(&mut self) -> &mut Envelope {
@@ -113,18 +123,17 @@ impl AsMut<Envelope> for StoredEvent {
     }
 }
 
-impl TryFrom<Row> for StoredEvent {
+impl TryFrom<LogRow> for StoredEvent {
     type Error = StoreError;
 
-    fn try_from(row: Row) -> Result<Self, StoreError> {
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            position: row.position,
-            reason: reason.into(),
-        };
+    fn try_from(row: LogRow) -> Result<Self, StoreError> {
+        let position = row.position;
         let metadata: Metadata = serde_json::from_value(row.metadata)
-            .map_err(|_| corrupt("metadata is not an edupulse metadata object"))?;
-        let version = u32::try_from(row.version).map_err(|_| corrupt("a negative type version"))?;
-        let sequence = u64::try_from(row.sequence).map_err(|_| corrupt("a negative sequence"))?;
+            .map_err(|_| corrupt(position, "metadata is not an edupulse metadata object"))?;
+        let version = u32::try_from(row.version)
+            .map_err(|_| corrupt(position, "a type version out of range"))?;
+        let sequence =
+            u64::try_from(row.sequence).map_err(|_| corrupt(position, "a negative sequence"))?;
         Ok(StoredEvent {
             position: row.position,
             tx_id: row.tx_id,
@@ -151,7 +160,7 @@ impl Store {
         &self,
         aggregate_id: Uuid,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY sequence"
         ))
         .bind(aggregate_id)
@@ -168,7 +177,7 @@ impl Store {
         after: LogCursor,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM events \
              WHERE (tx_id, position) > ($1::text::xid8, $2) \
                AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
