@@ -6,7 +6,7 @@ use crate::store::LogCursor;
 
 use crate::privacy::DataSubjectErased;
 
-use super::dispatch::{AfterFailure, Delivery, Outcome, REPLAYED};
+use super::dispatch::{AfterFailure, Delivery, Outcome, Source};
 use super::error::CatchUpError;
 use super::subscriber::Subscriber;
 
@@ -114,7 +114,7 @@ impl Subscriber {
                 positions.push(stored.position);
                 unread -= 1;
                 let erasure = event.is::<DataSubjectErased>();
-                deliveries.push(Delivery::new(stored.envelope, event, REPLAYED));
+                deliveries.push(Delivery::new(stored.envelope, event, Source::Replay));
                 // The page was opened with the keys as they were; what follows an erasure is
                 // read again once its hook has evicted the subject's key.
                 if erasure {

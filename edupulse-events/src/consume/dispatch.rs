@@ -48,19 +48,19 @@ pub(super) struct Delivery {
     pub(super) envelope: Envelope,
     name: &'static str,
     event: Option<AnyEvent>,
-    /// How often it has been delivered, this time included.
-    pub(super) delivered: i64,
+    /// Where it came from, which decides how often it may fail.
+    pub(super) source: Source,
     /// Set once the event is settled.
     pub(super) outcome: Option<Outcome>,
 }
 
 impl Delivery {
-    pub(super) fn new(envelope: Envelope, event: AnyEvent, delivered: i64) -> Self {
+    pub(super) fn new(envelope: Envelope, event: AnyEvent, source: Source) -> Self {
         Delivery {
             envelope,
             name: event.descriptor().name(),
             event: Some(event),
-            delivered,
+            source,
             outcome: None,
         }
     }
@@ -89,6 +89,7 @@ pub(super) enum AfterFailure {
 }
 
 /// How one transaction over a group of events ended.
+#[derive(Debug)]
 enum Attempt {
     /// Committed; these indices were applied now, the rest had been applied before.
     Committed(HashSet<usize>),
@@ -105,8 +106,31 @@ enum Attempt {
     Database,
 }
 
-/// The delivery count of an event replayed from the store: its first failure is final.
-pub(super) const REPLAYED: i64 = i64::MAX;
+/// Where a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The stream, delivering it for the `n`th time (1 the first).
+    Stream(i64),
+    /// A catch-up replaying the store: its first failure is final (nothing redelivers it).
+    Replay,
+}
+
+/// What the dispatch loop does after settling an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// The group is settled; go on with the next group.
+    Next,
+    /// One event failed and is settled: the events `before` it are applied again at once,
+    /// those `after` it in a group of their own (live) or not at all (rebuilding).
+    Split {
+        before: Vec<usize>,
+        after: Vec<usize>,
+    },
+    /// Each of these events is tried in a transaction of its own.
+    OneByOne(Vec<usize>),
+    /// Apply nothing more: rebuilding past a hole would build a wrong projection.
+    Stop,
+}
 
 /// Immediate retries of a group that lost a deadlock or serialization conflict.
 const CONFLICT_RETRIES: u32 = 3;
@@ -155,83 +179,117 @@ impl Dispatcher {
         let mut groups = vec![wanted];
         while let Some(mut group) = groups.pop() {
             loop {
-                group.retain(|&index| {
-                    let item = &mut items[index];
-                    match held.get(&item.envelope.aggregate_id) {
-                        Some(&wait) => {
-                            item.outcome = Some(Outcome::Retry(wait));
-                            false
-                        }
-                        None => true,
-                    }
-                });
+                hold_back(items, &mut group, &held);
                 if group.is_empty() {
                     break;
                 }
-                match self.attempt(pool, items, &group).await {
-                    Attempt::Committed(applied) => {
-                        for &index in &group {
-                            items[index].outcome = Some(if applied.contains(&index) {
-                                Outcome::Done
-                            } else {
-                                Outcome::Skipped
-                            });
-                        }
-                        break;
-                    }
-                    Attempt::HandlerFailed(failed, reason) => {
-                        let outcome = self.failed(items[failed].delivered, reason);
-                        if let Outcome::Retry(wait) = outcome {
-                            held.insert(items[failed].envelope.aggregate_id, wait);
-                        }
-                        items[failed].outcome = Some(outcome);
-                        let at = group
-                            .iter()
-                            .position(|&index| index == failed)
-                            .expect("the failed event is one of the group");
-                        let rest = group.split_off(at + 1);
-                        group.truncate(at);
-                        match after_failure {
-                            AfterFailure::ApplyTheOthers if !rest.is_empty() => groups.push(rest),
-                            AfterFailure::ApplyTheOthers => {}
-                            AfterFailure::Stop => groups.clear(),
-                        }
-                    }
-                    // Which handler swallowed the error cannot be told inside one transaction:
-                    // each event gets a transaction of its own.
-                    Attempt::Aborted if group.len() > 1 => {
-                        groups.extend(group.iter().rev().map(|&index| vec![index]));
-                        break;
-                    }
-                    Attempt::Aborted => {
-                        let index = group[0];
-                        let outcome = self.failed(items[index].delivered, ABORTED.into());
-                        if let Outcome::Retry(wait) = outcome {
-                            held.insert(items[index].envelope.aggregate_id, wait);
-                        }
-                        items[index].outcome = Some(outcome);
-                        if after_failure == AfterFailure::Stop {
-                            groups.clear();
-                        }
-                        break;
-                    }
-                    // A deadlock or serialization failure says nothing about the events:
-                    // the group is tried again as it is, a few times.
+                let attempt = match self.attempt(pool, items, &group).await {
+                    // A deadlock or serialization failure says nothing about the events: the
+                    // group is tried again as it is, a few times.
                     Attempt::Conflict if conflicts_retried < CONFLICT_RETRIES => {
                         conflicts_retried += 1;
+                        continue;
                     }
-                    Attempt::Conflict | Attempt::Database => {
-                        for &index in &group {
-                            items[index].outcome = Some(self.retry(items[index].delivered));
+                    attempt => attempt,
+                };
+                match self.settle(attempt, items, &group, &mut held, after_failure) {
+                    Step::Next => break,
+                    Step::Split { before, after } => {
+                        match after_failure {
+                            AfterFailure::Stop => groups.clear(),
+                            AfterFailure::ApplyTheOthers if !after.is_empty() => {
+                                groups.push(after);
+                            }
+                            AfterFailure::ApplyTheOthers => {}
                         }
-                        if after_failure == AfterFailure::Stop {
-                            groups.clear();
+                        if before.is_empty() {
+                            break;
                         }
+                        group = before;
+                    }
+                    Step::OneByOne(singles) => {
+                        groups.extend(singles.into_iter().rev().map(|index| vec![index]));
+                        break;
+                    }
+                    Step::Stop => {
+                        groups.clear();
                         break;
                     }
                 }
             }
         }
+    }
+
+    /// Sets the outcomes `attempt` decides for `group` and says what the loop does next:
+    /// - committed: each event is done (or skipped, applied before);
+    /// - a handler failed: that event is retried or set aside, and holds back its aggregate's
+    ///   later events; the group splits around it;
+    /// - aborted by a handler that swallowed an error: each event of a larger group is tried
+    ///   alone, to find which; alone, it failed;
+    /// - a conflict that kept coming back, or the database failed: every event is retried on
+    ///   a later delivery.
+    fn settle(
+        &self,
+        attempt: Attempt,
+        items: &mut [Delivery],
+        group: &[usize],
+        held: &mut HashMap<Uuid, Duration>,
+        after_failure: AfterFailure,
+    ) -> Step {
+        let stop_or_next = match after_failure {
+            AfterFailure::Stop => Step::Stop,
+            AfterFailure::ApplyTheOthers => Step::Next,
+        };
+        match attempt {
+            Attempt::Committed(applied) => {
+                for &index in group {
+                    items[index].outcome = Some(if applied.contains(&index) {
+                        Outcome::Done
+                    } else {
+                        Outcome::Skipped
+                    });
+                }
+                Step::Next
+            }
+            Attempt::HandlerFailed(failed, reason) => {
+                self.fail(items, failed, reason, held);
+                let at = group
+                    .iter()
+                    .position(|&index| index == failed)
+                    .expect("the failed event is one of the group");
+                Step::Split {
+                    before: group[..at].to_vec(),
+                    after: group[at + 1..].to_vec(),
+                }
+            }
+            Attempt::Aborted if group.len() > 1 => Step::OneByOne(group.to_vec()),
+            Attempt::Aborted => {
+                self.fail(items, group[0], ABORTED.into(), held);
+                stop_or_next
+            }
+            Attempt::Conflict | Attempt::Database => {
+                for &index in group {
+                    items[index].outcome = Some(self.retry(items[index].source));
+                }
+                stop_or_next
+            }
+        }
+    }
+
+    /// Settles the failed event at `index`; one that will be retried holds back the later
+    /// events of its aggregate, so they come back behind it.
+    fn fail(
+        &self,
+        items: &mut [Delivery],
+        index: usize,
+        reason: String,
+        held: &mut HashMap<Uuid, Duration>,
+    ) {
+        let outcome = self.failed(items[index].source, reason);
+        if let Outcome::Retry(wait) = outcome {
+            held.insert(items[index].envelope.aggregate_id, wait);
+        }
+        items[index].outcome = Some(outcome);
     }
 
     /// One transaction: records the group's events in the inbox, runs the handlers of those
@@ -297,21 +355,42 @@ impl Dispatcher {
         self.handlers.get(name).or(self.unhandled.as_ref())
     }
 
-    /// A failure on the `delivered`th delivery: retried while deliveries remain.
-    fn failed(&self, delivered: i64, reason: String) -> Outcome {
-        if delivered == REPLAYED {
-            Outcome::SetAside(reason)
-        } else if delivered >= self.max_deliveries {
-            Outcome::SetAside(format!("handler failed {delivered} times; last: {reason}"))
-        } else {
-            self.retry(delivered)
+    /// A failure of a delivery from `source`: retried while deliveries remain.
+    fn failed(&self, source: Source, reason: String) -> Outcome {
+        match source {
+            Source::Replay => Outcome::SetAside(reason),
+            Source::Stream(delivered) if delivered >= self.max_deliveries => {
+                Outcome::SetAside(format!("handler failed {delivered} times; last: {reason}"))
+            }
+            Source::Stream(_) => self.retry(source),
         }
     }
 
-    fn retry(&self, delivered: i64) -> Outcome {
+    /// Retried after the back-off step of its delivery count (a replay has no delivery to wait
+    /// for, and takes the first).
+    fn retry(&self, source: Source) -> Outcome {
+        let delivered = match source {
+            Source::Stream(delivered) => delivered,
+            Source::Replay => 1,
+        };
         let step = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
         Outcome::Retry(self.backoff[step.min(self.backoff.len() - 1)])
     }
+}
+
+/// Settles, and takes out of `group`, the events whose aggregate has an earlier event waiting
+/// for a retry: they are retried with it, so they come back behind it.
+fn hold_back(items: &mut [Delivery], group: &mut Vec<usize>, held: &HashMap<Uuid, Duration>) {
+    group.retain(|&index| {
+        let item = &mut items[index];
+        match held.get(&item.envelope.aggregate_id) {
+            Some(&wait) => {
+                item.outcome = Some(Outcome::Retry(wait));
+                false
+            }
+            None => true,
+        }
+    });
 }
 
 fn database_failed(err: sqlx::Error) -> Attempt {
@@ -364,5 +443,162 @@ fn describe(err: &(dyn std::error::Error + 'static), cause: &sqlx::Error) -> Str
         Redacted(cause).to_string()
     } else {
         format!("{} (caused by a database error)", Redacted(cause))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::DataSubjectErased;
+
+    fn dispatcher() -> Dispatcher {
+        Dispatcher {
+            inbox: Inbox::new("test"),
+            handlers: HashMap::new(),
+            unhandled: None,
+            max_deliveries: 3,
+            backoff: vec![Duration::from_millis(10), Duration::from_millis(20)],
+        }
+    }
+
+    /// `count` deliveries from `source`, the first two of one aggregate.
+    fn deliveries(count: usize, source: Source) -> Vec<Delivery> {
+        let shared = Uuid::now_v7();
+        (0..count)
+            .map(|n| {
+                let event = DataSubjectErased {
+                    erasure_id: if n < 2 { shared } else { Uuid::now_v7() },
+                    subject_id: Uuid::now_v7(),
+                    keys_destroyed: 1,
+                    erased_at: chrono::Utc::now(),
+                };
+                let envelope = Envelope::new(&event).unwrap();
+                let decoded = Registry::global()
+                    .decode(&envelope.event_type, envelope.version, &envelope.payload)
+                    .unwrap();
+                Delivery::new(envelope, decoded, source)
+            })
+            .collect()
+    }
+
+    fn outcomes(items: &[Delivery]) -> Vec<Option<Outcome>> {
+        items.iter().map(|item| item.outcome.clone()).collect()
+    }
+
+    const LIVE: AfterFailure = AfterFailure::ApplyTheOthers;
+    const REBUILDING: AfterFailure = AfterFailure::Stop;
+
+    #[test]
+    fn a_commit_settles_the_group_as_done_or_applied_before() {
+        let mut items = deliveries(3, Source::Stream(1));
+        let mut held = HashMap::new();
+        let applied = HashSet::from([0, 2]);
+        let step = dispatcher().settle(
+            Attempt::Committed(applied),
+            &mut items,
+            &[0, 1, 2],
+            &mut held,
+            LIVE,
+        );
+        assert_eq!(step, Step::Next);
+        assert_eq!(
+            outcomes(&items),
+            [
+                Some(Outcome::Done),
+                Some(Outcome::Skipped),
+                Some(Outcome::Done)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_handler_splits_the_group_and_holds_back_its_aggregate() {
+        let mut items = deliveries(4, Source::Stream(2));
+        let mut held = HashMap::new();
+        let step = dispatcher().settle(
+            Attempt::HandlerFailed(1, "no".into()),
+            &mut items,
+            &[0, 1, 2, 3],
+            &mut held,
+            LIVE,
+        );
+        assert_eq!(
+            step,
+            Step::Split {
+                before: vec![0],
+                after: vec![2, 3]
+            }
+        );
+        // The second delivery waits the second back-off step.
+        let wait = Duration::from_millis(20);
+        assert_eq!(items[1].outcome, Some(Outcome::Retry(wait)));
+        assert_eq!(held.get(&items[1].envelope.aggregate_id), Some(&wait));
+        // Its aggregate's earlier event, retried with the rest, is held back too.
+        let mut group = vec![0, 2, 3];
+        hold_back(&mut items, &mut group, &held);
+        assert_eq!(group, [2, 3]);
+        assert_eq!(items[0].outcome, Some(Outcome::Retry(wait)));
+    }
+
+    #[test]
+    fn the_last_delivery_or_a_replay_fails_for_good() {
+        let mut held = HashMap::new();
+        let mut last = deliveries(1, Source::Stream(3));
+        dispatcher().settle(
+            Attempt::HandlerFailed(0, "no".into()),
+            &mut last,
+            &[0],
+            &mut held,
+            LIVE,
+        );
+        assert_eq!(
+            last[0].outcome,
+            Some(Outcome::SetAside("handler failed 3 times; last: no".into()))
+        );
+        let mut replayed = deliveries(1, Source::Replay);
+        dispatcher().settle(
+            Attempt::HandlerFailed(0, "no".into()),
+            &mut replayed,
+            &[0],
+            &mut held,
+            REBUILDING,
+        );
+        assert_eq!(replayed[0].outcome, Some(Outcome::SetAside("no".into())));
+        assert!(
+            held.is_empty(),
+            "nothing set aside holds back its aggregate"
+        );
+    }
+
+    #[test]
+    fn an_aborted_group_is_tried_one_by_one_and_an_aborted_event_fails() {
+        let mut items = deliveries(3, Source::Stream(1));
+        let mut held = HashMap::new();
+        let group = [0, 1, 2];
+        let step = dispatcher().settle(Attempt::Aborted, &mut items, &group, &mut held, LIVE);
+        assert_eq!(step, Step::OneByOne(vec![0, 1, 2]));
+        assert_eq!(outcomes(&items), [None, None, None]);
+        let step = dispatcher().settle(Attempt::Aborted, &mut items, &[2], &mut held, REBUILDING);
+        assert_eq!(step, Step::Stop);
+        assert_eq!(
+            items[2].outcome,
+            Some(Outcome::Retry(Duration::from_millis(10)))
+        );
+    }
+
+    #[test]
+    fn a_failed_database_retries_every_event_and_stops_a_rebuild() {
+        for (after_failure, expected) in [(LIVE, Step::Next), (REBUILDING, Step::Stop)] {
+            for attempt in [Attempt::Database, Attempt::Conflict] {
+                let mut items = deliveries(2, Source::Stream(1));
+                let mut held = HashMap::new();
+                let step =
+                    dispatcher().settle(attempt, &mut items, &[0, 1], &mut held, after_failure);
+                assert_eq!(step, expected);
+                let retry = Some(Outcome::Retry(Duration::from_millis(10)));
+                assert_eq!(outcomes(&items), [retry.clone(), retry]);
+                assert!(held.is_empty(), "the events are not at fault");
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::privacy::DataSubjectErased;
 use crate::runtime::{Fault, MessageError, Runtime};
 
 use super::builder::SubscriberBuilder;
-use super::dispatch::{AfterFailure, Delivery, Dispatcher, Outcome};
+use super::dispatch::{AfterFailure, Delivery, Dispatcher, Outcome, Source};
 use super::error::ConsumeError;
 use super::health::SubscriberHealth;
 use super::link::{Link, Seen};
@@ -204,7 +204,7 @@ impl Subscriber {
                 Ok((envelope, event)) => {
                     let erasure = event.is::<DataSubjectErased>();
                     entry.delivery = Some(deliveries.len());
-                    deliveries.push(Delivery::new(envelope, event, delivered));
+                    deliveries.push(Delivery::new(envelope, event, Source::Stream(delivered)));
                     if erasure {
                         self.dispatcher
                             .dispatch(

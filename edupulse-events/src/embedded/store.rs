@@ -258,12 +258,12 @@ impl Backend for SqliteStore {
     type Db = Sqlite;
     type Keys = SqliteKeys;
 
-    fn keys(&self) -> Option<&SqliteKeys> {
-        self.keys.as_ref()
+    fn parts(&self) -> (&SqlitePool, Option<&SqliteKeys>) {
+        (&self.pool, self.keys.as_ref())
     }
 
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
+    fn committed(&self) {
+        self.appended.notify_one();
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -371,10 +371,6 @@ impl Backend for SqliteStore {
             .execute(&mut *tx)
             .await?;
         Ok(scrubbed)
-    }
-
-    fn committed(&self) {
-        self.appended.notify_one();
     }
 
     async fn purge_keys(&self, _destroyed: &Destroyed) -> bool {

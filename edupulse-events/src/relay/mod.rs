@@ -24,7 +24,7 @@ use batch::Bookkeeping;
 pub use batch::StepOutcome;
 use fencing::Fences;
 use leadership::Leadership;
-use pacing::{Pacing, Progress};
+use pacing::{Cadence, Pacing, Progress};
 use pipeline::Pipeline;
 use read::{OutboxRow, ReadFrom, Reader};
 
@@ -78,16 +78,16 @@ enum Next {
     Wait(Duration),
 }
 
-/// What an idle relay found when it tried to park.
-enum Idle {
+/// How an idle relay's attempt to park ended, in [`RelayState`]'s words.
+enum Parking {
     /// Parked: the next append notifies.
     Parked,
     /// An appending transaction is open; look again shortly.
-    Busy,
+    AwaitingOpenAppends,
     /// What was published could not be recorded: back off, as after a failed step.
     Failed(StoreError),
     /// Rows arrived meanwhile (or leadership changed): work on.
-    Work,
+    Working,
 }
 
 /// How the relay paces itself.
@@ -473,9 +473,8 @@ impl Relay {
         // The bookkeeping's own back-off: the steps between failed recordings republish and
         // succeed, which would reset the steps' pacing every time.
         let mut recording = Pacing::new(self.config.min_backoff, self.config.max_backoff);
-        let mut busy_pause = MIN_BUSY_PAUSE;
+        let mut cadence = Cadence::new(LINGER, MIN_BUSY_PAUSE, MAX_BUSY_PAUSE);
         let mut backlog = Backlog::default();
-        let mut last_found: Option<std::time::Instant> = None;
         loop {
             let stepped = self.step().await;
             if let Ok(outcome) = &stepped {
@@ -491,7 +490,7 @@ impl Relay {
                 Ok(_) => Progress::InFlight,
             };
             let error = stepped.as_ref().err().map(|e| e as &dyn std::fmt::Display);
-            let lingering = last_found.is_some_and(|at| at.elapsed() < LINGER);
+            let now = std::time::Instant::now();
             let next = match (pacing.record(progress, error), stepped) {
                 (Some(delay), _) => {
                     self.unpark().await;
@@ -502,8 +501,7 @@ impl Relay {
                     // Events are coming in: read on, unparked, so appends do not notify
                     // meanwhile (notifying commits take turns): at once while reads come back
                     // full, after a pause that gathers the next few otherwise.
-                    busy_pause = MIN_BUSY_PAUSE;
-                    last_found = Some(std::time::Instant::now());
+                    cadence.found(now);
                     self.unpark().await;
                     let full = outcome.loaded as i64 >= self.config.batch_size.min(FIRST_READ);
                     if full || self.prefetch.is_some() {
@@ -521,26 +519,24 @@ impl Relay {
                     Next::Wait(self.config.poll_interval)
                 }
                 // Events came a moment ago: more are likely; keep reading, unparked.
-                (None, Ok(_)) if lingering => Next::Pause(LINGER_PAUSE),
+                (None, Ok(_)) if cadence.lingering(now) => Next::Pause(LINGER_PAUSE),
                 // Nothing would wake it: look again on the timer, unparked.
                 (None, Ok(_)) if !self.config.notifications => {
                     Next::Wait(self.config.poll_interval)
                 }
                 (None, Ok(_)) => match self.park().await {
-                    Idle::Parked => {
+                    Parking::Parked => {
                         recording.record(Progress::Acknowledged, None);
-                        busy_pause = MIN_BUSY_PAUSE;
+                        cadence.parked();
                         self.state.send_replace(RelayState::Parked);
                         Next::Wait(self.config.poll_interval)
                     }
-                    Idle::Busy => {
+                    Parking::AwaitingOpenAppends => {
                         self.state.send_replace(RelayState::AwaitingOpenAppends);
-                        let pause = busy_pause;
-                        busy_pause = (busy_pause * 2).min(MAX_BUSY_PAUSE);
-                        Next::Wait(pause)
+                        Next::Wait(cadence.kept_from_parking())
                     }
-                    Idle::Work => Next::Now,
-                    Idle::Failed(err) => Next::Wait(
+                    Parking::Working => Next::Now,
+                    Parking::Failed(err) => Next::Wait(
                         recording
                             .record(Progress::Failed, Some(&err))
                             .unwrap_or(self.config.min_backoff),
@@ -590,17 +586,17 @@ impl Relay {
 
     /// Parks the led partitions so that appends notify, then reads once more: a transaction
     /// that committed after the last read, before parking, did not notify.
-    async fn park(&mut self) -> Idle {
+    async fn park(&mut self) -> Parking {
         // Parked, it may sleep for the whole poll interval: what it published goes first.
         if let Err(err) = self.record_pending().await {
-            return Idle::Failed(err);
+            return Parking::Failed(err);
         }
         match self.leadership.park().await {
             Ok(true) => {}
-            Ok(false) => return Idle::Busy,
+            Ok(false) => return Parking::AwaitingOpenAppends,
             Err(err) => {
                 tracing::warn!(error = %err, "relay could not park");
-                return Idle::Busy;
+                return Parking::AwaitingOpenAppends;
             }
         }
         let found = match self.step().await {
@@ -615,9 +611,9 @@ impl Relay {
             if let Err(err) = self.leadership.unpark().await {
                 tracing::warn!(error = %err, "relay lost its lock connection while parked");
             }
-            return Idle::Work;
+            return Parking::Working;
         }
-        Idle::Parked
+        Parking::Parked
     }
 
     async fn listen(store: &Store, channel: &str) -> Option<PgListener> {

@@ -6,7 +6,57 @@
 //! resets only when JetStream acknowledged something, and the relay says once that it started
 //! failing and once that it recovered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// When an idle relay looks again: it lingers, unparked, for a while after finding events (more
+/// are likely), and while an open appending transaction keeps it from parking it looks again
+/// after a pause that doubles from `min_busy` to `max_busy`, starting over once it parks or
+/// finds events.
+#[derive(Debug)]
+pub(super) struct Cadence {
+    linger: Duration,
+    min_busy: Duration,
+    max_busy: Duration,
+    busy: Duration,
+    last_found: Option<Instant>,
+}
+
+impl Cadence {
+    pub(super) fn new(linger: Duration, min_busy: Duration, max_busy: Duration) -> Self {
+        Cadence {
+            linger,
+            min_busy,
+            max_busy: max_busy.max(min_busy),
+            busy: min_busy,
+            last_found: None,
+        }
+    }
+
+    /// A read found events at `now`.
+    pub(super) fn found(&mut self, now: Instant) {
+        self.last_found = Some(now);
+        self.busy = self.min_busy;
+    }
+
+    /// Whether events were found less than the lingering time before `now`.
+    pub(super) fn lingering(&self, now: Instant) -> bool {
+        self.last_found
+            .is_some_and(|at| now.saturating_duration_since(at) < self.linger)
+    }
+
+    /// The relay parked.
+    pub(super) fn parked(&mut self) {
+        self.busy = self.min_busy;
+    }
+
+    /// An open appending transaction kept the relay from parking: how long to pause before
+    /// looking again.
+    pub(super) fn kept_from_parking(&mut self) -> Duration {
+        let pause = self.busy;
+        self.busy = (self.busy * 2).min(self.max_busy);
+        pause
+    }
+}
 
 /// The back-off between failed steps, doubling from `min` to `max`.
 #[derive(Debug)]
@@ -88,6 +138,31 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn kept_from_parking_the_pause_doubles_to_its_cap_until_it_parks_or_finds_events() {
+        let mut cadence = Cadence::new(ms(5), ms(1), ms(4));
+        let pauses: Vec<_> = (0..4).map(|_| cadence.kept_from_parking()).collect();
+        assert_eq!(pauses, [ms(1), ms(2), ms(4), ms(4)]);
+        cadence.parked();
+        assert_eq!(cadence.kept_from_parking(), ms(1));
+        cadence.kept_from_parking();
+        cadence.found(Instant::now());
+        assert_eq!(cadence.kept_from_parking(), ms(1));
+    }
+
+    #[test]
+    fn it_lingers_for_a_while_after_finding_events_and_not_before() {
+        let mut cadence = Cadence::new(ms(5), ms(1), ms(4));
+        let start = Instant::now();
+        assert!(!cadence.lingering(start), "nothing found yet");
+        cadence.found(start);
+        assert!(cadence.lingering(start + ms(4)));
+        assert!(!cadence.lingering(start + ms(5)));
+        // Parking does not forget when events were last found.
+        cadence.parked();
+        assert!(cadence.lingering(start + ms(1)));
     }
 
     #[test]

@@ -51,12 +51,14 @@ pub trait Backend: Send + Sync {
     /// Where data keys come from.
     type Keys: KeySource<Self::Db>;
 
-    /// The key source; `None` when the store was built without one (then nothing personal may
-    /// be appended, and nothing can be erased).
-    fn keys(&self) -> Option<&Self::Keys>;
+    /// The pool reads go through, and the key source: `None` when the store was built without
+    /// one (then nothing personal may be appended, and nothing can be erased).
+    fn parts(&self) -> (&Pool<Self::Db>, Option<&Self::Keys>);
 
-    /// The pool reads go through.
-    fn pool(&self) -> &Pool<Self::Db>;
+    /// The key source alone.
+    fn keys(&self) -> Option<&Self::Keys> {
+        self.parts().1
+    }
 
     /// A transaction fit for appending and erasing.
     fn begin(
@@ -208,7 +210,7 @@ pub(crate) async fn unseal<B: Backend, E: AsMut<Envelope>>(
         return Ok(());
     };
     let wanted: Vec<(Uuid, u32)> = found.iter().map(|f| f.key_id()).collect();
-    let data_keys = keys.keys_for_read(backend.pool(), &wanted).await?;
+    let data_keys = keys.keys_for_read(backend.parts().0, &wanted).await?;
     open_found(events, found, &data_keys)
 }
 
@@ -250,7 +252,7 @@ pub(crate) async fn allow_new_keys<B: Backend>(
     let keys = backend.keys().ok_or_else(|| StoreError::NoKeyStore {
         needed_for: "allowing new keys".to_owned(),
     })?;
-    keys.allow_new_keys(backend.pool(), subject).await
+    keys.allow_new_keys(backend.parts().0, subject).await
 }
 
 /// Erases `subject`: destroys their keys (every sealed copy, in the log, on the bus and in

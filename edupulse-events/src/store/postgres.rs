@@ -30,12 +30,8 @@ impl Backend for Store {
     type Db = Postgres;
     type Keys = KeyStore;
 
-    fn keys(&self) -> Option<&KeyStore> {
-        self.keys.as_deref()
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
+    fn parts(&self) -> (&PgPool, Option<&KeyStore>) {
+        (&self.pool, self.keys.as_deref())
     }
 
     /// READ COMMITTED whatever the database's default, as data keys are taken only in it (see
