@@ -124,6 +124,7 @@ fn sealed_property(mut plaintext: Value) -> Value {
 /// `"null"`, or an `anyOf`/`oneOf` branch that does. A schema with no assertion at all (a
 /// `serde_json::Value` field) admits it too.
 fn admits_null(schema: &Value) -> bool {
+    const ASSERTIONS: [&str; 7] = ["type", "const", "enum", "anyOf", "oneOf", "allOf", "$ref"];
     let Some(object) = schema.as_object() else {
         return schema == &Value::Bool(true);
     };
@@ -138,7 +139,6 @@ fn admits_null(schema: &Value) -> bool {
             .and_then(Value::as_array)
             .is_some_and(|branches| branches.iter().any(admits_null))
     });
-    const ASSERTIONS: [&str; 7] = ["type", "const", "enum", "anyOf", "oneOf", "allOf", "$ref"];
     let unconstrained = !ASSERTIONS.iter().any(|k| object.contains_key(*k));
     let listed_null = object.get("const") == Some(&Value::Null)
         || object

@@ -126,7 +126,7 @@ impl Envelope {
         });
         let extra = match opt_str(object, attr::EXTRA)? {
             Some(text) => serde_json::from_str(&text).map_err(|_| invalid(attr::EXTRA))?,
-            None => Default::default(),
+            None => std::collections::BTreeMap::default(),
         };
         Ok(Envelope {
             id: uuid_attr(object, "id")?,

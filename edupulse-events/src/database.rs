@@ -22,8 +22,8 @@ impl DatabaseError {
     pub fn code(&self) -> Option<String> {
         self.0
             .as_database_error()
-            .and_then(|db| db.code())
-            .map(|code| code.into_owned())
+            .and_then(sqlx::error::DatabaseError::code)
+            .map(std::borrow::Cow::into_owned)
     }
 
     /// The constraint that refused the statement, if any.

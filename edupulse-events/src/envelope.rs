@@ -181,7 +181,7 @@ impl Envelope {
         self.metadata.causation_id = Some(cause.id);
         self.metadata.correlation_id = Some(cause.metadata.correlation_id.unwrap_or(cause.id));
         if self.metadata.trace.is_none() {
-            self.metadata.trace = cause.metadata.trace.clone();
+            self.metadata.trace.clone_from(&cause.metadata.trace);
         }
         self
     }

@@ -25,16 +25,18 @@ impl PayloadError {
         let problem = ["missing field", "unknown field", "duplicate field"]
             .iter()
             .find(|prefix| text.starts_with(*prefix))
-            .map(|_| text.split(" at line ").next().unwrap_or(&text).to_owned())
-            .unwrap_or_else(|| {
-                match inner.classify() {
-                    serde_json::error::Category::Data => "invalid type or value",
-                    serde_json::error::Category::Syntax => "malformed JSON",
-                    serde_json::error::Category::Eof => "truncated JSON",
-                    serde_json::error::Category::Io => "I/O failure",
-                }
-                .to_owned()
-            });
+            .map_or_else(
+                || {
+                    match inner.classify() {
+                        serde_json::error::Category::Data => "invalid type or value",
+                        serde_json::error::Category::Syntax => "malformed JSON",
+                        serde_json::error::Category::Eof => "truncated JSON",
+                        serde_json::error::Category::Io => "I/O failure",
+                    }
+                    .to_owned()
+                },
+                |_| text.split(" at line ").next().unwrap_or(&text).to_owned(),
+            );
         PayloadError { path, problem }
     }
 }

@@ -155,7 +155,6 @@ impl Registry {
                     d.rust_type(),
                     d.version()
                 ))),
-                None => {}
                 Some(up) if !ascends(up, d) => problems.push(RegistryProblem::UpcastCycle {
                     rust_type: d.rust_type(),
                     type_name: d.type_name(),
@@ -182,9 +181,10 @@ impl Registry {
                         "its source `{}.v{}` is not in this registry",
                         up.from_name(),
                         up.from_version()
-                    )))
+                    )));
                 }
-                Some(_) => {}
+                // A newest version without an upcast, and an upcast that fits: nothing to say.
+                None | Some(_) => {}
             }
         }
     }

@@ -91,11 +91,10 @@ impl MessageError {
             | MessageError::Inconsistent { .. } => Fault::Message,
             MessageError::Store(err) => match err {
                 StoreError::Privacy(PrivacyError::KeyMissing { .. })
-                | StoreError::Keys(KeyStoreError::KeyMissing { .. })
-                | StoreError::NoKeyStore { .. }
-                | StoreError::Keys(KeyStoreError::Key(KeyError::Unwrap { .. })) => {
-                    Fault::Configuration
-                }
+                | StoreError::Keys(
+                    KeyStoreError::KeyMissing { .. } | KeyStoreError::Key(KeyError::Unwrap { .. }),
+                )
+                | StoreError::NoKeyStore { .. } => Fault::Configuration,
                 StoreError::Privacy(_)
                 | StoreError::Corrupt { .. }
                 | StoreError::Unregistered(_)
@@ -194,7 +193,7 @@ impl Runtime {
         message: &async_nats::Message,
     ) -> Result<(crate::Envelope, AnyEvent), MessageError> {
         let envelope = envelope_from_message(message.headers.as_ref(), &message.payload)?;
-        self.check_headers(message, &envelope)?;
+        Self::check_headers(message, &envelope)?;
         let mut envelopes = [envelope];
         self.store.unseal(&mut envelopes).await?;
         let [mut envelope] = envelopes;
@@ -214,7 +213,6 @@ impl Runtime {
     /// with the type's descriptor, as the relay publishes them; a message made up by someone
     /// else with a plausible body is refused rather than applied.
     fn check_headers(
-        &self,
         message: &async_nats::Message,
         envelope: &crate::Envelope,
     ) -> Result<(), MessageError> {

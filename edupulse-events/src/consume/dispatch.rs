@@ -412,8 +412,8 @@ fn database_cause<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e 
 /// The SQLSTATE of an error PostgreSQL reported; `None` for the connection's and the pool's.
 fn code_of(err: &sqlx::Error) -> Option<String> {
     err.as_database_error()
-        .and_then(|db| db.code())
-        .map(|code| code.into_owned())
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The database could not be reached or the pool gave no connection: nothing to do with the

@@ -142,7 +142,8 @@ impl Subscriber {
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(consumer)
-        .bind(sequence as i64)
+        // JetStream sequences stay far below i64::MAX; one beyond is recorded as the maximum.
+        .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
         .bind(event_id)
         .bind(subject)
         .bind(delivered)

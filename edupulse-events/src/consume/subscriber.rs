@@ -253,7 +253,7 @@ impl Subscriber {
         holding: &[jetstream::Message],
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Option<Result<(crate::Envelope, crate::AnyEvent), MessageError>> {
-        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let sequence = message.info().map_or(0, |i| i.stream_sequence);
         let mut attempt: i64 = 1;
         loop {
             let err = match self.runtime.decode_message(message).await {
@@ -295,25 +295,22 @@ impl Subscriber {
     /// last step, however many there are, since waiting loses nothing.
     fn stall(&self, err: &MessageError, sequence: u64, attempt: i64) -> Duration {
         let consumer = self.dispatcher.inbox.consumer();
-        let fault = match err.fault() {
-            Fault::Configuration => {
-                tracing::error!(
-                    consumer,
-                    stream_sequence = sequence,
-                    error = %err,
-                    "consumer stalled: this process cannot open the event; fix the configuration"
-                );
-                "configuration"
-            }
-            _ => {
-                tracing::warn!(
-                    consumer,
-                    stream_sequence = sequence,
-                    error = %err,
-                    "event not decoded for now; retrying it"
-                );
-                "transient"
-            }
+        let fault = if err.fault() == Fault::Configuration {
+            tracing::error!(
+                consumer,
+                stream_sequence = sequence,
+                error = %err,
+                "consumer stalled: this process cannot open the event; fix the configuration"
+            );
+            "configuration"
+        } else {
+            tracing::warn!(
+                consumer,
+                stream_sequence = sequence,
+                error = %err,
+                "event not decoded for now; retrying it"
+            );
+            "transient"
         };
         ::metrics::counter!(crate::metrics::CONSUMER_STALLED, "consumer" => consumer.to_owned(), "fault" => fault)
             .increment(1);

@@ -270,7 +270,7 @@ impl PlaintextScan {
                 }
                 text.push('\n');
                 text.push_str(&String::from_utf8_lossy(&message.payload));
-                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
                 self.search(&text, || format!("jetstream:{stream}#{sequence}"));
             }
             // Messages removed since `info` (limits, purges) end the scan early.

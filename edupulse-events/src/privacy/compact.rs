@@ -44,7 +44,7 @@ impl KeyStore {
     /// until `wait` has passed. `Ok(false)` when a partition stayed locked.
     ///
     /// It does not wait for older transactions: a row one of them can still see stays in the
-    /// new files (see [`compact_after`](Self::compact_after), which waits).
+    /// new files (the compaction after an erasure waits for them).
     pub async fn compact(&self, pool: &PgPool, wait: Duration) -> Result<bool, KeyStoreError> {
         let partitions: Vec<String> = sqlx::query_scalar(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_inherits i \

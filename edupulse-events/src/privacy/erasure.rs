@@ -62,10 +62,10 @@ pub struct ErasureReceipt {
     pub already_erased: bool,
     /// The store's maintenance after the erasure completed, so the destroyed keys' bytes are
     /// gone from the key table's live files: PostgreSQL rewrote the key table
-    /// ([`KeyStore::compact`]), SQLite zeroed the deleted rows (`secure_delete`) and emptied
+    /// ([`KeyStore::compact`](super::KeyStore::compact)), SQLite zeroed the deleted rows (`secure_delete`) and emptied
     /// its write-ahead log with a truncating checkpoint. `false` when it could not (the
     /// table or the log was busy): the erasure itself holds, and the next one, or a
-    /// [`KeyStore::compact`], finishes the job.
+    /// [`KeyStore::compact`](super::KeyStore::compact), finishes the job.
     pub key_bytes_purged: bool,
     /// When.
     pub erased_at: DateTime<Utc>,

@@ -37,12 +37,13 @@ impl KeyStore {
         Ok(tokio::spawn(async move {
             while let Some(message) = erasures.next().await {
                 let Some(keys) = keys.upgrade() else { break };
-                match serde_json::from_slice::<DataSubjectErased>(&message.payload) {
-                    Ok(erased) => keys.evict(erased.subject_id),
-                    Err(_) => tracing::warn!(
+                if let Ok(erased) = serde_json::from_slice::<DataSubjectErased>(&message.payload) {
+                    keys.evict(erased.subject_id)
+                } else {
+                    tracing::warn!(
                         subject = %message.subject,
                         "ignored an erasure message whose body is not a DataSubjectErased event"
-                    ),
+                    );
                 }
             }
         }))

@@ -181,7 +181,10 @@ fn show(path: &[Step<'_>], names: &dyn Fn(&str) -> bool) -> String {
                 }
                 text.push_str(if names(name) { name } else { "<key>" });
             }
-            Step::Index(index) => text.push_str(&format!("[{index}]")),
+            Step::Index(index) => {
+                use std::fmt::Write as _;
+                write!(text, "[{index}]").expect("writing to a String");
+            }
         }
     }
     if text.is_empty() {

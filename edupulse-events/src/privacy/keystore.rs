@@ -188,7 +188,8 @@ impl KeyStore {
                 if erased_since {
                     return Ok(None);
                 }
-                let version = version as u32;
+                // Positive by the table's CHECK (key_version >= 1).
+                let version = version.unsigned_abs();
                 // The subject is locked either way; the cache only spares the unwrapping.
                 if let Some(key) = self.cached(subject, version) {
                     return Ok(Some((version, key)));
@@ -212,7 +213,10 @@ impl KeyStore {
                 None => 1,
             };
             let key = DataKey::generate();
-            let wrapped = self.provider.wrap(subject, version as u32, &key).await?;
+            let wrapped = self
+                .provider
+                .wrap(subject, version.unsigned_abs(), &key)
+                .await?;
             // A racing first use may have inserted the same version: then read its key instead
             // (the loop), so every writer seals with the one stored key.
             let inserted = sqlx::query(
@@ -226,7 +230,7 @@ impl KeyStore {
             .await?
             .rows_affected();
             if inserted == 1 {
-                return Ok(Some((version as u32, key)));
+                return Ok(Some((version.unsigned_abs(), key)));
             }
         }
     }
@@ -268,8 +272,12 @@ impl KeyStore {
                 Some(key) => {
                     found.insert((subject, version), Some(key));
                 }
+                // A version beyond the table's `integer` has no key: left absent, reported as
+                // missing by the caller.
                 None => {
-                    missing.insert((subject, version as i32));
+                    if let Ok(version) = i32::try_from(version) {
+                        missing.insert((subject, version));
+                    }
                 }
             }
         }
@@ -293,7 +301,8 @@ impl KeyStore {
         .fetch_all(pool)
         .await?;
         for (subject, version, wrapped, erased) in rows {
-            let version = version as u32;
+            // Asked for as a u32 above.
+            let version = version.unsigned_abs();
             match wrapped {
                 Some(wrapped) => {
                     let key = self.provider.unwrap(subject, version, &wrapped).await?;

@@ -202,7 +202,7 @@ fn parse_form(form: &str) -> Result<SealedField, &'static str> {
         .next()
         .filter(|v| v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
         .and_then(|v| v.parse::<i32>().ok())
-        .map(|v| v as u32)
+        .and_then(|v| u32::try_from(v).ok())
         .ok_or("no key version")?;
     let sealed = parts.next().ok_or("no nonce and ciphertext")?;
     let (nonce_b64, ciphertext_b64) = sealed
@@ -269,7 +269,8 @@ fn with_associated_data<R>(
     };
     let mut at = 0;
     for part in parts {
-        buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_be_bytes());
+        let len = u32::try_from(part.len()).expect("associated data parts are names and ids");
+        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
         buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
         at += 4 + part.len();
     }

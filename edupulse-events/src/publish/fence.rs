@@ -207,7 +207,8 @@ impl Publisher {
                         sequence: ack.sequence,
                     });
                 }
-                Ok(Err(err)) if err.kind() == PublishErrorKind::WrongLastSequence => continue,
+                // Another relay raised it meanwhile: read the last sequence again.
+                Ok(Err(err)) if err.kind() == PublishErrorKind::WrongLastSequence => {}
                 Ok(Err(err)) => return Err(broker(err.to_string())),
                 Err(_) => return Err(broker("no acknowledgement within 5 s".to_owned())),
             }

@@ -28,7 +28,7 @@ pub enum ReceiveError {
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, ReceiveError> {
     headers
         .get(name)
-        .map(|value| value.as_str())
+        .map(async_nats::HeaderValue::as_str)
         .ok_or(ReceiveError::Header { header: name })
 }
 
@@ -54,7 +54,7 @@ fn optional_id(headers: &HeaderMap, name: &'static str) -> Result<Option<Uuid>, 
 }
 
 /// The envelope of a message the relay published. Its payload is as published: PII still
-/// sealed (open it with [`Store::open`](crate::store::Store::open)). `data_subjects` is left
+/// sealed (open it with [`Store::unseal`](crate::store::Store::unseal)). `data_subjects` is left
 /// empty: the headers do not carry it, the decoded event does.
 pub fn envelope_from_message(
     headers: Option<&HeaderMap>,
@@ -99,7 +99,7 @@ pub fn envelope_from_message(
             causation_id: optional_id(headers, names::CAUSATION_ID)?,
             actor: headers.get(names::ACTOR).map(|a| a.as_str().to_owned()),
             trace,
-            extra: Default::default(),
+            extra: std::collections::BTreeMap::default(),
         },
         payload,
     })

@@ -61,7 +61,7 @@ impl Backlog {
         match change {
             Change::None => {}
             Change::FellBehind => {
-                tracing::info!("relay behind: a full batch was waiting in the outbox")
+                tracing::info!("relay behind: a full batch was waiting in the outbox");
             }
             Change::CaughtUp { after, published } => tracing::info!(
                 published,

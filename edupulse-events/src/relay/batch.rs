@@ -37,10 +37,11 @@ impl OutboxRow {
         let envelope = Envelope {
             id: self.event_id,
             event_type: std::mem::take(&mut self.event_type),
-            version: self.version as u32,
+            // Both positive by the log's CHECKs (version >= 1, sequence >= 1).
+            version: self.version.unsigned_abs(),
             aggregate_type: std::mem::take(&mut self.aggregate_type),
             aggregate_id: self.aggregate_id,
-            sequence: self.sequence as u64,
+            sequence: self.sequence.unsigned_abs(),
             data_subjects: Vec::new(),
             occurred_at: self.occurred_at,
             metadata,

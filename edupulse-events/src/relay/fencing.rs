@@ -78,7 +78,8 @@ impl Fences {
 
     /// The lane an aggregate publishes under.
     fn lane(&self, aggregate: Uuid) -> u16 {
-        (aggregate.as_u128() % u128::from(self.lanes)) as u16
+        u16::try_from(aggregate.as_u128() % u128::from(self.lanes))
+            .expect("a remainder of a u16 count fits in u16")
     }
 
     /// What the pipeline keeps one publish in flight for: the aggregate itself, or on a
@@ -88,7 +89,7 @@ impl Fences {
             return aggregate;
         }
         let lane = u128::from(self.lane(aggregate));
-        Uuid::from_u128((u128::from(partition as u16) << 16) | lane)
+        Uuid::from_u128((u128::from(partition.unsigned_abs()) << 16) | lane)
     }
 
     /// `message` guarded by its lane's fence; `None` if fencing is on and the partition has

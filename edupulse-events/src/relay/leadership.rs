@@ -75,7 +75,8 @@ impl Leadership {
         }
         let connection = self.connection.as_mut().expect("set just above");
         let mut won_now = Vec::new();
-        for partition in 0..self.partitions as i16 {
+        // Clamped to i16 by `Store::with_partitions`.
+        for partition in 0..i16::try_from(self.partitions).unwrap_or(i16::MAX) {
             if self.held.contains(&partition) {
                 continue;
             }
@@ -178,7 +179,7 @@ impl Leadership {
             }
         };
         if taken.len() == wanted.len() {
-            self.parked = self.held.clone();
+            self.parked.clone_from(&self.held);
             return Ok(true);
         }
         if let Err(err) = sqlx::query(UNPARK)

@@ -217,7 +217,7 @@ impl Relay {
         if held != self.partitions {
             // Partitions just won may hold rows anywhere in the outbox.
             self.start_over();
-            self.partitions = held.clone();
+            self.partitions.clone_from(&held);
         }
         if held.is_empty() {
             return Ok(StepOutcome::default());
@@ -278,7 +278,7 @@ impl Relay {
         });
         ::metrics::gauge!(crate::metrics::OUTBOX_LAG).set(lag);
         ::metrics::histogram!(crate::metrics::RELAY_BATCH_EVENTS).record(loaded as f64);
-        let more_coming = loaded as i64 >= limit;
+        let more_coming = i64::try_from(loaded).unwrap_or(i64::MAX) >= limit;
         if more_coming {
             let store = self.store.clone();
             let partitions = held.clone();
@@ -299,7 +299,7 @@ impl Relay {
         // With the next batch on its way, return once less than a batch is queued: the rest of
         // this one (its aggregates' long runs) goes on beside the next batch's rows.
         let low_water = if more_coming {
-            (self.config.batch_size as usize).max(1)
+            usize::try_from(self.config.batch_size).unwrap_or(1).max(1)
         } else {
             0
         };
@@ -503,7 +503,8 @@ impl Relay {
                     // full, after a pause that gathers the next few otherwise.
                     cadence.found(now);
                     self.unpark().await;
-                    let full = outcome.loaded as i64 >= self.config.batch_size.min(FIRST_READ);
+                    let loaded = i64::try_from(outcome.loaded).unwrap_or(i64::MAX);
+                    let full = loaded >= self.config.batch_size.min(FIRST_READ);
                     if full || self.prefetch.is_some() {
                         Next::Now
                     } else {
@@ -647,18 +648,17 @@ async fn precise_sleep(pause: Duration) {
 /// Waits for a NOTIFY or the timer; `true` if a notification arrived. A broken listener makes
 /// it wait out the timer: the catch-up query covers what was missed.
 async fn wait_for_notification(listener: &mut Option<PgListener>, timeout: Duration) -> bool {
-    match listener {
-        Some(l) => match tokio::time::timeout(timeout, l.recv()).await {
+    if let Some(l) = listener {
+        match tokio::time::timeout(timeout, l.recv()).await {
             Ok(Ok(_)) => true,
             Ok(Err(_)) => {
                 *listener = None;
                 false
             }
             Err(_) => false,
-        },
-        None => {
-            tokio::time::sleep(timeout).await;
-            false
         }
+    } else {
+        tokio::time::sleep(timeout).await;
+        false
     }
 }

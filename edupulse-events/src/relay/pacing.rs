@@ -98,11 +98,10 @@ impl Pacing {
         match progress {
             Progress::Failed => {
                 if self.failures == 0 {
-                    match error {
-                        Some(err) => {
-                            tracing::warn!(error = %err, "relay failing; backing off and retrying")
-                        }
-                        None => tracing::warn!("relay publish failed; backing off and retrying"),
+                    if let Some(err) = error {
+                        tracing::warn!(error = %err, "relay failing; backing off and retrying");
+                    } else {
+                        tracing::warn!("relay publish failed; backing off and retrying")
                     }
                 }
                 self.failures = self.failures.saturating_add(1);

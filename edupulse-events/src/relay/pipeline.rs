@@ -32,7 +32,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 struct Ack {
     position: i64,
     aggregate: Uuid,
-    ack: <PublishAckFuture as IntoFuture>::IntoFuture,
+    pending: <PublishAckFuture as IntoFuture>::IntoFuture,
 }
 
 impl Future for Ack {
@@ -40,7 +40,7 @@ impl Future for Ack {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        this.ack
+        this.pending
             .as_mut()
             .poll(cx)
             .map(|acked| (this.position, this.aggregate, acked.map(|_| ())))
@@ -172,7 +172,7 @@ impl Pipeline {
             Ok(ack) => self.in_flight.push(Ack {
                 position,
                 aggregate,
-                ack: ack.into_future(),
+                pending: ack.into_future(),
             }),
             Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 self.book.dead.push((
@@ -190,19 +190,16 @@ impl Pipeline {
 
     /// The aggregate's row is done: its next row, if any, may go.
     fn release(&mut self, aggregate: Uuid) {
-        match self
+        if let Some(next) = self
             .waiting
             .get_mut(&aggregate)
             .and_then(VecDeque::pop_front)
         {
-            Some(next) => {
-                self.waiting_rows -= 1;
-                self.ready.push_back(next);
-            }
-            None => {
-                self.waiting.remove(&aggregate);
-                self.active.remove(&aggregate);
-            }
+            self.waiting_rows -= 1;
+            self.ready.push_back(next);
+        } else {
+            self.waiting.remove(&aggregate);
+            self.active.remove(&aggregate);
         }
     }
 

@@ -183,22 +183,21 @@ impl Reader {
         from: &ReadFrom,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => {
-                let mut connection = store.pool().acquire().await?.detach();
-                // A generic plan is priced for any parameters: never let it start parallel
-                // workers or JIT compilation (tens of milliseconds each) for a read that
-                // usually finds a few rows.
-                for setting in [
-                    "SET plan_cache_mode = force_generic_plan",
-                    "SET max_parallel_workers_per_gather = 0",
-                    "SET jit = off",
-                ] {
-                    sqlx::query(setting).execute(&mut connection).await?;
-                }
-                self.connection.insert(connection)
+        let connection = if let Some(connection) = &mut self.connection {
+            connection
+        } else {
+            let mut connection = store.pool().acquire().await?.detach();
+            // A generic plan is priced for any parameters: never let it start parallel
+            // workers or JIT compilation (tens of milliseconds each) for a read that
+            // usually finds a few rows.
+            for setting in [
+                "SET plan_cache_mode = force_generic_plan",
+                "SET max_parallel_workers_per_gather = 0",
+                "SET jit = off",
+            ] {
+                sqlx::query(setting).execute(&mut connection).await?;
             }
+            self.connection.insert(connection)
         };
         let mut rows: Vec<OutboxRow> = sqlx::query_as(LOAD_BATCH)
             .bind(partitions)

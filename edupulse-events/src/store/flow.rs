@@ -209,7 +209,7 @@ pub(crate) async fn unseal<B: Backend, E: AsMut<Envelope>>(
     let Some(keys) = backend.keys().filter(|_| !found.is_empty()) else {
         return Ok(());
     };
-    let wanted: Vec<(Uuid, u32)> = found.iter().map(|f| f.key_id()).collect();
+    let wanted: Vec<(Uuid, u32)> = found.iter().map(super::sealing::Found::key_id).collect();
     let data_keys = keys.keys_for_read(backend.parts().0, &wanted).await?;
     open_found(events, found, &data_keys)
 }
