@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::__private::keys::{key_for_append, open, seal};
-use edupulse_events::privacy::{DataKey, FieldContext, Scrub};
+use edupulse_events::__private::keys::{FieldContext, SealedField, key_for_append, open, seal};
+use edupulse_events::privacy::{DataKey, Scrub};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 
@@ -309,9 +309,7 @@ fn field_cost() {
         let text = serde_json::to_vec(black_box(&value)).unwrap();
         let sealed = seal(&key, subject, 1, &ctx, &text);
         let form = sealed.to_json();
-        let parsed = edupulse_events::privacy::SealedField::from_json(&form, &ctx)
-            .unwrap()
-            .unwrap();
+        let parsed = SealedField::from_json(&form, &ctx).unwrap().unwrap();
         let plain = open(&key, &ctx, &parsed).unwrap();
         let back: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         black_box(back);
@@ -331,9 +329,7 @@ fn field_cost() {
                 black_box(one.to_json());
             }),
             per_field(|_| {
-                black_box(edupulse_events::privacy::SealedField::from_json(
-                    &form, &ctx,
-                ));
+                black_box(SealedField::from_json(&form, &ctx));
             })
         );
     }

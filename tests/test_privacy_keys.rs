@@ -6,10 +6,12 @@ mod common;
 use std::sync::Arc;
 
 use common::TestEnv;
-use edupulse_events::__private::keys::{destroy, key_for_append, key_for_read, open, seal};
+use edupulse_events::__private::keys::{
+    FieldContext, destroy, key_for_append, key_for_read, open, seal,
+};
 use edupulse_events::Uuid;
 use edupulse_events::privacy::Scrub;
-use edupulse_events::privacy::{DataKey, FieldContext, KeyStore, LocalKeyProvider};
+use edupulse_events::privacy::{DataKey, KeyStore, LocalKeyProvider};
 use edupulse_events::store::StoreError;
 
 fn key_store() -> Arc<KeyStore> {

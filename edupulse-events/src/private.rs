@@ -46,7 +46,7 @@ pub mod keys {
     use crate::store::StoreError;
     use crate::store::flow::KeySource;
 
-    pub use crate::privacy::seal::{open, seal};
+    pub use crate::privacy::seal::{FieldContext, SealedField, open, seal};
 
     /// See `KeySource::key_for_append`.
     pub async fn key_for_append(

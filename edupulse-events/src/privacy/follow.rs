@@ -38,7 +38,7 @@ impl KeyStore {
             while let Some(message) = erasures.next().await {
                 let Some(keys) = keys.upgrade() else { break };
                 if let Ok(erased) = serde_json::from_slice::<DataSubjectErased>(&message.payload) {
-                    keys.evict(erased.subject_id)
+                    keys.evict(erased.subject_id);
                 } else {
                     tracing::warn!(
                         subject = %message.subject,

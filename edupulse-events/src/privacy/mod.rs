@@ -40,5 +40,6 @@ pub use keystore::{KEY_CACHE_TTL, KeyStore, KeyStoreError};
 pub(crate) use pii::is_erased_json;
 pub use pii::{Erasable, Pii, PiiOwner, erased_json};
 pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV, PREVIOUS_MASTER_KEYS_ENV};
-pub use seal::{FieldContext, SEALED_FORM_PATTERN, SEALED_MARKER, SealedField};
+pub(crate) use seal::{FieldContext, SealedField};
+pub use seal::{SEALED_FORM_PATTERN, SEALED_MARKER};
 pub(crate) use seal::{open, seal, sealed_subject};

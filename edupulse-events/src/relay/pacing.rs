@@ -101,7 +101,7 @@ impl Pacing {
                     if let Some(err) = error {
                         tracing::warn!(error = %err, "relay failing; backing off and retrying");
                     } else {
-                        tracing::warn!("relay publish failed; backing off and retrying")
+                        tracing::warn!("relay publish failed; backing off and retrying");
                     }
                 }
                 self.failures = self.failures.saturating_add(1);
