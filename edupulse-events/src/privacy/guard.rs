@@ -15,9 +15,7 @@ use std::cell::Cell;
 
 use serde_json::Value;
 
-/// The member of the object a present value is wrapped in while an envelope is made. Never
-/// stored: the envelope removes every one before it exists.
-pub(super) const MARKER: &str = "$pii:plaintext";
+pub(super) use super::seal::PLAINTEXT_MARKER as MARKER;
 
 /// How a present `Pii` value serializes on this thread right now.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

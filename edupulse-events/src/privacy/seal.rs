@@ -26,6 +26,10 @@ use super::key::DataKey;
 
 /// The member that marks a sealed value in a payload: `{"$pii": {...}}`.
 pub const SEALED_MARKER: &str = "$pii";
+/// The member a present value is wrapped in while an envelope is made (see `guard.rs`): the
+/// sealed marker's name with a suffix, so that nothing but the envelope's own code reads it as
+/// either. Never stored: the envelope removes every one before it exists.
+pub(crate) const PLAINTEXT_MARKER: &str = "$pii:plaintext";
 /// The text of a sealed value (the string under [`SEALED_MARKER`]) as a regular expression, for
 /// schemas that describe the wire: the form version `1`, the owner's id (lowercase,
 /// hyphenated), the key version (decimal, no leading zero; the reader also bounds it to
@@ -280,6 +284,12 @@ fn with_associated_data<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plaintext_marker_is_the_sealed_markers_name_with_a_suffix() {
+        assert!(PLAINTEXT_MARKER.starts_with(SEALED_MARKER));
+        assert_ne!(PLAINTEXT_MARKER, SEALED_MARKER);
+    }
     use serde_json::json;
 
     fn ctx<'a>(event_id: Uuid, field: &'a str) -> FieldContext<'a> {

@@ -6,21 +6,22 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::privacy::{Destroyed, KeyStore};
+use crate::privacy::{Destroyed, KeyStore, SEALED_MARKER, erased_json};
 use crate::store::flow::{Backend, ToStore};
 use crate::store::{Appended, ExpectedVersion, LogCursor, Store, StoreError, StoredEvent};
 
-// Replaces each top-level value sealed for $1 with the erased marker. The trigger of migration
-// 5 lets this through only while `edupulse.scrub` is on, and only for the payload.
-const SCRUB: &str = r#"
+// Replaces each top-level value sealed for $1 (under the member $2, `SEALED_MARKER`, the
+// subject second in its form) with the erased marker $3. The trigger of migration 5 lets this
+// through only while `edupulse.scrub` is on, and only for the payload.
+const SCRUB: &str = "
 UPDATE events SET payload = (
-    SELECT jsonb_object_agg(k, CASE WHEN split_part(v ->> '$pii', '.', 2) = $1::text
-                                    THEN '{"$pii": "erased"}'::jsonb ELSE v END)
+    SELECT jsonb_object_agg(k, CASE WHEN split_part(v ->> $2, '.', 2) = $1::text
+                                    THEN $3::jsonb ELSE v END)
     FROM jsonb_each(payload) AS f(k, v))
 WHERE data_subjects @> ARRAY[$1::uuid]
   AND EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v)
-              WHERE split_part(v ->> '$pii', '.', 2) = $1::text)
-"#;
+              WHERE split_part(v ->> $2, '.', 2) = $1::text)
+";
 
 /// How long the key table's compaction after an erasure waits, in all, for older transactions
 /// and for the partition's lock.
@@ -72,6 +73,8 @@ impl Backend for Store {
             .await?;
         let scrubbed = sqlx::query(SCRUB)
             .bind(subject)
+            .bind(SEALED_MARKER)
+            .bind(erased_json())
             .execute(&mut *tx)
             .await?
             .rows_affected();
