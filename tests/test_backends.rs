@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::TestEnv;
 use edupulse_domain::{QuizSubmitted, QuizSubmittedV1};
+use edupulse_events::consume::{BusSubscriber, Subscriber};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
 use edupulse_events::privacy::Scrub;
 use edupulse_events::privacy::{LocalKeyProvider, Pii};
@@ -27,6 +28,11 @@ trait Backend {
     async fn relayed(&self) -> Vec<Envelope>;
     /// Every payload in the log as stored (sealed values as their sealed form).
     async fn stored_payloads(&self) -> Vec<String>;
+    /// Runs the `scores` projection (a row per quiz submission; a subject's rows deleted and
+    /// the subject noted in `erased` by `on_erasure`) until it holds `rows` rows and
+    /// `erasures` erasures; then catches it up from the store and returns how many events
+    /// that applied (every one was applied already: 0).
+    async fn project(&self, rows: i64, erasures: i64) -> u64;
     async fn finish(self);
 }
 
@@ -58,6 +64,60 @@ impl Backend for Postgres {
             .await
             .unwrap()
     }
+    async fn project(&self, rows: i64, erasures: i64) -> u64 {
+        let env = &self.0;
+        sqlx::raw_sql(PROJECTION).execute(&env.pool).await.unwrap();
+        env.relay_everything().await;
+        let runtime = env.runtime().await;
+        let subscriber = Subscriber::builder(&runtime, "scores")
+            .on(|quiz: QuizSubmitted, _envelope: &Envelope, tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO scores (quiz_id, student_id) VALUES ($1, $2)")
+                        .bind(quiz.quiz_id.to_string())
+                        .bind(quiz.student_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .on_erasure(|subject, tx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM scores WHERE student_id = $1")
+                        .bind(subject.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("INSERT INTO erased (student_id) VALUES ($1)")
+                        .bind(subject.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .build()
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let catching_up = Subscriber::builder(&runtime, "scores")
+            .on(|_: QuizSubmitted, _envelope: &Envelope, _tx| Box::pin(async { Ok(()) }))
+            .on_erasure(|_, _tx| Box::pin(async { Ok(()) }))
+            .build()
+            .await
+            .unwrap();
+        let running = tokio::spawn(subscriber.run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while (env.count("scores").await, env.count("erased").await) != (rows, erasures) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the projection never caught up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        catching_up.catch_up_from_start().await.unwrap()
+    }
     async fn finish(self) {
         self.0.cleanup().await;
     }
@@ -66,6 +126,8 @@ impl Backend for Postgres {
 struct Embedded {
     store: SqliteStore,
     bus: InProcessBus,
+    /// The `scores` projection's subscriber, subscribed at its first run.
+    scores: tokio::sync::Mutex<Option<BusSubscriber>>,
     received:
         tokio::sync::Mutex<tokio::sync::broadcast::Receiver<edupulse_events::embedded::BusMessage>>,
     /// The file store's directory, removed when the test ends.
@@ -99,6 +161,53 @@ impl Backend for Embedded {
             .await
             .unwrap()
     }
+    async fn project(&self, rows: i64, erasures: i64) -> u64 {
+        let pool = self.store.pool();
+        sqlx::raw_sql(PROJECTION).execute(pool).await.unwrap();
+        let mut subscriber = self.scores.lock().await;
+        let subscriber = subscriber.get_or_insert_with(|| {
+            BusSubscriber::builder(&self.store, &self.bus, "scores")
+                .on(|quiz: QuizSubmitted, _envelope: &Envelope, tx| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO scores (quiz_id, student_id) VALUES (?, ?)")
+                            .bind(quiz.quiz_id.to_string())
+                            .bind(quiz.student_id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .on_erasure(|subject, tx| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM scores WHERE student_id = ?")
+                            .bind(subject.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("INSERT INTO erased (student_id) VALUES (?)")
+                            .bind(subject.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .build()
+                .unwrap()
+        });
+        relay_pending(&self.store, &self.bus).await.unwrap();
+        let settled = subscriber.apply_waiting().await.unwrap();
+        assert_eq!(
+            settled.set_aside + settled.retrying,
+            0,
+            "{settled:?}"
+        );
+        let counts: (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM scores), (SELECT count(*) FROM erased)")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(counts, (rows, erasures));
+        subscriber.catch_up().await.unwrap().applied
+    }
     async fn finish(self) {}
 }
 
@@ -127,6 +236,7 @@ fn embedded_on(store: SqliteStore, dir: Option<tempfile::TempDir>) -> Embedded {
     Embedded {
         store,
         bus,
+        scores: tokio::sync::Mutex::new(None),
         received,
         _dir: dir,
     }
@@ -432,6 +542,35 @@ async fn scrubbed_erasure_and_readmission<B: Backend>(backend: B) {
     backend.finish().await;
 }
 
+/// The tables of the `scores` projection, in SQL both databases read.
+const PROJECTION: &str = "
+CREATE TABLE IF NOT EXISTS scores (quiz_id TEXT NOT NULL, student_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS erased (student_id TEXT NOT NULL);
+";
+
+/// A subscriber applies each relayed event once through its inbox (a catch-up from the store
+/// over the same inbox applies nothing more), and an erasure reaches its `on_erasure` hook.
+async fn subscribers_apply_once_and_hear_of_erasures<B: Backend>(backend: B) {
+    let store = backend.store();
+    let (ada, grace) = (Uuid::now_v7(), Uuid::now_v7());
+    for student in [ada, grace] {
+        append_one(
+            store,
+            ExpectedVersion::NoStream,
+            &[submitted(Uuid::now_v7(), student, "Someone")],
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(backend.project(2, 0).await, 0, "applied once, not again");
+    store
+        .erase_subject(ada, "test request", Scrub::KeysOnly)
+        .await
+        .unwrap();
+    assert_eq!(backend.project(1, 1).await, 0, "applied once, not again");
+    backend.finish().await;
+}
+
 macro_rules! suite {
     ($backend:ident, $make:ident) => {
         mod $backend {
@@ -455,6 +594,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn erasure_shreds_one_subject() {
                 super::erasure_shreds_one_subject($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn subscribers_apply_once_and_hear_of_erasures() {
+                super::subscribers_apply_once_and_hear_of_erasures($make().await).await;
             }
 
             #[tokio::test]

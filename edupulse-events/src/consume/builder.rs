@@ -1,21 +1,18 @@
 //! Configuring a [`Subscriber`]: its handlers, what it listens to, how it retries.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres};
 
 use crate::any_event::AnyEvent;
 use crate::envelope::Envelope;
 use crate::event::DomainEvent;
-use crate::registry::Registry;
 use crate::runtime::Runtime;
 
-use super::dispatch::{Dispatcher, Handler};
 use super::error::{ConsumeError, HandlerError};
-use super::inbox::Inbox;
+use super::handlers::Handlers;
 use super::subscriber::Subscriber;
 use super::unreadable::Sweeper;
 
@@ -24,11 +21,7 @@ pub struct SubscriberBuilder {
     runtime: Runtime,
     name: String,
     filter: Option<String>,
-    handlers: HashMap<&'static str, Handler>,
-    unhandled: Option<Handler>,
-    errors: Vec<ConsumeError>,
-    max_deliveries: i64,
-    backoff: Vec<Duration>,
+    handlers: Handlers<Postgres>,
     max_batch: usize,
     ack_wait: Duration,
     skip_unknown_types: bool,
@@ -38,7 +31,7 @@ impl std::fmt::Debug for SubscriberBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriberBuilder")
             .field("name", &self.name)
-            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("handlers", &self.handlers.names())
             .finish_non_exhaustive()
     }
 }
@@ -49,15 +42,7 @@ impl SubscriberBuilder {
             runtime: runtime.clone(),
             name,
             filter: None,
-            handlers: HashMap::new(),
-            unhandled: None,
-            errors: Vec::new(),
-            max_deliveries: 5,
-            backoff: vec![
-                Duration::from_millis(100),
-                Duration::from_secs(1),
-                Duration::from_secs(5),
-            ],
+            handlers: Handlers::default(),
             max_batch: 100,
             ack_wait: Duration::from_secs(30),
             skip_unknown_types: false,
@@ -106,26 +91,7 @@ impl SubscriberBuilder {
             + Sync
             + 'static,
     {
-        let newest = Registry::global().latest(T::NAME);
-        if newest.is_some_and(|d| d.version() != T::VERSION) {
-            self.errors.push(ConsumeError::NotNewestVersion {
-                registered: T::TYPE,
-                newest: newest.expect("checked").type_name(),
-            });
-        }
-        if self.handlers.contains_key(T::NAME) {
-            self.errors.push(ConsumeError::DuplicateHandler(T::NAME));
-        }
-        let erased: Handler = Box::new(move |event, envelope, tx| match event.downcast::<T>() {
-            Ok(event) => handler(event, envelope, tx),
-            Err(other) => {
-                let type_name = other.type_name();
-                Box::pin(async move {
-                    Err(format!("`{type_name}` reached the handler of `{}`", T::TYPE).into())
-                })
-            }
-        });
-        self.handlers.insert(T::NAME, erased);
+        self.handlers.on(handler);
         self
     }
 
@@ -147,33 +113,9 @@ impl SubscriberBuilder {
         // The subject's key goes from this process's cache before the hook runs: events of
         // theirs still in flight (other aggregates are not ordered after the erasure) then
         // decode with their personal data erased, and a handler can tell and skip them.
-        let keys = self.runtime.keys().cloned();
-        let hook = std::sync::Arc::new(hook);
-        self.on(
-            move |erased: crate::privacy::DataSubjectErased, envelope: &Envelope, tx| {
-                let (keys, hook, event_id) = (keys.clone(), hook.clone(), envelope.id);
-                Box::pin(async move {
-                    // Anyone who can publish on the prefix can send a plausible erasure event;
-                    // only one the store wrote, with the erasure record committed beside it,
-                    // is believed. (The subscriber shares the store's database.)
-                    let confirmed: Option<i32> = sqlx::query_scalar(CONFIRMED_ERASURE)
-                        .bind(event_id)
-                        .bind(erased.subject_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if confirmed.is_none() {
-                        return Err(UnconfirmedErasure {
-                            subject: erased.subject_id,
-                        }
-                        .into());
-                    }
-                    if let Some(keys) = &keys {
-                        keys.evict(erased.subject_id);
-                    }
-                    hook(erased.subject_id, tx).await
-                })
-            },
-        )
+        let mut this = self;
+        this.handlers.on_erasure(this.runtime.keys().cloned(), hook);
+        this
     }
 
     /// Calls `handler` for every event that has no handler of its own (by default those are
@@ -190,7 +132,7 @@ impl SubscriberBuilder {
             + Sync
             + 'static,
     {
-        self.unhandled = Some(Box::new(handler));
+        self.handlers.on_unhandled(handler);
         self
     }
 
@@ -202,7 +144,7 @@ impl SubscriberBuilder {
 
     /// Deliveries before a failing message is set aside (default 5, at least 1).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
-        self.max_deliveries = i64::from(deliveries.max(1));
+        self.handlers.max_deliveries = i64::from(deliveries.max(1));
         self
     }
 
@@ -210,7 +152,7 @@ impl SubscriberBuilder {
     /// failure, and so on, the last repeating (default 0.1 s, 1 s, 5 s).
     pub fn backoff(mut self, waits: Vec<Duration>) -> Self {
         if !waits.is_empty() {
-            self.backoff = waits;
+            self.handlers.backoff = waits;
         }
         self
     }
@@ -244,10 +186,8 @@ impl SubscriberBuilder {
 
     /// Binds (creating if need be) the durable pull consumer, on a connection of the
     /// subscriber's own: a message it cannot parse then costs no other role its connection.
-    pub async fn build(mut self) -> Result<Subscriber, ConsumeError> {
-        if let Some(first) = self.errors.drain(..).next() {
-            return Err(first);
-        }
+    pub async fn build(self) -> Result<Subscriber, ConsumeError> {
+        let dispatcher = self.handlers.dispatcher(self.name.clone())?;
         let settings = self.runtime.publisher().settings().clone();
         let filter = self
             .filter
@@ -278,33 +218,9 @@ impl SubscriberBuilder {
             self.runtime,
             (client, consumer, sweeper),
             ack_wait,
-            Dispatcher {
-                inbox: Inbox::new(self.name),
-                handlers: self.handlers,
-                unhandled: self.unhandled,
-                max_deliveries: self.max_deliveries,
-                backoff: self.backoff,
-            },
+            dispatcher,
             self.max_batch,
         )
         .skipping_unknown_types(self.skip_unknown_types))
     }
-}
-
-// Bind order: $1 the event's id, $2 the subject it names.
-const CONFIRMED_ERASURE: &str = "SELECT 1 FROM events e \
-     JOIN erased_subjects t ON t.subject_id = $2 \
-     WHERE e.event_id = $1 AND e.event_type = 'privacy.subject_erased' \
-       AND e.data_subjects @> ARRAY[$2::uuid]";
-
-/// An erasure event the store did not write (no such erasure event in its log, or no erasure
-/// record for the subject): forged, or read against another store. Its hook does not run.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "erasure event for subject {subject} is not confirmed by the store (no such erasure event \
-     in its log with an erasure record): not confirmed, so on_erasure did not run"
-)]
-pub struct UnconfirmedErasure {
-    /// The subject the event names.
-    pub subject: uuid::Uuid,
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Database, Pool};
 
 use crate::any_event::AnyEvent;
 use crate::envelope::Envelope;
@@ -16,15 +16,17 @@ use uuid::Uuid;
 
 use crate::database::{DatabaseError, Redacted};
 
+use super::dialect::Dialect;
 use super::error::HandlerError;
 use super::inbox::Inbox;
 
-/// A handler with its event type erased, as the subscriber stores it.
-pub(super) type Handler = Box<
+/// A handler with its event type erased, as the subscriber stores it: it writes through the
+/// connection of the inbox transaction on `DB`.
+pub(super) type Handler<DB> = Box<
     dyn for<'c> Fn(
             AnyEvent,
             &'c Envelope,
-            &'c mut PgConnection,
+            &'c mut <DB as Database>::Connection,
         ) -> BoxFuture<'c, Result<(), HandlerError>>
         + Send
         + Sync,
@@ -141,16 +143,16 @@ const ABORTED: &str = "a statement in the handler's transaction failed but the h
 
 /// The handlers, the inbox and the retry policy: everything that turns decoded events into
 /// committed effects.
-pub(super) struct Dispatcher {
+pub(super) struct Dispatcher<DB: Dialect> {
     pub(super) inbox: Inbox,
-    pub(super) handlers: HashMap<&'static str, Handler>,
+    pub(super) handlers: HashMap<&'static str, Handler<DB>>,
     /// For events without a handler of their own; `None` skips them.
-    pub(super) unhandled: Option<Handler>,
+    pub(super) unhandled: Option<Handler<DB>>,
     pub(super) max_deliveries: i64,
     pub(super) backoff: Vec<Duration>,
 }
 
-impl Dispatcher {
+impl<DB: Dialect> Dispatcher<DB> {
     /// Settles every delivery: applies those with a handler (in their order, in as few
     /// transactions as their failures allow), skips the rest. A failed event's handler does
     /// not run again for this delivery; the events before it are applied again and committed,
@@ -160,7 +162,7 @@ impl Dispatcher {
     /// [`AfterFailure::Stop`] the deliveries after the first failure are left unsettled.
     pub(super) async fn dispatch(
         &self,
-        pool: &PgPool,
+        pool: &Pool<DB>,
         items: &mut [Delivery],
         after_failure: AfterFailure,
     ) {
@@ -294,7 +296,7 @@ impl Dispatcher {
 
     /// One transaction: records the group's events in the inbox, runs the handlers of those
     /// not applied before, checks the transaction survived them, commits.
-    async fn attempt(&self, pool: &PgPool, items: &mut [Delivery], group: &[usize]) -> Attempt {
+    async fn attempt(&self, pool: &Pool<DB>, items: &mut [Delivery], group: &[usize]) -> Attempt {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(err) => return database_failed(err),
@@ -303,7 +305,7 @@ impl Dispatcher {
             .iter()
             .map(|&index| items[index].envelope.id)
             .collect();
-        let fresh = match self.inbox.record(&mut tx, &ids).await {
+        let fresh = match DB::record(&mut tx, self.inbox.consumer(), &ids).await {
             Ok(fresh) => fresh,
             Err(err) => return database_failed(err),
         };
@@ -341,7 +343,7 @@ impl Dispatcher {
             let _ = tx.rollback().await;
             return Attempt::Committed(applied);
         }
-        if Inbox::still_open(&mut tx).await.is_err() {
+        if DB::still_open(&mut tx).await.is_err() {
             let _ = tx.rollback().await;
             return Attempt::Aborted;
         }
@@ -351,7 +353,7 @@ impl Dispatcher {
         }
     }
 
-    fn handler(&self, name: &str) -> Option<&Handler> {
+    fn handler(&self, name: &str) -> Option<&Handler<DB>> {
         self.handlers.get(name).or(self.unhandled.as_ref())
     }
 
@@ -451,7 +453,7 @@ mod tests {
     use super::*;
     use crate::privacy::DataSubjectErased;
 
-    fn dispatcher() -> Dispatcher {
+    fn dispatcher() -> Dispatcher<sqlx::Postgres> {
         Dispatcher {
             inbox: Inbox::new("test"),
             handlers: HashMap::new(),

@@ -39,6 +39,9 @@ pub enum ConsumeError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] DatabaseError),
+    /// The store could not be read (a catch-up of the in-process bus's subscriber).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why [`Subscriber::catch_up`](super::Subscriber::catch_up) stopped.

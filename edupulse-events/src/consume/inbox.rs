@@ -1,8 +1,6 @@
 //! The inbox: a handler's database writes and the record that the event was applied commit
 //! together, so applying an event twice is impossible rather than merely unlikely.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -10,6 +8,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::database::DatabaseError;
+
+use super::dialect::Dialect;
 
 /// What [`Inbox::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl Inbox {
         }
         // An effect that swallowed a failed statement left the transaction aborted, and
         // PostgreSQL answers COMMIT on it with a rollback that the driver reports as success.
-        if let Err(err) = Self::still_open(&mut tx).await {
+        if let Err(err) = <Postgres as Dialect>::still_open(&mut tx).await {
             tx.rollback().await?;
             return Err(InboxError::Database(err.into()));
         }
@@ -128,31 +128,6 @@ impl Inbox {
             return Ok(None);
         }
         Ok(Some(tx))
-    }
-
-    /// Records `event_ids` as applied in the caller's transaction; returns those not recorded
-    /// before (a concurrent transaction recording one of them is waited for). Ids are
-    /// inserted in sorted order, so two batches sharing ids cannot deadlock.
-    pub(crate) async fn record(
-        &self,
-        conn: &mut PgConnection,
-        event_ids: &[Uuid],
-    ) -> Result<HashSet<Uuid>, sqlx::Error> {
-        let fresh: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO inbox (consumer, event_id) \
-             SELECT $1, id FROM unnest($2::uuid[]) AS id ORDER BY id \
-             ON CONFLICT DO NOTHING RETURNING event_id",
-        )
-        .bind(&self.consumer)
-        .bind(event_ids)
-        .fetch_all(conn)
-        .await?;
-        Ok(fresh.into_iter().collect())
-    }
-
-    /// Fails when the transaction was aborted by a statement whose error nobody reported.
-    pub(crate) async fn still_open(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(conn).await.map(|_| ())
     }
 
     /// Whether `event_id` was applied by this consumer.

@@ -28,7 +28,7 @@ pub struct Subscriber {
     client: async_nats::Client,
     pub(super) sweeper: Sweeper,
     ack_wait: Duration,
-    pub(super) dispatcher: Dispatcher,
+    pub(super) dispatcher: Dispatcher<sqlx::Postgres>,
     pub(super) max_batch: usize,
     /// Registered once, labelled with the consumer: settling a message allocates nothing.
     applied: ::metrics::Counter,
@@ -76,7 +76,7 @@ impl Subscriber {
         runtime: Runtime,
         (client, consumer, sweeper): (async_nats::Client, PullConsumer, Sweeper),
         ack_wait: Duration,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatcher<sqlx::Postgres>,
         max_batch: usize,
     ) -> Self {
         let name = dispatcher.inbox.consumer().to_owned();

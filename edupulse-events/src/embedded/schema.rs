@@ -61,6 +61,25 @@ CREATE TABLE IF NOT EXISTS subject_keys (
     PRIMARY KEY (subject_id, key_version)
 );
 
+-- A subscriber's record of the events it applied, written in its handlers' transaction.
+CREATE TABLE IF NOT EXISTS inbox (
+    consumer   TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
+
+-- What a subscriber gave up on, with why: the only trace left of it.
+CREATE TABLE IF NOT EXISTS consumer_dead_letters (
+    consumer   TEXT    NOT NULL,
+    event_id   TEXT    NOT NULL,
+    subject    TEXT    NOT NULL,
+    deliveries INTEGER NOT NULL,
+    reason     TEXT    NOT NULL,
+    failed_at  TEXT    NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
+
 CREATE TABLE IF NOT EXISTS erased_subjects (
     subject_id       TEXT    PRIMARY KEY,
     erased_at        TEXT    NOT NULL,
