@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::TestEnv;
 use edupulse_domain::{QuizSubmitted, QuizSubmittedV1};
+use edupulse_events::admin::{AdminCommand, Target};
 use edupulse_events::consume::{BusSubscriber, Subscriber};
 use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
 use edupulse_events::privacy::Scrub;
@@ -33,6 +34,8 @@ trait Backend {
     /// `erasures` erasures; then catches it up from the store and returns how many events
     /// that applied (every one was applied already: 0).
     async fn project(&self, rows: i64, erasures: i64) -> u64;
+    /// What the admin command `myapp events <args>` prints against this backend.
+    async fn admin(&self, args: &[&str]) -> String;
     async fn finish(self);
 }
 
@@ -118,6 +121,12 @@ impl Backend for Postgres {
         running.await.unwrap().unwrap();
         catching_up.catch_up_from_start().await.unwrap()
     }
+    async fn admin(&self, args: &[&str]) -> String {
+        run_admin(args, || async {
+            Ok::<_, edupulse_events::RuntimeError>(self.0.runtime().await)
+        })
+        .await
+    }
     async fn finish(self) {
         self.0.cleanup().await;
     }
@@ -195,11 +204,7 @@ impl Backend for Embedded {
         });
         relay_pending(&self.store, &self.bus).await.unwrap();
         let settled = subscriber.apply_waiting().await.unwrap();
-        assert_eq!(
-            settled.set_aside + settled.retrying,
-            0,
-            "{settled:?}"
-        );
+        assert_eq!(settled.set_aside + settled.retrying, 0, "{settled:?}");
         let counts: (i64, i64) =
             sqlx::query_as("SELECT (SELECT count(*) FROM scores), (SELECT count(*) FROM erased)")
                 .fetch_one(pool)
@@ -207,6 +212,10 @@ impl Backend for Embedded {
                 .unwrap();
         assert_eq!(counts, (rows, erasures));
         subscriber.catch_up().await.unwrap().applied
+    }
+    async fn admin(&self, args: &[&str]) -> String {
+        let target = Target::embedded(self.store.clone(), self.bus.clone());
+        run_admin(args, || async { Ok::<_, std::io::Error>(target) }).await
     }
     async fn finish(self) {}
 }
@@ -542,6 +551,92 @@ async fn scrubbed_erasure_and_readmission<B: Backend>(backend: B) {
     backend.finish().await;
 }
 
+/// An application's command line with the admin group mounted under `events`.
+#[derive(clap::Parser)]
+#[command(name = "myapp")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Event administration.
+    #[command(subcommand)]
+    Events(AdminCommand),
+}
+
+/// Runs `myapp events <args>` against what `target` makes; what it printed.
+async fn run_admin<F, Fut, T, E>(args: &[&str], target: F) -> String
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    T: Into<Target>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use clap::Parser;
+    let cli = Cli::try_parse_from(["myapp", "events"].iter().chain(args)).unwrap();
+    let Command::Events(command) = cli.command;
+    let mut out = Vec::new();
+    command.run(target, &mut out).await.unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// The operator's commands report the outbox and the log, tail the events with personal data
+/// masked, erase and scrub, and print the catalog and check contracts, on either backend.
+async fn admin_commands_report_tail_and_erase<B: Backend>(backend: B) {
+    let store = backend.store();
+    let student = Uuid::now_v7();
+    for _ in 0..3 {
+        append_one(
+            store,
+            ExpectedVersion::NoStream,
+            &[submitted(Uuid::now_v7(), student, "Canary Lovelace")],
+        )
+        .await
+        .unwrap();
+    }
+    let status = backend.admin(&["status"]).await;
+    assert!(status.contains("outbox: 3 event(s) waiting"), "{status}");
+    assert!(status.contains("log: 3 event(s)"), "{status}");
+    backend.relayed().await;
+    let status = backend.admin(&["status"]).await;
+    assert!(status.contains("outbox: empty"), "{status}");
+    assert!(status.contains("consumer dead letters: 0"), "{status}");
+
+    let tail_args = ["tail", "quiz.>", "--from-start", "--limit", "3"];
+    let tail = backend.admin(&tail_args).await;
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    for line in tail.lines() {
+        assert!(line.contains("quiz.submitted.v2"), "{line}");
+        assert!(line.contains(&student.to_string()), "{line}");
+    }
+    assert!(!tail.contains("Canary"), "personal data shown: {tail}");
+
+    let subject = student.to_string();
+    let erased = backend
+        .admin(&["erase", &subject, "--reason", "ticket 1234", "--scrub"])
+        .await;
+    assert!(
+        erased.starts_with(&format!(
+            "erased {student}: 1 key version(s) destroyed, 3 stored event(s) scrubbed"
+        )),
+        "{erased}"
+    );
+    let tail = backend.admin(&tail_args).await;
+    assert_eq!(tail.matches("<erased>").count(), 3, "{tail}");
+
+    let catalog = backend.admin(&["catalog", "--format", "json"]).await;
+    assert!(catalog.contains("\"quiz.submitted.v2\""), "{catalog}");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/edupulse-domain/contracts");
+    let contracts = backend.admin(&["contracts", dir]).await;
+    assert!(
+        contracts.contains("event versions match their snapshots"),
+        "{contracts}"
+    );
+    backend.finish().await;
+}
+
 /// The tables of the `scores` projection, in SQL both databases read.
 const PROJECTION: &str = "
 CREATE TABLE IF NOT EXISTS scores (quiz_id TEXT NOT NULL, student_id TEXT NOT NULL);
@@ -599,6 +694,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn subscribers_apply_once_and_hear_of_erasures() {
                 super::subscribers_apply_once_and_hear_of_erasures($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn admin_commands_report_tail_and_erase() {
+                super::admin_commands_report_tail_and_erase($make().await).await;
             }
 
             #[tokio::test]

@@ -31,9 +31,14 @@
 //!
 //! `myapp events status`, `myapp events erase <subject-id> --reason "ticket 1234"`,
 //! `myapp events catalog > asyncapi.json`, `myapp events tail 'quiz.>'`, and so on.
+//!
+//! The same commands run against the embedded backend: pass a [`Target::embedded`] instead
+//! of a runtime (`migrate` has nothing to do there: the store creates its tables on open).
 
+mod embedded;
 mod status;
 mod tail;
+mod target;
 
 use std::future::Future;
 use std::io::Write;
@@ -45,11 +50,12 @@ use uuid::Uuid;
 
 use crate::asyncapi::AsyncApiInfo;
 use crate::contract::{ContractViolations, Contracts};
-use crate::privacy::Scrub;
+use crate::privacy::{ErasureReceipt, Scrub};
 use crate::registry::Registry;
-use crate::runtime::Runtime;
 use crate::store::ErasureError;
-use crate::store::{DatabaseError, StoreError};
+use crate::store::{DatabaseError, EventStore, StoreError};
+
+pub use target::Target;
 
 /// The commands; mount with `#[command(subcommand)]`.
 #[derive(Debug, Clone, Subcommand)]
@@ -160,135 +166,190 @@ impl From<sqlx::Error> for AdminError {
 
 impl AdminCommand {
     /// Runs the command, writing its report to `out` (progress goes to standard error).
-    /// `runtime` is called only by commands that need the servers: `catalog` and
-    /// `contracts` work from the binary's registry alone.
-    pub async fn run<F, Fut, E>(self, runtime: F, out: &mut dyn Write) -> Result<(), AdminError>
+    /// `target` is called only by commands that need the store: `catalog` and `contracts`
+    /// work from the binary's registry alone. It returns a [`Runtime`](crate::Runtime) (the
+    /// servers) or a [`Target`].
+    pub async fn run<F, Fut, T, E>(self, target: F, out: &mut dyn Write) -> Result<(), AdminError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Runtime, E>>,
+        Fut: Future<Output = Result<T, E>>,
+        T: Into<Target>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let runtime = || async { runtime().await.map_err(|e| AdminError::Start(e.into())) };
+        let target = || async {
+            target()
+                .await
+                .map(Into::into)
+                .map_err(|e| AdminError::Start(e.into()))
+        };
         match self {
             AdminCommand::Catalog {
                 format,
                 title,
                 api_version,
                 prefix,
-            } => {
-                let catalog = Registry::global().catalog();
-                let document = match format {
-                    CatalogFormat::Json => {
-                        serde_json::to_value(&catalog).expect("the catalog serializes")
-                    }
-                    CatalogFormat::Asyncapi => {
-                        let mut info = AsyncApiInfo::new(title, api_version);
-                        info.subject_prefix = prefix;
-                        catalog.to_asyncapi(&info)
-                    }
-                };
-                serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
-                writeln!(out)?;
-            }
-            AdminCommand::Contracts { dir, write } => {
-                let contracts = Contracts::new(dir);
-                let check = if write {
-                    contracts.write_new()?
-                } else {
-                    contracts.check()?
-                };
-                for written in &check.written {
-                    writeln!(out, "wrote the snapshot of {written}")?;
-                }
-                writeln!(
-                    out,
-                    "{} event versions match their snapshots in {}",
-                    check.checked,
-                    contracts.dir().display()
-                )?;
-            }
+            } => catalog(format, title, api_version, prefix, out),
+            AdminCommand::Contracts { dir, write } => contracts(dir, write, out),
             AdminCommand::Migrate => {
                 eprintln!("connecting and applying migrations...");
-                let runtime = runtime().await?;
-                status::migrations(&runtime, out).await?;
+                match target().await? {
+                    Target::Servers(runtime) => status::migrations(&runtime, out).await,
+                    Target::Embedded { .. } => {
+                        writeln!(
+                            out,
+                            "the embedded store creates its tables when it is opened; nothing to migrate"
+                        )?;
+                        Ok(())
+                    }
+                }
             }
-            AdminCommand::Relay => {
-                let runtime = runtime().await?;
-                eprintln!("relaying; Ctrl-C stops after the batch in hand");
-                let mut terminate =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-                runtime
-                    .spawn_relay(async move {
-                        tokio::select! {
-                            _ = tokio::signal::ctrl_c() => {}
-                            _ = terminate.recv() => {}
-                        }
-                    })
-                    .await
-                    .map_err(|e| AdminError::JetStream(format!("the relay task failed: {e}")))??;
-                writeln!(out, "relay stopped")?;
-            }
+            AdminCommand::Relay => relay(target().await?, out).await,
             AdminCommand::Erase {
                 subject,
                 reason,
                 scrub,
             } => {
-                let runtime = runtime().await?;
+                let target = target().await?;
                 let scrub = if scrub {
                     eprintln!("erasing {subject} and scrubbing their stored values...");
                     Scrub::StoredCiphertext
                 } else {
                     Scrub::KeysOnly
                 };
-                let receipt = runtime.erase_subject(subject, &reason, scrub).await?;
-                if receipt.already_erased {
-                    writeln!(
-                        out,
-                        "{} was already erased; nothing new to destroy",
-                        receipt.subject
-                    )?;
-                }
-                writeln!(
-                    out,
-                    "erased {}: {} key version(s) destroyed, {} stored event(s) scrubbed, \
-                     recorded as event {} at position {} ({})",
-                    receipt.subject,
-                    receipt.keys_destroyed,
-                    receipt.events_scrubbed,
-                    receipt.event_id,
-                    receipt.position,
-                    receipt.erased_at.to_rfc3339()
-                )?;
-                if !receipt.key_bytes_purged {
-                    writeln!(
-                        out,
-                        "warning: the key table was busy and was not compacted; the destroyed \
-                         key's bytes stay in its files until the next erasure or rotation"
-                    )?;
-                }
+                let receipt = match &target {
+                    Target::Servers(runtime) => {
+                        runtime.erase_subject(subject, &reason, scrub).await?
+                    }
+                    Target::Embedded { store, .. } => {
+                        store.erase_subject(subject, &reason, scrub).await?
+                    }
+                };
+                report_erasure(&receipt, out)
             }
             AdminCommand::RotateMasterKey => {
-                let runtime = runtime().await?;
+                let target = target().await?;
                 eprintln!("re-wrapping every data key with the current master key...");
-                let count = runtime.rotate_master_key().await?;
+                let count = match &target {
+                    Target::Servers(runtime) => runtime.rotate_master_key().await?,
+                    Target::Embedded { store, .. } => store.rotate_master_key().await?,
+                };
                 writeln!(
                     out,
                     "re-wrapped {count} data key(s); the previous master key can now be retired"
                 )?;
+                Ok(())
             }
             AdminCommand::Tail {
                 filter,
                 from_start,
                 limit,
-            } => {
-                let runtime = runtime().await?;
-                tail::tail(&runtime, &filter, from_start, limit, out).await?;
-            }
-            AdminCommand::Status => {
-                let runtime = runtime().await?;
-                status::status(&runtime, out).await?;
-            }
+            } => match target().await? {
+                Target::Servers(runtime) => {
+                    tail::tail(&runtime, &filter, from_start, limit, out).await
+                }
+                Target::Embedded { store, bus } => {
+                    embedded::tail(&store, &bus, &filter, from_start, limit, out).await
+                }
+            },
+            AdminCommand::Status => match target().await? {
+                Target::Servers(runtime) => status::status(&runtime, out).await,
+                Target::Embedded { store, bus } => embedded::status(&store, &bus, out).await,
+            },
         }
-        Ok(())
     }
+}
+
+/// `catalog`: every registered type, as AsyncAPI or as the catalog's JSON.
+fn catalog(
+    format: CatalogFormat,
+    title: String,
+    api_version: String,
+    prefix: String,
+    out: &mut dyn Write,
+) -> Result<(), AdminError> {
+    let catalog = Registry::global().catalog();
+    let document = match format {
+        CatalogFormat::Json => serde_json::to_value(&catalog).expect("the catalog serializes"),
+        CatalogFormat::Asyncapi => {
+            let mut info = AsyncApiInfo::new(title, api_version);
+            info.subject_prefix = prefix;
+            catalog.to_asyncapi(&info)
+        }
+    };
+    serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `contracts`: checks the snapshots in `dir`, or writes the missing ones.
+fn contracts(dir: PathBuf, write: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+    let contracts = Contracts::new(dir);
+    let check = if write {
+        contracts.write_new()?
+    } else {
+        contracts.check()?
+    };
+    for written in &check.written {
+        writeln!(out, "wrote the snapshot of {written}")?;
+    }
+    writeln!(
+        out,
+        "{} event versions match their snapshots in {}",
+        check.checked,
+        contracts.dir().display()
+    )?;
+    Ok(())
+}
+
+/// `relay`: until Ctrl-C or SIGTERM, which finish the batch in hand.
+async fn relay(target: Target, out: &mut dyn Write) -> Result<(), AdminError> {
+    eprintln!("relaying; Ctrl-C stops after the batch in hand");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stopped = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    match target {
+        Target::Servers(runtime) => runtime
+            .spawn_relay(stopped)
+            .await
+            .map_err(|e| AdminError::JetStream(format!("the relay task failed: {e}")))??,
+        Target::Embedded { store, bus } => {
+            crate::embedded::run_relay(store, bus, stopped).await?;
+        }
+    }
+    writeln!(out, "relay stopped")?;
+    Ok(())
+}
+
+/// What an erasure did, as the operator reads it.
+fn report_erasure(receipt: &ErasureReceipt, out: &mut dyn Write) -> Result<(), AdminError> {
+    if receipt.already_erased {
+        writeln!(
+            out,
+            "{} was already erased; nothing new to destroy",
+            receipt.subject
+        )?;
+    }
+    writeln!(
+        out,
+        "erased {}: {} key version(s) destroyed, {} stored event(s) scrubbed, \
+         recorded as event {} at position {} ({})",
+        receipt.subject,
+        receipt.keys_destroyed,
+        receipt.events_scrubbed,
+        receipt.event_id,
+        receipt.position,
+        receipt.erased_at.to_rfc3339()
+    )?;
+    if !receipt.key_bytes_purged {
+        writeln!(
+            out,
+            "warning: the key table was busy and was not compacted; the destroyed \
+             key's bytes stay in its files until the next erasure or rotation"
+        )?;
+    }
+    Ok(())
 }

@@ -36,6 +36,11 @@ impl InProcessBus {
         self.sender.subscribe()
     }
 
+    /// How many receivers the bus has now.
+    pub fn subscriber_count(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     pub(super) fn publish(&self, message: BusMessage) {
         // No subscriber is not an error: the log keeps the event.
         let _ = self.sender.send(message);

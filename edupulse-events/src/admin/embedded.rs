@@ -1,0 +1,190 @@
+//! `status` and `tail` against the embedded store and its bus: the same reports as on the
+//! servers, from SQLite's tables and the bus instead of PostgreSQL's and the stream.
+
+use std::io::Write;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::embedded::{InProcessBus, SqliteStore};
+use crate::envelope::Envelope;
+use crate::registry::Registry;
+use crate::store::{EventStore, LogCursor};
+
+use super::AdminError;
+
+/// Outbox depth and lag, the log's end, dead letters, the bus's subscribers.
+pub(super) async fn status(
+    store: &SqliteStore,
+    bus: &InProcessBus,
+    out: &mut dyn Write,
+) -> Result<(), AdminError> {
+    let pool = store.pool();
+    let (depth, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT count(*), min(e.recorded_at) FROM outbox o JOIN events e USING (position)",
+    )
+    .fetch_one(pool)
+    .await?;
+    match oldest {
+        Some(oldest) => {
+            let lag = (chrono::Utc::now() - oldest).as_seconds_f64();
+            writeln!(
+                out,
+                "outbox: {depth} event(s) waiting, the oldest recorded {lag:.1} s ago"
+            )?;
+        }
+        None => writeln!(out, "outbox: empty")?,
+    }
+    let (events, last): (i64, Option<i64>) =
+        sqlx::query_as("SELECT count(*), max(position) FROM events")
+            .fetch_one(pool)
+            .await?;
+    writeln!(
+        out,
+        "log: {events} event(s), last position {}",
+        last.map_or("none".into(), |p| p.to_string())
+    )?;
+    let consumers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT consumer, count(*) FROM consumer_dead_letters GROUP BY consumer ORDER BY consumer",
+    )
+    .fetch_all(pool)
+    .await?;
+    if consumers.is_empty() {
+        writeln!(out, "consumer dead letters: 0")?;
+    }
+    for (consumer, count) in consumers {
+        writeln!(out, "consumer dead letters of {consumer}: {count}")?;
+    }
+    writeln!(
+        out,
+        "in-process bus: {} subscriber(s)",
+        bus.subscriber_count()
+    )?;
+    Ok(())
+}
+
+/// Prints events as the bus carries them, decoded, personal data masked; `from_start` first
+/// prints the store's log (the bus keeps no history).
+pub(super) async fn tail(
+    store: &SqliteStore,
+    bus: &InProcessBus,
+    filter: &str,
+    from_start: bool,
+    limit: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), AdminError> {
+    let filter = if filter.starts_with(&format!("{}.", store.subject_prefix())) {
+        filter.to_owned()
+    } else {
+        format!("{}.{filter}", store.subject_prefix())
+    };
+    let mut shown = 0;
+    let more = |shown: u64| limit.is_none_or(|limit| shown < limit);
+    // Subscribed before the log is read: nothing published meanwhile is missed.
+    let mut messages = bus.subscribe();
+    if from_start {
+        let mut cursor = LogCursor::START;
+        while more(shown) {
+            let page = store.read_all(cursor, 100).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.cursor();
+            for stored in page {
+                let subject = subject_of(store, &stored.envelope);
+                if more(shown) && matches(&filter, &subject) {
+                    print(out, stored.position, &stored.envelope)?;
+                    shown += 1;
+                }
+            }
+        }
+    }
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    while more(shown) {
+        let message = tokio::select! {
+            biased;
+            _ = &mut interrupted => break,
+            received = messages.recv() => match received {
+                Ok(message) => message,
+                Err(RecvError::Lagged(lost)) => {
+                    writeln!(out, "(fell behind the bus: {lost} event(s) not shown)")?;
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        if !matches(&filter, &message.subject) {
+            continue;
+        }
+        let mut envelopes = [message.envelope];
+        store.unseal(&mut envelopes).await?;
+        let [envelope] = envelopes;
+        print(out, 0, &envelope)?;
+        shown += 1;
+    }
+    Ok(())
+}
+
+fn subject_of(store: &SqliteStore, envelope: &Envelope) -> String {
+    Registry::global()
+        .get(&envelope.event_type, envelope.version)
+        .map_or_else(
+            || envelope.type_string(),
+            |d| format!("{}.{}", store.subject_prefix(), d.subject()),
+        )
+}
+
+/// One event as `tail` shows it (`position` 0 when it came from the bus).
+fn print(out: &mut dyn Write, position: i64, envelope: &Envelope) -> Result<(), AdminError> {
+    let at = if position > 0 {
+        format!("@{position}")
+    } else {
+        "bus".to_owned()
+    };
+    match Registry::global().decode(&envelope.event_type, envelope.version, &envelope.payload) {
+        Ok(event) => writeln!(
+            out,
+            "{at} {} {}.v{} aggregate {} seq {}: {event:?}",
+            envelope.occurred_at.to_rfc3339(),
+            envelope.event_type,
+            envelope.version,
+            envelope.aggregate_id,
+            envelope.sequence
+        )?,
+        Err(err) => writeln!(out, "{at} {}: cannot decode: {err}", envelope.type_string())?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether `subject` matches the NATS-style `filter` (`*` one token, `>` the rest).
+fn matches(filter: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for token in filter.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (token, Some(part)) if token == part => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn filters_match_as_nats_subjects_do() {
+        assert!(matches("edupulse.>", "edupulse.quiz.submitted.v2"));
+        assert!(matches("edupulse.quiz.*.v2", "edupulse.quiz.submitted.v2"));
+        assert!(!matches("edupulse.quiz.*", "edupulse.quiz.submitted.v2"));
+        assert!(!matches("edupulse.lesson.>", "edupulse.quiz.submitted.v2"));
+        assert!(!matches(
+            "edupulse.quiz.submitted.v2.>",
+            "edupulse.quiz.submitted.v2"
+        ));
+        assert!(matches(
+            "edupulse.quiz.submitted.v2",
+            "edupulse.quiz.submitted.v2"
+        ));
+    }
+}
