@@ -198,3 +198,90 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TABLE erased_subjects (subject_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL,
     reason TEXT NOT NULL, last_key_version INTEGER NOT NULL);
 ";
+
+/// The bus delivers once and keeps no history: a failed event waits in the subscriber for its
+/// retry, one that keeps failing is set aside with its reason, and a subscriber that fell
+/// behind the bus catches up from the log, each event applied once.
+#[tokio::test]
+async fn a_bus_subscriber_retries_sets_aside_and_catches_up_after_falling_behind() {
+    use edupulse_events::consume::BusSubscriber;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let store = SqliteStore::in_memory("edupulse")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    sqlx::query("CREATE TABLE applied (quiz_id TEXT NOT NULL)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // Room for two messages: five relayed at once leave the subscriber behind.
+    let bus = InProcessBus::new(2);
+    let (flaky, hopeless) = (Uuid::now_v7(), Uuid::now_v7());
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    let mut subscriber = BusSubscriber::builder(&store, &bus, "applied")
+        .max_deliveries(3)
+        .backoff(vec![std::time::Duration::ZERO])
+        .on(move |quiz: QuizSubmitted, _envelope: &Envelope, tx| {
+            let attempt = if quiz.quiz_id == flaky {
+                seen.fetch_add(1, Ordering::SeqCst) + 1
+            } else {
+                u32::MAX
+            };
+            Box::pin(async move {
+                sqlx::query("INSERT INTO applied (quiz_id) VALUES (?)")
+                    .bind(quiz.quiz_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if quiz.quiz_id == hopeless || attempt < 3 {
+                    return Err("refused on purpose".into());
+                }
+                Ok(())
+            })
+        })
+        .build()
+        .unwrap();
+    let mut quizzes = vec![flaky, hopeless];
+    quizzes.extend((0..3).map(|_| Uuid::now_v7()));
+    for quiz in &quizzes {
+        store
+            .append_committed(ExpectedVersion::NoStream, &[submitted(*quiz)])
+            .await
+            .unwrap();
+    }
+    relay_pending(&store, &bus).await.unwrap();
+    let settled = subscriber.apply_waiting().await.unwrap();
+    assert_eq!((settled.applied, settled.set_aside), (4, 1), "{settled:?}");
+    assert_eq!(subscriber.retrying(), 0);
+    // Refused twice, then applied (its handler may run again beside a later failure in its
+    // transaction; the inbox applies it once).
+    assert!(attempts.load(Ordering::SeqCst) >= 3);
+    let applied: Vec<String> = sqlx::query_scalar("SELECT quiz_id FROM applied ORDER BY quiz_id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.len(),
+        4,
+        "each applied once, the failed writes rolled back"
+    );
+    assert!(!applied.contains(&hopeless.to_string()));
+    let (event_id, reason): (String, String) =
+        sqlx::query_as("SELECT event_id, reason FROM consumer_dead_letters WHERE consumer = ?")
+            .bind("applied")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(reason.contains("refused on purpose"), "{reason}");
+    // A catch-up now applies nothing again, and leaves the set-aside event set aside.
+    let again = subscriber.catch_up().await.unwrap();
+    assert_eq!((again.applied, again.set_aside), (0, 0), "{again:?}");
+    let still: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM consumer_dead_letters WHERE event_id = ?")
+            .bind(event_id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(still, 1);
+}

@@ -160,3 +160,24 @@ async fn chrono_now(
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn an_effect_that_swallows_a_failed_statement_is_refused_not_committed() {
+    let env = TestEnv::new().await;
+    with_scores(&env).await;
+    let (inbox, event, student) = (Inbox::new("scores"), Uuid::now_v7(), Uuid::now_v7());
+    let applied = inbox
+        .apply(&env.pool, event, |tx| {
+            Box::pin(async move {
+                add_point(&mut *tx, student).await?;
+                // Fails, and the effect carries on as if it had not.
+                let _ = sqlx::query("SELECT 1 / 0").execute(&mut *tx).await;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .await;
+    assert!(matches!(applied, Err(InboxError::Aborted)), "{applied:?}");
+    assert_eq!(points(&env, student).await, 0);
+    assert!(!inbox.contains(&env.pool, event).await.unwrap());
+    env.cleanup().await;
+}

@@ -79,6 +79,8 @@ pub(super) async fn tail(
     };
     let mut shown = 0;
     let more = |shown: u64| limit.is_none_or(|limit| shown < limit);
+    // Events printed from the log, not printed again when the bus carries them.
+    let mut printed = std::collections::HashSet::new();
     // Subscribed before the log is read: nothing published meanwhile is missed.
     let mut messages = bus.subscribe();
     if from_start {
@@ -91,6 +93,7 @@ pub(super) async fn tail(
                 let subject = subject_of(store, &stored.envelope);
                 if more(shown) && matches(&filter, &subject) {
                     print(out, stored.position, &stored.envelope)?;
+                    printed.insert(stored.envelope.id);
                     shown += 1;
                 }
             }
@@ -110,7 +113,7 @@ pub(super) async fn tail(
                 Err(RecvError::Closed) => break,
             },
         };
-        if !matches(&filter, &message.subject) {
+        if !matches(&filter, &message.subject) || printed.remove(&message.envelope.id) {
             continue;
         }
         let mut envelopes = [message.envelope];
@@ -126,7 +129,7 @@ fn subject_of(store: &SqliteStore, envelope: &Envelope) -> String {
     Registry::global()
         .get(&envelope.event_type, envelope.version)
         .map_or_else(
-            || envelope.type_string(),
+            || format!("{}.{}", store.subject_prefix(), envelope.type_string()),
             |d| format!("{}.{}", store.subject_prefix(), d.subject()),
         )
 }

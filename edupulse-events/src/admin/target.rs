@@ -5,6 +5,11 @@ use crate::embedded::{InProcessBus, SqliteStore};
 use crate::runtime::Runtime;
 
 /// Where [`AdminCommand::run`](super::AdminCommand::run) finds the events.
+///
+/// The in-process bus lives in the application's process: mount the commands in that
+/// process's binary to use [`Target::Embedded`] with its bus. A separate process given the
+/// same database file has a bus of its own with no subscribers: its `relay` would move the
+/// outbox to nobody, and its `tail` sees only what it relays itself.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Target {

@@ -4,7 +4,7 @@
 //! message once and keeps no history, so a failed event waits here for its retry, and a
 //! subscriber that fell behind the bus catches up from the store's log.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -248,39 +248,72 @@ impl BusSubscriber {
             if batch.is_empty() {
                 return Ok(total);
             }
-            add(&mut total, self.apply(batch).await?);
+            add(&mut total, self.apply(batch).await);
         }
     }
 
-    /// Runs until `shutdown` completes: applies messages as the bus delivers them, and failed
-    /// events when their retry is due.
+    /// Runs until `shutdown` completes: catches up from the log first (failed events waiting
+    /// for a retry live in memory, so a subscriber stopped before their retry applies them
+    /// here when it runs again), then applies messages as the bus delivers them, and failed
+    /// events when their retry is due. A failure to read the log is logged and tried again
+    /// after the first back-off step; nothing taken from the bus is dropped.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumeError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut behind = true;
         loop {
+            if behind {
+                match self.catch_up().await {
+                    Ok(_) => behind = false,
+                    Err(err) => tracing::warn!(
+                        consumer = self.dispatcher.inbox.consumer(),
+                        error = %err,
+                        "could not catch up from the log; trying again"
+                    ),
+                }
+            }
             self.apply_waiting().await?;
-            let next_retry = self.waiting.front().map(|w| w.due);
+            let next = if behind {
+                Some(Instant::now() + self.dispatcher.backoff[0])
+            } else {
+                self.waiting.front().map(|w| w.due)
+            };
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 received = self.messages.recv() => match received {
                     Ok(message) => {
-                        self.apply(vec![(message, 1)]).await?;
+                        self.apply(vec![(message, 1)]).await;
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.catch_up().await?;
+                    Err(broadcast::error::RecvError::Lagged(lost)) => {
+                        tracing::warn!(
+                            consumer = self.dispatcher.inbox.consumer(),
+                            lost,
+                            "fell behind the in-process bus; catching up from the log"
+                        );
+                        behind = true;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                () = sleep_until(next_retry) => {}
+                () = sleep_until(next) => {}
             }
         }
     }
 
     /// Applies every event of the store's log that this subscriber has not applied (the
-    /// inbox skips the rest): how it catches up after the bus dropped messages for it, or
-    /// when it starts on a store that already holds events.
+    /// inbox skips the rest), except those waiting here for a retry and those it set aside:
+    /// how it catches up after the bus dropped messages for it, or when it starts on a store
+    /// that already holds events.
     pub async fn catch_up(&mut self) -> Result<Settled, ConsumeError> {
         let mut total = Settled::default();
         let mut cursor = LogCursor::START;
+        let set_aside: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM consumer_dead_letters WHERE consumer = ?")
+                .bind(self.dispatcher.inbox.consumer())
+                .fetch_all(self.store.pool())
+                .await
+                .map_err(|err| ConsumeError::Database(err.into()))?;
+        let mut passed_over: HashSet<Uuid> =
+            set_aside.iter().filter_map(|id| id.parse().ok()).collect();
+        passed_over.extend(self.waiting.iter().map(|w| w.message.envelope.id));
         loop {
             // As stored, sealed: `apply` opens them as it opens what the bus carries.
             let page = Backend::select_after(&self.store, cursor, PAGE).await?;
@@ -289,8 +322,9 @@ impl BusSubscriber {
             };
             cursor = last.cursor();
             let prefix = self.store.subject_prefix();
-            let batch = page
+            let batch: Vec<(BusMessage, i64)> = page
                 .into_iter()
+                .filter(|stored| !passed_over.contains(&stored.envelope.id))
                 .map(|stored| {
                     // An unknown type keeps its type string, and is set aside as undecodable.
                     let subject = Registry::global()
@@ -306,13 +340,15 @@ impl BusSubscriber {
                     (message, 1)
                 })
                 .collect();
-            add(&mut total, self.apply(batch).await?);
+            for chunk in batch.chunks(self.max_batch) {
+                add(&mut total, self.apply(chunk.to_vec()).await);
+            }
         }
     }
 
     /// Opens, decodes and dispatches `batch` (each message with its attempt count), then
     /// settles each: retries wait here, what cannot be applied is set aside.
-    async fn apply(&mut self, batch: Vec<(BusMessage, i64)>) -> Result<Settled, ConsumeError> {
+    async fn apply(&mut self, batch: Vec<(BusMessage, i64)>) -> Settled {
         let mut applied = Settled::default();
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len());
@@ -331,9 +367,9 @@ impl BusSubscriber {
                     messages.push((message, attempts));
                 }
                 Err(err) if err.fault() == Fault::Message => {
-                    self.set_aside(&message, attempts, &format!("cannot decode: {err}"))
-                        .await?;
-                    applied.set_aside += 1;
+                    let reason = format!("cannot decode: {err}");
+                    self.set_aside(message, attempts, &reason, &mut applied)
+                        .await;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "event not opened for now; retrying it");
@@ -359,24 +395,54 @@ impl BusSubscriber {
                     applied.retrying += 1;
                 }
                 Outcome::SetAside(reason) => {
-                    self.set_aside(&message, attempts, &reason).await?;
-                    applied.set_aside += 1;
+                    self.set_aside(message, attempts, &reason, &mut applied)
+                        .await;
                 }
             }
         }
-        Ok(applied)
+        applied
     }
 
+    /// Keeps `message` for another attempt after `wait`, in order of when each is due.
     fn wait(&mut self, message: BusMessage, attempts: i64, wait: Duration) {
-        self.waiting.push_back(Waiting {
-            message,
-            attempts,
-            due: Instant::now() + wait,
-        });
+        let due = Instant::now() + wait;
+        let at = self.waiting.partition_point(|w| w.due <= due);
+        self.waiting.insert(
+            at,
+            Waiting {
+                message,
+                attempts,
+                due,
+            },
+        );
     }
 
-    /// Records `message` in `consumer_dead_letters` with `reason`: the only trace of it left.
+    /// Records `message` in `consumer_dead_letters` with `reason`, the only trace of it left;
+    /// when that fails, keeps it for another attempt instead (the bus does not deliver again).
     async fn set_aside(
+        &mut self,
+        message: BusMessage,
+        attempts: i64,
+        reason: &str,
+        settled: &mut Settled,
+    ) {
+        match self.record_dead_letter(&message, attempts, reason).await {
+            Ok(()) => settled.set_aside += 1,
+            Err(err) => {
+                tracing::warn!(
+                    consumer = self.dispatcher.inbox.consumer(),
+                    error = %err,
+                    "could not record a dead letter; the event waits for another attempt"
+                );
+                let wait = self.dispatcher.backoff[0];
+                // One attempt fewer counted, so the next failure sets it aside again.
+                self.wait(message, attempts.saturating_sub(1), wait);
+                settled.retrying += 1;
+            }
+        }
+    }
+
+    async fn record_dead_letter(
         &self,
         message: &BusMessage,
         attempts: i64,

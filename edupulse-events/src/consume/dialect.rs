@@ -22,8 +22,15 @@ pub trait Dialect: Database {
         event_ids: &'c [Uuid],
     ) -> BoxFuture<'c, Result<HashSet<Uuid>, sqlx::Error>>;
 
-    /// Fails when the transaction was aborted by a statement whose error nobody reported.
-    fn still_open(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>>;
+    /// Whether the transaction can still commit what it recorded: `false` when a statement
+    /// whose error nobody reported ended it (PostgreSQL aborts the transaction; SQLite rolls
+    /// some failures back whole, after which `recorded` is no longer in the inbox). Fails when
+    /// the database does.
+    fn still_open<'c>(
+        conn: &'c mut Self::Connection,
+        consumer: &'c str,
+        recorded: &'c [Uuid],
+    ) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
 
     /// Whether the store wrote an erasure event `event_id` for `subject`, with the erasure's
     /// record beside it: a forged erasure event is not believed.
@@ -55,8 +62,27 @@ impl Dialect for Postgres {
         })
     }
 
-    fn still_open(conn: &mut sqlx::PgConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move { sqlx::query("SELECT 1").execute(conn).await.map(|_| ()) })
+    /// An aborted transaction refuses every statement (SQLSTATE 25P02).
+    fn still_open<'c>(
+        conn: &'c mut sqlx::PgConnection,
+        _consumer: &'c str,
+        _recorded: &'c [Uuid],
+    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            match sqlx::query("SELECT 1").execute(conn).await {
+                Ok(_) => Ok(true),
+                Err(err)
+                    if err
+                        .as_database_error()
+                        .and_then(sqlx::error::DatabaseError::code)
+                        .as_deref()
+                        == Some("25P02") =>
+                {
+                    Ok(false)
+                }
+                Err(err) => Err(err),
+            }
+        })
     }
 
     fn confirmed_erasure(
@@ -108,8 +134,28 @@ impl Dialect for Sqlite {
         })
     }
 
-    fn still_open(conn: &mut sqlx::SqliteConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move { sqlx::query("SELECT 1").execute(conn).await.map(|_| ()) })
+    /// SQLite never refuses statements after an error, but rolls the whole transaction back
+    /// on some (a full disk, I/O errors): then the rows recorded are gone.
+    fn still_open<'c>(
+        conn: &'c mut sqlx::SqliteConnection,
+        consumer: &'c str,
+        recorded: &'c [Uuid],
+    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            for id in recorded {
+                let there: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?)",
+                )
+                .bind(consumer)
+                .bind(id.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
+                if !there {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
     }
 
     fn confirmed_erasure(

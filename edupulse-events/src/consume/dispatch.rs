@@ -343,7 +343,11 @@ impl<DB: Dialect> Dispatcher<DB> {
             let _ = tx.rollback().await;
             return Attempt::Committed(applied);
         }
-        if DB::still_open(&mut tx).await.is_err() {
+        let recorded: Vec<Uuid> = fresh.iter().copied().collect();
+        if !matches!(
+            DB::still_open(&mut tx, self.inbox.consumer(), &recorded).await,
+            Ok(true)
+        ) {
             let _ = tx.rollback().await;
             return Attempt::Aborted;
         }

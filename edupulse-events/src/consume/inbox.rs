@@ -29,6 +29,13 @@ pub enum InboxError<E> {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] DatabaseError),
+    /// A statement of the effect failed but the effect reported success: the transaction was
+    /// aborted and could not commit.
+    #[error(
+        "a statement in the effect's transaction failed but the effect reported success; the \
+         transaction could not commit"
+    )]
+    Aborted,
 }
 
 impl<E> From<sqlx::Error> for InboxError<E> {
@@ -97,9 +104,16 @@ impl Inbox {
         }
         // An effect that swallowed a failed statement left the transaction aborted, and
         // PostgreSQL answers COMMIT on it with a rollback that the driver reports as success.
-        if let Err(err) = <Postgres as Dialect>::still_open(&mut tx).await {
-            tx.rollback().await?;
-            return Err(InboxError::Database(err.into()));
+        match <Postgres as Dialect>::still_open(&mut tx, &self.consumer, &[event_id]).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tx.rollback().await?;
+                return Err(InboxError::Aborted);
+            }
+            Err(err) => {
+                tx.rollback().await?;
+                return Err(InboxError::Database(err.into()));
+            }
         }
         tx.commit().await?;
         Ok(Applied::Now)

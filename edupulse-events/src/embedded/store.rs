@@ -270,19 +270,22 @@ impl Backend for SqliteStore {
         SqliteStore::begin(self).await
     }
 
-    async fn insert(
-        &self,
-        tx: &mut SqliteConnection,
-        expected: ExpectedVersion,
-        events: &[ToStore<'_>],
-    ) -> Result<Appended, StoreError> {
-        // A failed statement undoes only itself in SQLite, not the transaction (PostgreSQL
-        // aborts it): the savepoint makes a failed append leave nothing behind either way.
+    /// A failed statement undoes only itself in SQLite, not the transaction (PostgreSQL
+    /// aborts it): the savepoint makes a failed append (its new keys included) leave nothing
+    /// behind either way.
+    async fn start_append(&self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
         sqlx::query("SAVEPOINT edupulse_append")
             .execute(&mut *tx)
             .await?;
-        let appended = self.insert_in_savepoint(tx, expected, events).await;
-        if appended.is_err() {
+        Ok(())
+    }
+
+    async fn end_append(
+        &self,
+        tx: &mut SqliteConnection,
+        succeeded: bool,
+    ) -> Result<(), StoreError> {
+        if !succeeded {
             sqlx::query("ROLLBACK TO edupulse_append")
                 .execute(&mut *tx)
                 .await?;
@@ -290,10 +293,19 @@ impl Backend for SqliteStore {
         sqlx::query("RELEASE edupulse_append")
             .execute(&mut *tx)
             .await?;
-        if appended.is_ok() {
+        if succeeded {
             self.appended.notify_one();
         }
-        appended
+        Ok(())
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut SqliteConnection,
+        expected: ExpectedVersion,
+        events: &[ToStore<'_>],
+    ) -> Result<Appended, StoreError> {
+        self.insert_events(tx, expected, events).await
     }
 
     async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
@@ -342,11 +354,14 @@ impl Backend for SqliteStore {
             .await?;
         let mut scrubbed = 0;
         for (position, payload) in payloads {
-            let mut payload: serde_json::Value =
-                serde_json::from_str(&payload).map_err(|_| StoreError::Corrupt {
+            let Ok(mut payload) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                // One unreadable row must not keep the keys from being destroyed.
+                tracing::warn!(
                     position,
-                    reason: "the payload is not JSON".into(),
-                })?;
+                    "scrub passed over a stored payload that is not JSON"
+                );
+                continue;
+            };
             let Some(fields) = payload.as_object_mut() else {
                 continue;
             };
@@ -385,7 +400,7 @@ impl Backend for SqliteStore {
 }
 
 impl SqliteStore {
-    async fn insert_in_savepoint(
+    async fn insert_events(
         &self,
         tx: &mut SqliteConnection,
         expected: ExpectedVersion,

@@ -11,7 +11,8 @@ use crate::store::StoreError;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ErasureError {
-    /// The keys could not be destroyed.
+    /// The key store failed (rotating the master key; an erasure's key errors arrive as
+    /// [`StoreError::Keys`]).
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
     /// The store failed, or has no key store ([`StoreError::NoKeyStore`]).

@@ -65,8 +65,30 @@ pub trait Backend: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, StoreError>> + Send;
 
+    /// Marks where an append starts in `tx`, so that a failed one can be undone by
+    /// [`end_append`](Self::end_append) without the rest of the caller's transaction.
+    /// PostgreSQL needs nothing: a failed statement aborts the whole transaction.
+    fn start_append(
+        &self,
+        tx: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = tx;
+        std::future::ready(Ok(()))
+    }
+
+    /// Ends what [`start_append`](Self::start_append) began: kept when `succeeded`, undone
+    /// (keys created for it included) otherwise.
+    fn end_append(
+        &self,
+        tx: &mut Conn<Self>,
+        succeeded: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (tx, succeeded);
+        std::future::ready(Ok(()))
+    }
+
     /// Inserts `events` (one aggregate's, sealed) and their outbox rows in `tx` after checking
-    /// the aggregate's version; a failed insert leaves nothing behind in `tx`.
+    /// the aggregate's version.
     fn insert(
         &self,
         tx: &mut Conn<Self>,
@@ -160,6 +182,19 @@ pub(crate) async fn append<B: Backend>(
             positions: Vec::new(),
         });
     }
+    backend.start_append(tx).await?;
+    let appended = seal_and_insert(backend, tx, expected, events).await;
+    backend.end_append(tx, appended.is_ok()).await?;
+    appended
+}
+
+/// [`append`]'s work between its start and its end: a failure anywhere leaves nothing.
+async fn seal_and_insert<B: Backend>(
+    backend: &B,
+    tx: &mut Conn<B>,
+    expected: ExpectedVersion,
+    events: &[Envelope],
+) -> Result<Appended, StoreError> {
     let descriptors = describe(events)?;
     let owners = pii_owners(events, &descriptors)?;
     let mut keys: HashMap<Uuid, (u32, DataKey)> = HashMap::with_capacity(owners.len());
