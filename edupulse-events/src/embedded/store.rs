@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::privacy::{Destroyed, KeyProvider, erased_json, sealed_subject};
-use crate::store::flow::{Backend, ToStore};
+use crate::store::flow::{Backend, Batch, ToStore};
 use crate::store::{
     Appended, ExpectedVersion, LogCursor, LogRow, StoreError, StoredEvent, corrupt,
 };
@@ -302,10 +302,9 @@ impl Backend for SqliteStore {
     async fn insert(
         &self,
         tx: &mut SqliteConnection,
-        expected: ExpectedVersion,
-        events: &[ToStore<'_>],
+        batch: &Batch<'_>,
     ) -> Result<Appended, StoreError> {
-        self.insert_events(tx, expected, events).await
+        self.insert_events(tx, batch.expected, &batch.events).await
     }
 
     async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {

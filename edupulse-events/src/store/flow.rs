@@ -42,6 +42,12 @@ impl ToStore<'_> {
     }
 }
 
+/// One append as the backend inserts it: the version it expects, and its events sealed.
+pub struct Batch<'e> {
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) events: Vec<ToStore<'e>>,
+}
+
 /// What a database provides so the contract can run on it. Public in a private module: the
 /// stores' [`EventStore`](crate::store::EventStore) rests on it, and nothing outside the crate
 /// can name or implement it.
@@ -92,8 +98,7 @@ pub trait Backend: Send + Sync {
     fn insert(
         &self,
         tx: &mut Conn<Self>,
-        expected: ExpectedVersion,
-        events: &[ToStore<'_>],
+        batch: &Batch<'_>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
     /// One aggregate's events as stored, in sequence order.
@@ -207,7 +212,7 @@ async fn seal_and_insert<B: Backend>(
         }
     }
     let sealed = seal_all(events, &descriptors, &keys)?;
-    let to_store: Vec<ToStore<'_>> = events
+    let events = events
         .iter()
         .zip(descriptors)
         .zip(sealed)
@@ -217,7 +222,7 @@ async fn seal_and_insert<B: Backend>(
             sealed,
         })
         .collect();
-    backend.insert(tx, expected, &to_store).await
+    backend.insert(tx, &Batch { expected, events }).await
 }
 
 /// Appends in a transaction of its own, committed before returning.

@@ -7,8 +7,8 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::privacy::{Destroyed, KeyStore, SEALED_MARKER, erased_json};
-use crate::store::flow::{Backend, ToStore};
-use crate::store::{Appended, ExpectedVersion, LogCursor, Store, StoreError, StoredEvent};
+use crate::store::flow::{Backend, Batch};
+use crate::store::{Appended, LogCursor, Store, StoreError, StoredEvent};
 
 // Replaces each top-level value sealed for $1 (under the member $2, `SEALED_MARKER`, the
 // subject second in its form) with the erased marker $3. The trigger of migration 5 lets this
@@ -47,10 +47,9 @@ impl Backend for Store {
     async fn insert(
         &self,
         tx: &mut PgConnection,
-        expected: ExpectedVersion,
-        events: &[ToStore<'_>],
+        batch: &Batch<'_>,
     ) -> Result<Appended, StoreError> {
-        Store::insert(self, tx, expected, events).await
+        Store::insert(self, tx, batch.expected, &batch.events).await
     }
 
     async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
