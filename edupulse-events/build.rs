@@ -2,5 +2,5 @@
 //! watch those files from the macro: without this, an edited migration is silently not embedded.
 
 fn main() {
-    println!("cargo:rerun-if-changed=../migrations");
+    println!("cargo:rerun-if-changed=migrations");
 }

@@ -155,6 +155,8 @@ mod tests {
     const NAME: PiiField =
         PiiField::new(FieldName::new("name", "name"), FieldName::new("id", "id"));
 
+    // The cases read best as JSON literals passed straight in.
+    #[allow(clippy::needless_pass_by_value)]
     fn wire_property(plaintext: Value) -> Value {
         let schema = json!({
             "type": "object",

@@ -351,5 +351,10 @@ fn report_erasure(receipt: &ErasureReceipt, out: &mut dyn Write) -> Result<(), A
              key's bytes stay in its files until the next erasure or rotation"
         )?;
     }
+    writeln!(
+        out,
+        "the erasure event waits in the outbox until a relay publishes it: other processes \
+         evict the subject's keys and run their on_erasure hooks when it reaches them"
+    )?;
     Ok(())
 }

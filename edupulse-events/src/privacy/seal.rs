@@ -292,7 +292,7 @@ mod tests {
     }
     use serde_json::json;
 
-    fn ctx<'a>(event_id: Uuid, field: &'a str) -> FieldContext<'a> {
+    fn ctx(event_id: Uuid, field: &str) -> FieldContext<'_> {
         FieldContext {
             event_id,
             event_type: "quiz.submitted",

@@ -33,8 +33,9 @@ pub use schema_name::{SchemaNameError, in_schema};
 pub(crate) use version::single_aggregate;
 pub use version::{Appended, ExpectedVersion};
 
-/// The migrations in `migrations/`, embedded so an application can run them at start-up.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+/// The migrations in the crate's `migrations/`, embedded so an application can run them at
+/// start-up (`sqlx migrate run --source edupulse-events/migrations` runs the same files).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Handle on one store (one schema of one database).
 ///
