@@ -117,13 +117,6 @@ pub use runtime::{Fault, MessageError, Runtime, RuntimeBuilder, RuntimeError};
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;
 
-/// The database driver whose types cross the API (pools, connections, transactions): use
-/// this one, and no other version can slip in.
-pub use sqlx;
-
-/// The NATS client whose types cross the API (the runtime's connection, messages).
-pub use async_nats;
-
 pub use chrono;
 pub use schemars;
 pub use uuid::{self, Uuid};

@@ -10,7 +10,7 @@ use crate::envelope::Envelope;
 use crate::registry::Registry;
 use crate::store::{EventStore, LogCursor};
 
-use super::AdminError;
+use super::{AdminError, report};
 
 /// Outbox depth and lag, the log's end, dead letters, the bus's subscribers.
 pub(super) async fn status(
@@ -24,36 +24,17 @@ pub(super) async fn status(
     )
     .fetch_one(pool)
     .await?;
-    match oldest {
-        Some(oldest) => {
-            let lag = (chrono::Utc::now() - oldest).as_seconds_f64();
-            writeln!(
-                out,
-                "outbox: {depth} event(s) waiting, the oldest recorded {lag:.1} s ago"
-            )?;
-        }
-        None => writeln!(out, "outbox: empty")?,
-    }
+    let lag = oldest.map(|oldest| (chrono::Utc::now() - oldest).as_seconds_f64());
+    report::outbox(out, depth, lag)?;
     let (events, last): (i64, Option<i64>) =
         sqlx::query_as("SELECT count(*), max(position) FROM events")
             .fetch_one(pool)
             .await?;
-    writeln!(
-        out,
-        "log: {events} event(s), last position {}",
-        last.map_or("none".into(), |p| p.to_string())
-    )?;
-    let consumers: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT consumer, count(*) FROM consumer_dead_letters GROUP BY consumer ORDER BY consumer",
-    )
-    .fetch_all(pool)
-    .await?;
-    if consumers.is_empty() {
-        writeln!(out, "consumer dead letters: 0")?;
-    }
-    for (consumer, count) in consumers {
-        writeln!(out, "consumer dead letters of {consumer}: {count}")?;
-    }
+    report::log(out, events, last)?;
+    let consumers: Vec<(String, i64)> = sqlx::query_as(report::CONSUMER_DEAD_LETTERS)
+        .fetch_all(pool)
+        .await?;
+    report::consumer_dead_letters(out, &consumers)?;
     writeln!(
         out,
         "in-process bus: {} subscriber(s)",
@@ -142,15 +123,7 @@ fn print(out: &mut dyn Write, position: i64, envelope: &Envelope) -> Result<(), 
         "bus".to_owned()
     };
     match Registry::global().decode(&envelope.event_type, envelope.version, &envelope.payload) {
-        Ok(event) => writeln!(
-            out,
-            "{at} {} {}.v{} aggregate {} seq {}: {event:?}",
-            envelope.occurred_at.to_rfc3339(),
-            envelope.event_type,
-            envelope.version,
-            envelope.aggregate_id,
-            envelope.sequence
-        )?,
+        Ok(event) => report::event(out, &at, envelope, &event)?,
         Err(err) => writeln!(out, "{at} {}: cannot decode: {err}", envelope.type_string())?,
     }
     out.flush()?;

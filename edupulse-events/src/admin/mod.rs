@@ -36,6 +36,7 @@
 //! of a runtime (`migrate` has nothing to do there: the store creates its tables on open).
 
 mod embedded;
+mod report;
 mod status;
 mod tail;
 mod target;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::runtime::Runtime;
 
-use super::AdminError;
+use super::{AdminError, report};
 
 /// Outbox depth and lag, dead letters, the log's end, the stream's state.
 pub(super) async fn status(runtime: &Runtime, out: &mut dyn Write) -> Result<(), AdminError> {
@@ -15,37 +15,20 @@ pub(super) async fn status(runtime: &Runtime, out: &mut dyn Write) -> Result<(),
     )
     .fetch_one(pool)
     .await?;
-    match lag {
-        Some(lag) => writeln!(
-            out,
-            "outbox: {depth} event(s) waiting, the oldest recorded {lag:.1} s ago"
-        )?,
-        None => writeln!(out, "outbox: empty")?,
-    }
+    report::outbox(out, depth, lag)?;
     let (events, last): (i64, Option<i64>) =
         sqlx::query_as("SELECT count(*), max(position) FROM events")
             .fetch_one(pool)
             .await?;
-    writeln!(
-        out,
-        "log: {events} event(s), last position {}",
-        last.map_or("none".into(), |p| p.to_string())
-    )?;
+    report::log(out, events, last)?;
     let relay_dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
         .fetch_one(pool)
         .await?;
     writeln!(out, "relay dead letters: {relay_dead}")?;
-    let consumers: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT consumer, count(*) FROM consumer_dead_letters GROUP BY consumer ORDER BY consumer",
-    )
-    .fetch_all(pool)
-    .await?;
-    if consumers.is_empty() {
-        writeln!(out, "consumer dead letters: 0")?;
-    }
-    for (consumer, count) in consumers {
-        writeln!(out, "consumer dead letters of {consumer}: {count}")?;
-    }
+    let consumers: Vec<(String, i64)> = sqlx::query_as(report::CONSUMER_DEAD_LETTERS)
+        .fetch_all(pool)
+        .await?;
+    report::consumer_dead_letters(out, &consumers)?;
     let publisher = runtime.publisher();
     let name = &publisher.settings().name;
     let mut stream = publisher

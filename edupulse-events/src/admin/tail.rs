@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use crate::runtime::Runtime;
 
-use super::AdminError;
+use super::{AdminError, report};
 
 pub(super) async fn tail(
     runtime: &Runtime,
@@ -57,15 +57,9 @@ pub(super) async fn tail(
         };
         let sequence = message.info().map_or(0, |info| info.stream_sequence);
         match runtime.decode_message(&message).await {
-            Ok((envelope, event)) => writeln!(
-                out,
-                "#{sequence} {} {}.v{} aggregate {} seq {}: {event:?}",
-                envelope.occurred_at.to_rfc3339(),
-                envelope.event_type,
-                envelope.version,
-                envelope.aggregate_id,
-                envelope.sequence
-            )?,
+            Ok((envelope, event)) => {
+                report::event(out, &format!("#{sequence}"), &envelope, &event)?;
+            }
             Err(err) => writeln!(out, "#{sequence} {}: cannot decode: {err}", message.subject)?,
         }
         out.flush()?;
