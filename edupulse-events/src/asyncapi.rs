@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{Catalog, CatalogEntry};
-use crate::publish::header_names as headers;
+use crate::header_names::names as headers;
 
 /// What the document says about the application that publishes the events.
 #[derive(Debug, Clone)]

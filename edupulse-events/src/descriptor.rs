@@ -79,6 +79,12 @@ impl EventDescriptor {
         self.rust_type
     }
 
+    /// The crate that defines the type, as Rust names it (`lesson_events` for the package
+    /// `lesson-events`): what a binary must link for the type to be registered in it.
+    pub fn crate_name(&self) -> &'static str {
+        self.rust_type.split("::").next().unwrap_or(self.rust_type)
+    }
+
     /// The `#[event(aggregate_id)]` field.
     pub fn aggregate_id_field(&self) -> FieldName {
         self.aggregate_id_field

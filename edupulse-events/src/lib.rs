@@ -72,31 +72,45 @@
 //! }
 //! ```
 
+#[cfg(any(feature = "nats", all(test, feature = "postgres")))]
 #[macro_use]
 mod wakeup;
 
-pub mod admin;
 mod any_event;
 mod asyncapi;
 mod catalog;
 mod cloudevents;
-mod connect;
-pub mod consume;
 pub mod contract;
-mod database;
 mod descriptor;
-pub mod embedded;
 mod envelope;
 mod error;
 mod event;
+mod header_names;
 pub mod metrics;
 pub mod privacy;
-pub mod publish;
 mod registry;
-pub mod relay;
-mod runtime;
 #[doc(hidden)]
 pub mod schema;
+
+#[cfg(feature = "admin")]
+pub mod admin;
+#[cfg(feature = "nats")]
+mod connect;
+#[cfg(feature = "store")]
+pub mod consume;
+#[cfg(feature = "store")]
+mod database;
+#[cfg(feature = "sqlite")]
+pub mod embedded;
+#[cfg(feature = "store")]
+mod message;
+#[cfg(feature = "nats")]
+pub mod publish;
+#[cfg(feature = "nats")]
+pub mod relay;
+#[cfg(feature = "nats")]
+mod runtime;
+#[cfg(feature = "store")]
 pub mod store;
 
 #[doc(hidden)]
@@ -111,8 +125,11 @@ pub use descriptor::{EventDescriptor, Upcast};
 pub use envelope::{EncodeError, Envelope, Metadata, TraceContext};
 pub use error::{DecodeError, PayloadError, RegistryError, RegistryProblem};
 pub use event::{DomainEvent, EntityId, FieldName, PiiField, SubjectIds};
+#[cfg(feature = "store")]
+pub use message::{Fault, MessageError};
 pub use registry::Registry;
-pub use runtime::{Fault, MessageError, Runtime, RuntimeBuilder, RuntimeError};
+#[cfg(feature = "nats")]
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};
 
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;

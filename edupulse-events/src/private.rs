@@ -30,6 +30,7 @@ pub mod privacy {
 
 /// The store's append statements with their binds, for the test that describes them on a
 /// real database.
+#[cfg(feature = "postgres")]
 pub mod store {
     pub use crate::store::append_statements;
 }
@@ -37,6 +38,7 @@ pub mod store {
 /// The key store's and sealing's parts beneath the stores' flow, for tests and benchmarks
 /// that prove them one by one. Not for applications: destroying keys outside an erasure skips
 /// the event other processes need, and sealing by hand skips the store's checks.
+#[cfg(feature = "postgres")]
 pub mod keys {
     use sqlx::{PgConnection, PgPool};
     use uuid::Uuid;

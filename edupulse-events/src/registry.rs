@@ -228,6 +228,18 @@ impl Registry {
         self.all.iter().copied()
     }
 
+    /// The crates whose event types this registry holds (sorted): an events crate missing
+    /// here is not linked into the binary (it names nothing of that crate).
+    pub fn crates(&self) -> Vec<&'static str> {
+        let mut crates: Vec<_> = self
+            .descriptors()
+            .map(EventDescriptor::crate_name)
+            .collect();
+        crates.sort_unstable();
+        crates.dedup();
+        crates
+    }
+
     /// Every registered type string, sorted.
     pub fn type_names(&self) -> Vec<&'static str> {
         let mut names: Vec<_> = self.all.iter().map(|d| d.type_name()).collect();

@@ -9,10 +9,11 @@ use thiserror::Error;
 
 use crate::any_event::AnyEvent;
 use crate::connect::Connector;
-use crate::error::{DecodeError, RegistryError};
+use crate::error::RegistryError;
+use crate::message::MessageError;
 use crate::privacy::{ErasureReceipt, KeyProvider, KeyStore, Scrub};
 use crate::publish::{PublishError, Publisher, StreamSettings};
-use crate::publish::{ReceiveError, envelope_from_message, header_names};
+use crate::publish::{envelope_from_message, header_names};
 use crate::registry::Registry;
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{ErasureError, Store, StoreError};
@@ -42,67 +43,6 @@ pub enum RuntimeError {
     /// A connection to NATS could not be opened.
     #[error("cannot connect to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
-}
-
-/// Why a received message could not be turned into a typed event.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum MessageError {
-    /// Not a message this library published.
-    #[error(transparent)]
-    Receive(#[from] ReceiveError),
-    /// Its personal data could not be opened (altered or moved ciphertext, or no key store).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The payload does not decode with this binary's types.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// A header contradicts the payload, another header or the subject the message came on:
-    /// not what the relay publishes, so not trusted.
-    #[error("message header `{header}` {reason}")]
-    Inconsistent {
-        /// The header that does not fit.
-        header: &'static str,
-        /// What it contradicts.
-        reason: &'static str,
-    },
-}
-
-/// Whose fault a failed decode is: what a consumer may do with the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The message itself (bad bytes or headers, an unknown type, a payload that does not
-    /// fit, a forged or altered sealed value): it will never decode, so set it aside.
-    Message,
-    /// The database or the key provider failed for now: retry the message later.
-    Transient,
-    /// This process is misconfigured (a wrong master key, a key table that lacks keys, no key
-    /// store): the message is fine, and must wait until an operator fixes the cause.
-    Configuration,
-}
-
-impl MessageError {
-    /// Whose fault this is; only [`Fault::Message`] may set a message aside.
-    pub fn fault(&self) -> Fault {
-        use crate::privacy::{KeyError, KeyStoreError, PrivacyError};
-        match self {
-            MessageError::Receive(_)
-            | MessageError::Decode(_)
-            | MessageError::Inconsistent { .. } => Fault::Message,
-            MessageError::Store(err) => match err {
-                StoreError::Privacy(PrivacyError::KeyMissing { .. })
-                | StoreError::Keys(
-                    KeyStoreError::KeyMissing { .. } | KeyStoreError::Key(KeyError::Unwrap { .. }),
-                )
-                | StoreError::NoKeyStore { .. } => Fault::Configuration,
-                StoreError::Privacy(_)
-                | StoreError::Corrupt { .. }
-                | StoreError::Unregistered(_)
-                | StoreError::PiiWithoutOwner { .. } => Fault::Message,
-                _ => Fault::Transient,
-            },
-        }
-    }
 }
 
 /// The store, the publisher and the registry of one application.

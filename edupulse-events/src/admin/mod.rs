@@ -157,6 +157,14 @@ pub enum AdminError {
     /// Writing the output failed.
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
+    /// The binary registers no event type of the application's: the crate that defines
+    /// them is not linked into it.
+    #[error(
+        "this binary registers no event types of its own (only the library's), so the catalog \
+         would be empty: a binary links a crate only when it names something from it. Add \
+         `use your_events_crate as _;` to the binary's main.rs"
+    )]
+    NoEventTypes,
 }
 
 impl From<sqlx::Error> for AdminError {
@@ -268,7 +276,15 @@ fn catalog(
     prefix: String,
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
-    let catalog = Registry::global().catalog();
+    let registry = Registry::global();
+    if registry
+        .crates()
+        .iter()
+        .all(|c| *c == env!("CARGO_CRATE_NAME"))
+    {
+        return Err(AdminError::NoEventTypes);
+    }
+    let catalog = registry.catalog();
     let document = match format {
         CatalogFormat::Json => serde_json::to_value(&catalog).expect("the catalog serializes"),
         CatalogFormat::Asyncapi => {
@@ -358,4 +374,27 @@ fn report_erasure(receipt: &ErasureReceipt, out: &mut dyn Write) -> Result<(), A
          evict the subject's keys and run their on_erasure hooks when it reaches them"
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime's own unit tests link no application crate: the catalog of such a binary
+    /// is the linking trap, and must say so rather than print the library's types alone.
+    #[test]
+    fn a_catalog_of_a_binary_that_links_no_events_crate_names_the_fix() {
+        let mut out = Vec::new();
+        let err = catalog(
+            CatalogFormat::Json,
+            "t".into(),
+            "1".into(),
+            "p".into(),
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(matches!(err, AdminError::NoEventTypes), "{err}");
+        assert!(err.to_string().contains("use your_events_crate as _;"));
+        assert!(out.is_empty());
+    }
 }

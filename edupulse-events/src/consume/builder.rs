@@ -1,5 +1,6 @@
 //! Configuring a [`Subscriber`]: its handlers, what it listens to, how it retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
@@ -12,7 +13,7 @@ use crate::event::DomainEvent;
 use crate::runtime::Runtime;
 
 use super::error::{ConsumeError, HandlerError};
-use super::handlers::Handlers;
+use super::handlers::{EvictKeys, Handlers};
 use super::subscriber::Subscriber;
 use super::unreadable::Sweeper;
 
@@ -114,7 +115,9 @@ impl SubscriberBuilder {
         // theirs still in flight (other aggregates are not ordered after the erasure) then
         // decode with their personal data erased, and a handler can tell and skip them.
         let mut this = self;
-        this.handlers.on_erasure(this.runtime.keys().cloned(), hook);
+        let keys = this.runtime.keys().cloned();
+        this.handlers
+            .on_erasure(keys.map(|keys| keys as Arc<dyn EvictKeys>), hook);
         this
     }
 

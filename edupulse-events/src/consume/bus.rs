@@ -17,8 +17,8 @@ use crate::any_event::AnyEvent;
 use crate::embedded::{BusMessage, InProcessBus, SqliteStore};
 use crate::envelope::Envelope;
 use crate::event::DomainEvent;
+use crate::message::{Fault, MessageError};
 use crate::registry::Registry;
-use crate::runtime::{Fault, MessageError};
 use crate::store::flow::Backend;
 use crate::store::{EventStore, LogCursor};
 
@@ -174,7 +174,7 @@ pub struct BusSubscriber {
 impl std::fmt::Debug for BusSubscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BusSubscriber")
-            .field("consumer", &self.dispatcher.inbox.consumer())
+            .field("consumer", &self.dispatcher.consumer.as_str())
             .field("waiting", &self.waiting.len())
             .finish_non_exhaustive()
     }
@@ -236,7 +236,7 @@ impl BusSubscriber {
                     Ok(message) => batch.push((message, 1)),
                     Err(TryRecvError::Lagged(lost)) => {
                         tracing::warn!(
-                            consumer = self.dispatcher.inbox.consumer(),
+                            consumer = self.dispatcher.consumer.as_str(),
                             lost,
                             "fell behind the in-process bus; catching up from the log"
                         );
@@ -265,7 +265,7 @@ impl BusSubscriber {
                 match self.catch_up().await {
                     Ok(_) => behind = false,
                     Err(err) => tracing::warn!(
-                        consumer = self.dispatcher.inbox.consumer(),
+                        consumer = self.dispatcher.consumer.as_str(),
                         error = %err,
                         "could not catch up from the log; trying again"
                     ),
@@ -285,7 +285,7 @@ impl BusSubscriber {
                     }
                     Err(broadcast::error::RecvError::Lagged(lost)) => {
                         tracing::warn!(
-                            consumer = self.dispatcher.inbox.consumer(),
+                            consumer = self.dispatcher.consumer.as_str(),
                             lost,
                             "fell behind the in-process bus; catching up from the log"
                         );
@@ -307,7 +307,7 @@ impl BusSubscriber {
         let mut cursor = LogCursor::START;
         let set_aside: Vec<String> =
             sqlx::query_scalar("SELECT event_id FROM consumer_dead_letters WHERE consumer = ?")
-                .bind(self.dispatcher.inbox.consumer())
+                .bind(self.dispatcher.consumer.as_str())
                 .fetch_all(self.store.pool())
                 .await
                 .map_err(|err| ConsumeError::Database(err.into()))?;
@@ -430,7 +430,7 @@ impl BusSubscriber {
             Ok(()) => settled.set_aside += 1,
             Err(err) => {
                 tracing::warn!(
-                    consumer = self.dispatcher.inbox.consumer(),
+                    consumer = self.dispatcher.consumer.as_str(),
                     error = %err,
                     "could not record a dead letter; the event waits for another attempt"
                 );
@@ -448,7 +448,7 @@ impl BusSubscriber {
         attempts: i64,
         reason: &str,
     ) -> Result<(), ConsumeError> {
-        let consumer = self.dispatcher.inbox.consumer();
+        let consumer = self.dispatcher.consumer.as_str();
         tracing::warn!(
             consumer,
             event_id = %message.envelope.id,

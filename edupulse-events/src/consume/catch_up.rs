@@ -40,7 +40,7 @@ impl Subscriber {
         // Forgotten first: a rebuild that stops early must resume from where it stopped,
         // not from where the projection it replaced had got to.
         sqlx::query("DELETE FROM consumer_positions WHERE consumer = $1")
-            .bind(self.dispatcher.inbox.consumer())
+            .bind(self.dispatcher.consumer.as_str())
             .execute(self.runtime.store().pool())
             .await
             .map_err(database)?;
@@ -50,7 +50,7 @@ impl Subscriber {
     async fn catch_up_from(&self, from: LogCursor) -> Result<u64, CatchUpError> {
         let store = self.runtime.store();
         let registry = Registry::global();
-        let consumer = self.dispatcher.inbox.consumer();
+        let consumer = self.dispatcher.consumer.as_str();
         let mut cursor = from;
         let mut applied = 0;
         let mut skipped_unknown = 0u64;
@@ -171,7 +171,7 @@ impl Subscriber {
     async fn saved_position(&self) -> Result<Option<LogCursor>, CatchUpError> {
         let saved: Option<(i64, i64)> =
             sqlx::query_as("SELECT tx_id, position FROM consumer_positions WHERE consumer = $1")
-                .bind(self.dispatcher.inbox.consumer())
+                .bind(self.dispatcher.consumer.as_str())
                 .fetch_optional(self.runtime.store().pool())
                 .await
                 .map_err(database)?;
@@ -186,7 +186,7 @@ impl Subscriber {
              WHERE (consumer_positions.tx_id, consumer_positions.position) \
                  < (excluded.tx_id, excluded.position)",
         )
-        .bind(self.dispatcher.inbox.consumer())
+        .bind(self.dispatcher.consumer.as_str())
         .bind(cursor.tx_id)
         .bind(cursor.position)
         .execute(self.runtime.store().pool())

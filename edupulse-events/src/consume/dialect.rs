@@ -7,11 +7,17 @@
 use std::collections::HashSet;
 
 use futures::future::BoxFuture;
-use sqlx::{Database, Postgres, Sqlite};
+use sqlx::Database;
+#[cfg(feature = "postgres")]
+use sqlx::Postgres;
+#[cfg(feature = "sqlite")]
+use sqlx::Sqlite;
 use uuid::Uuid;
 
 /// A database a subscriber keeps its inbox in. Public in a private module: nothing outside the
 /// crate can name or implement it.
+// With PostgreSQL alone, only the `Inbox` uses it.
+#[cfg_attr(not(any(feature = "sqlite", feature = "nats")), allow(dead_code))]
 pub trait Dialect: Database {
     /// Records `event_ids` as applied by `consumer` in the transaction of `conn`; returns
     /// those not recorded before (a concurrent transaction recording one of them is waited
@@ -41,6 +47,7 @@ pub trait Dialect: Database {
     ) -> BoxFuture<'_, Result<bool, sqlx::Error>>;
 }
 
+#[cfg(feature = "postgres")]
 impl Dialect for Postgres {
     /// Ids are inserted in sorted order, so two batches sharing ids cannot deadlock.
     fn record<'c>(
@@ -106,6 +113,7 @@ impl Dialect for Postgres {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl Dialect for Sqlite {
     /// SQLite runs one writing transaction at a time: no order to keep against deadlocks.
     fn record<'c>(

@@ -18,7 +18,6 @@ use crate::database::{DatabaseError, Redacted};
 
 use super::dialect::Dialect;
 use super::error::HandlerError;
-use super::inbox::Inbox;
 
 /// A handler with its event type erased, as the subscriber stores it: it writes through the
 /// connection of the inbox transaction on `DB`.
@@ -87,6 +86,8 @@ pub(super) enum AfterFailure {
     /// Live consumption: the failed event is retried on its own, the others go on.
     ApplyTheOthers,
     /// Rebuilding: a projection built past a hole would be wrong, so nothing after it applies.
+    /// (JetStream's subscriber rebuilds; the bus's catches up live.)
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Stop,
 }
 
@@ -114,6 +115,7 @@ pub(super) enum Source {
     /// The stream, delivering it for the `n`th time (1 the first).
     Stream(i64),
     /// A catch-up replaying the store: its first failure is final (nothing redelivers it).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Replay,
 }
 
@@ -144,7 +146,8 @@ const ABORTED: &str = "a statement in the handler's transaction failed but the h
 /// The handlers, the inbox and the retry policy: everything that turns decoded events into
 /// committed effects.
 pub(super) struct Dispatcher<DB: Dialect> {
-    pub(super) inbox: Inbox,
+    /// The consumer's name: its inbox rows and dead letters are recorded under it.
+    pub(super) consumer: String,
     pub(super) handlers: HashMap<&'static str, Handler<DB>>,
     /// For events without a handler of their own; `None` skips them.
     pub(super) unhandled: Option<Handler<DB>>,
@@ -305,7 +308,7 @@ impl<DB: Dialect> Dispatcher<DB> {
             .iter()
             .map(|&index| items[index].envelope.id)
             .collect();
-        let fresh = match DB::record(&mut tx, self.inbox.consumer(), &ids).await {
+        let fresh = match DB::record(&mut tx, &self.consumer, &ids).await {
             Ok(fresh) => fresh,
             Err(err) => return database_failed(err),
         };
@@ -345,7 +348,7 @@ impl<DB: Dialect> Dispatcher<DB> {
         }
         let recorded: Vec<Uuid> = fresh.iter().copied().collect();
         if !matches!(
-            DB::still_open(&mut tx, self.inbox.consumer(), &recorded).await,
+            DB::still_open(&mut tx, &self.consumer, &recorded).await,
             Ok(true)
         ) {
             let _ = tx.rollback().await;
@@ -452,14 +455,14 @@ fn describe(err: &(dyn std::error::Error + 'static), cause: &sqlx::Error) -> Str
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
     use crate::privacy::DataSubjectErased;
 
     fn dispatcher() -> Dispatcher<sqlx::Postgres> {
         Dispatcher {
-            inbox: Inbox::new("test"),
+            consumer: "test".to_owned(),
             handlers: HashMap::new(),
             unhandled: None,
             max_deliveries: 3,

@@ -34,6 +34,7 @@ pub enum ConsumeError {
     #[error("JetStream: {0}")]
     JetStream(String),
     /// The subscriber's own connection to NATS could not be opened.
+    #[cfg(feature = "nats")]
     #[error("cannot connect to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
     /// The database failed.

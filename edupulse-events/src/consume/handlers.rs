@@ -12,13 +12,14 @@ use uuid::Uuid;
 use crate::any_event::AnyEvent;
 use crate::envelope::Envelope;
 use crate::event::DomainEvent;
-use crate::privacy::{DataSubjectErased, KeyStore};
+use crate::privacy::DataSubjectErased;
+#[cfg(feature = "postgres")]
+use crate::privacy::KeyStore;
 use crate::registry::Registry;
 
 use super::dialect::Dialect;
 use super::dispatch::{Dispatcher, Handler};
 use super::error::{ConsumeError, HandlerError};
-use super::inbox::Inbox;
 
 /// The handlers and retry policy a builder collects; the first mistake is kept and reported
 /// by `build`.
@@ -91,7 +92,7 @@ impl<DB: Dialect> Handlers<DB> {
 
     /// Registers `hook` for erasures: run for a [`DataSubjectErased`] event the store
     /// confirms, after `keys` (this process's cache, if any) forgot the subject's keys.
-    pub(super) fn on_erasure<F>(&mut self, keys: Option<Arc<KeyStore>>, hook: F)
+    pub(super) fn on_erasure<F>(&mut self, keys: Option<Arc<dyn EvictKeys>>, hook: F)
     where
         F: for<'c> Fn(
                 Uuid,
@@ -143,12 +144,24 @@ impl<DB: Dialect> Handlers<DB> {
             return Err(first);
         }
         Ok(Dispatcher {
-            inbox: Inbox::new(name),
+            consumer: name,
             handlers: self.by_name,
             unhandled: self.unhandled,
             max_deliveries: self.max_deliveries,
             backoff: self.backoff,
         })
+    }
+}
+
+/// A cache of keys that must forget an erased subject's before their hook runs.
+pub(super) trait EvictKeys: Send + Sync {
+    fn evict(&self, subject: Uuid);
+}
+
+#[cfg(feature = "postgres")]
+impl EvictKeys for KeyStore {
+    fn evict(&self, subject: Uuid) {
+        KeyStore::evict(self, subject);
     }
 }
 

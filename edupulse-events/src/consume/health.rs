@@ -1,7 +1,7 @@
 //! What a running subscriber is doing, for a health endpoint: working, or stalled on an event
 //! it cannot open and must not set aside.
 
-use crate::runtime::Fault;
+use crate::message::Fault;
 
 /// A subscriber's health, as [`Subscriber::health`](super::Subscriber::health) follows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

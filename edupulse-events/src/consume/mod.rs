@@ -3,25 +3,45 @@
 //! the same on the embedded backend, a [`BusSubscriber`] on the in-process bus with its inbox
 //! in SQLite. Both dispatch through one dispatcher over a small `Dialect` of SQL.
 
-mod builder;
-mod bus;
-mod catch_up;
 mod dialect;
-mod dispatch;
 mod error;
-mod frame;
+
+// What both subscribers share.
+#[cfg(any(feature = "sqlite", feature = "nats"))]
+mod dispatch;
+#[cfg(any(feature = "sqlite", feature = "nats"))]
 mod handlers;
+
+// The embedded bus's subscriber.
+#[cfg(feature = "sqlite")]
+mod bus;
+
+// The inbox in PostgreSQL, and JetStream's subscriber.
+#[cfg(feature = "nats")]
+mod builder;
+#[cfg(feature = "nats")]
+mod catch_up;
+#[cfg(feature = "nats")]
+mod frame;
+#[cfg(feature = "nats")]
 mod health;
+#[cfg(feature = "postgres")]
 mod inbox;
+#[cfg(feature = "nats")]
 mod link;
+#[cfg(feature = "nats")]
 mod set_aside;
+#[cfg(feature = "nats")]
 mod subscriber;
+#[cfg(feature = "nats")]
 mod unreadable;
 
-pub use builder::SubscriberBuilder;
+#[cfg(feature = "sqlite")]
 pub use bus::{BusSubscriber, BusSubscriberBuilder, Settled};
 pub use error::{CatchUpError, ConsumeError, HandlerError};
+#[cfg(any(feature = "sqlite", feature = "nats"))]
 pub use handlers::UnconfirmedErasure;
-pub use health::SubscriberHealth;
+#[cfg(feature = "postgres")]
 pub use inbox::{Applied, Inbox, InboxError};
-pub use subscriber::Subscriber;
+#[cfg(feature = "nats")]
+pub use {builder::SubscriberBuilder, health::SubscriberHealth, subscriber::Subscriber};

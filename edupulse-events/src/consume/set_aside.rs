@@ -74,7 +74,7 @@ impl Subscriber {
         if Instant::now() < not_before {
             return (next, 0);
         }
-        let consumer = self.dispatcher.inbox.consumer();
+        let consumer = self.dispatcher.consumer.as_str();
         let again = NextLook::Sweep {
             not_before: Instant::now() + SWEEP_RETRY,
             failures: failures.saturating_add(1),
@@ -135,7 +135,7 @@ impl Subscriber {
         delivered: i64,
         reason: &str,
     ) -> Result<bool, ConsumeError> {
-        let consumer = self.dispatcher.inbox.consumer();
+        let consumer = self.dispatcher.consumer.as_str();
         let inserted = sqlx::query(
             "INSERT INTO consumer_dead_letters \
              (consumer, stream_sequence, event_id, subject, deliveries, reason) \

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
+use crate::message::{Fault, MessageError};
 use crate::privacy::DataSubjectErased;
-use crate::runtime::{Fault, MessageError, Runtime};
+use crate::runtime::Runtime;
 
 use super::builder::SubscriberBuilder;
 use super::dispatch::{AfterFailure, Delivery, Dispatcher, Outcome, Source};
@@ -42,7 +43,7 @@ pub struct Subscriber {
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("consumer", &self.dispatcher.inbox.consumer())
+            .field("consumer", &self.dispatcher.consumer.as_str())
             .field(
                 "handlers",
                 &self.dispatcher.handlers.keys().collect::<Vec<_>>(),
@@ -79,7 +80,7 @@ impl Subscriber {
         dispatcher: Dispatcher<sqlx::Postgres>,
         max_batch: usize,
     ) -> Self {
-        let name = dispatcher.inbox.consumer().to_owned();
+        let name = dispatcher.consumer.clone();
         Subscriber {
             runtime,
             consumer,
@@ -121,7 +122,7 @@ impl Subscriber {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut link = Link::new(
             self.client.statistics(),
-            self.dispatcher.inbox.consumer(),
+            self.dispatcher.consumer.as_str(),
             self.ack_wait,
         );
         let mut looks = tokio::time::interval(LINK_LOOK);
@@ -174,7 +175,7 @@ impl Subscriber {
 
     /// Decodes the messages in order and applies them; a data subject's erasure ends a group,
     /// so the messages after it decode once its key has left the cache.
-    #[tracing::instrument(name = "edupulse.consume_batch", level = "debug", skip_all, fields(consumer = self.dispatcher.inbox.consumer(), messages = messages.len()))]
+    #[tracing::instrument(name = "edupulse.consume_batch", level = "debug", skip_all, fields(consumer = self.dispatcher.consumer.as_str(), messages = messages.len()))]
     async fn process(
         &self,
         messages: &[jetstream::Message],
@@ -261,7 +262,7 @@ impl Subscriber {
                 decoded => {
                     if attempt > 1 {
                         tracing::info!(
-                            consumer = self.dispatcher.inbox.consumer(),
+                            consumer = self.dispatcher.consumer.as_str(),
                             stream_sequence = sequence,
                             attempts = attempt,
                             "consumer no longer stalled"
@@ -294,7 +295,7 @@ impl Subscriber {
     /// wait before the next attempt: the back-off grows with the attempts and stays at its
     /// last step, however many there are, since waiting loses nothing.
     fn stall(&self, err: &MessageError, sequence: u64, attempt: i64) -> Duration {
-        let consumer = self.dispatcher.inbox.consumer();
+        let consumer = self.dispatcher.consumer.as_str();
         let fault = if err.fault() == Fault::Configuration {
             tracing::error!(
                 consumer,
@@ -345,7 +346,7 @@ impl Subscriber {
                     // Not recorded, so not terminated: it comes back and is set aside then.
                     Err(err) => {
                         tracing::warn!(
-                            consumer = self.dispatcher.inbox.consumer(),
+                            consumer = self.dispatcher.consumer.as_str(),
                             stream_sequence = sequence,
                             error = %err,
                             "could not record a dead letter; the message will be redelivered"
@@ -357,7 +358,7 @@ impl Subscriber {
         };
         if let Err(err) = message.ack_with(ack).await {
             tracing::warn!(
-                consumer = self.dispatcher.inbox.consumer(),
+                consumer = self.dispatcher.consumer.as_str(),
                 stream_sequence = sequence,
                 error = %err,
                 "could not acknowledge; the message will be redelivered"

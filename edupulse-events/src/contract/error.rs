@@ -46,11 +46,27 @@ pub enum ContractViolation {
         /// Where its snapshot belongs.
         dir: PathBuf,
     },
+    /// No event type of the crate being checked is linked into this binary.
+    #[error(
+        "no event type of the crate `{crate_name}` is linked into this binary, so none of its \
+         contracts can be checked (linked: {}). A binary, an integration test included, links \
+         a crate only when it names something from it, and the types of a crate it does not \
+         link are not registered. Add `use {crate_name} as _;` to this test (or binary)",
+        if linked.is_empty() { "none".to_owned() } else { linked.join(", ") }
+    )]
+    NotLinked {
+        /// The crate, as Rust names it.
+        crate_name: String,
+        /// The crates whose types are registered.
+        linked: Vec<String>,
+    },
     /// A snapshot whose type is no longer in the binary.
     #[error(
-        "snapshot {} is of `{type_name}`, which no type in this binary registers: stored and \
-         streamed events of that version would no longer decode; restore the type (with an \
-         upcast to the newest version), or delete the snapshot if it was never published",
+        "snapshot {} is of `{type_name}`, which no type in this binary registers. If the type \
+         is defined in another crate, this binary does not link it (it names nothing from \
+         it): add `use that_crate as _;`. Otherwise stored and streamed events of that \
+         version would no longer decode: restore the type (with an upcast to the newest \
+         version), or delete the snapshot if it was never published",
         file.display()
     )]
     Unregistered {

@@ -3,15 +3,21 @@
 //! snapshotted version changes without a version bump, or when an old version's example no
 //! longer decodes through its upcasts.
 //!
-//! Put the check in your own test suite:
+//! Put the check in your events crate's tests (`tests/contracts.rs`):
 //!
-//! ```no_run
+//! ```ignore
+//! use lesson_events as _; // links the crate's types into this test binary
+//!
 //! #[test]
 //! fn event_contracts_hold() {
-//!     edupulse_events::contract::Contracts::new(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts"))
-//!         .assert();
+//!     edupulse_events::contracts!().assert();
 //! }
 //! ```
+//!
+//! [`contracts!`](crate::contracts) reads `contracts/` beside the crate's manifest and fails
+//! when the test binary links no event type of the crate: a test (like any binary) links a
+//! crate only when it names something from it, and the types of a crate that is not linked
+//! are not registered, so the check would otherwise pass while checking nothing.
 //!
 //! `EDUPULSE_CONTRACTS=write cargo test` writes the snapshots of versions that have none (a
 //! new event, a new version); it never rewrites one.
@@ -53,6 +59,8 @@ struct Snapshot {
 pub struct Contracts {
     dir: PathBuf,
     only: Option<String>,
+    /// The crate whose types must be linked, as Rust names it.
+    of_crate: Option<String>,
     examples: HashMap<&'static str, Value>,
 }
 
@@ -72,6 +80,7 @@ impl Contracts {
         Contracts {
             dir: dir.into(),
             only: None,
+            of_crate: None,
             examples: HashMap::new(),
         }
     }
@@ -80,6 +89,16 @@ impl Contracts {
     /// links others').
     pub fn only(mut self, prefix: impl Into<String>) -> Self {
         self.only = Some(prefix.into());
+        self
+    }
+
+    /// Fails unless this binary links event types of `package` (a Cargo package name; `-`
+    /// reads as `_`): the check of an events crate's own snapshots. [`contracts!`] sets it to
+    /// the calling package.
+    ///
+    /// [`contracts!`]: crate::contracts
+    pub fn of_package(mut self, package: &str) -> Self {
+        self.of_crate = Some(package.replace('-', "_"));
         self
     }
 
@@ -96,6 +115,7 @@ impl Contracts {
     /// example; reports everything found, not just the first.
     pub fn check(&self) -> Result<ContractCheck, ContractViolations> {
         let mut violations = Vec::new();
+        self.check_linked(&mut violations);
         let snapshots = self.read(&mut violations);
         let registry = Registry::global();
         let mut checked = 0;
@@ -210,6 +230,22 @@ impl Contracts {
         &self.dir
     }
 
+    fn check_linked(&self, violations: &mut Vec<ContractViolation>) {
+        let Some(crate_name) = &self.of_crate else {
+            return;
+        };
+        if !Registry::global().crates().contains(&crate_name.as_str()) {
+            violations.push(ContractViolation::NotLinked {
+                crate_name: crate_name.clone(),
+                linked: Registry::global()
+                    .crates()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+    }
+
     fn descriptors(&self) -> impl Iterator<Item = &'static EventDescriptor> + '_ {
         Registry::global()
             .descriptors()
@@ -319,4 +355,26 @@ fn changes(snapshot: &Snapshot, d: &EventDescriptor) -> Vec<String> {
 /// `QuizSubmitted` from `edupulse_domain::QuizSubmitted`.
 fn short_type(path: &str) -> &str {
     path.rsplit("::").next().unwrap_or(path)
+}
+
+/// The contract check of the calling package's events: [`Contracts::new`] over `contracts/`
+/// beside its `Cargo.toml`, [`of_package`](Contracts::of_package) the calling package.
+///
+/// ```ignore
+/// use lesson_events as _; // in an integration test: links the crate's types
+///
+/// #[test]
+/// fn event_contracts_hold() {
+///     edupulse_events::contracts!().assert();
+/// }
+/// ```
+#[macro_export]
+macro_rules! contracts {
+    () => {
+        $crate::contract::Contracts::new(::core::concat!(
+            ::core::env!("CARGO_MANIFEST_DIR"),
+            "/contracts"
+        ))
+        .of_package(::core::env!("CARGO_PKG_NAME"))
+    };
 }

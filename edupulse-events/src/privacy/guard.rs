@@ -15,7 +15,7 @@ use std::cell::Cell;
 
 use serde_json::Value;
 
-pub(super) use super::seal::PLAINTEXT_MARKER as MARKER;
+pub(super) use super::form::PLAINTEXT_MARKER as MARKER;
 
 /// How a present `Pii` value serializes on this thread right now.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

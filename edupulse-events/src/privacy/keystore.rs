@@ -6,48 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, PgPool};
-use thiserror::Error;
 use uuid::Uuid;
 
-use crate::database::DatabaseError;
-
-use super::error::KeyError;
 use super::key::DataKey;
+pub use super::key_outcome::{Destroyed, KeyStoreError};
 use super::provider::KeyProvider;
-
-/// Why a key could not be had.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum KeyStoreError {
-    /// The subject has no key of this version and no erasure record says it was destroyed
-    /// (a wrong schema, a key table restored from an older backup, a forged value).
-    #[error(
-        "subject {subject} has no key of version {key_version} and no record of an erasure; \
-         check that the store points at the right schema and that the key table was not \
-         restored from an older backup"
-    )]
-    KeyMissing {
-        /// The data subject.
-        subject: Uuid,
-        /// The key version asked for.
-        key_version: u32,
-    },
-    /// Keys are taken and destroyed only in READ COMMITTED transactions.
-    #[error(
-        "personal data is appended and erased only in READ COMMITTED transactions (PostgreSQL's \
-         default); this one is {isolation}"
-    )]
-    IsolationLevel {
-        /// The transaction's level, as PostgreSQL names it.
-        isolation: String,
-    },
-    /// A key could not be wrapped or unwrapped.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The database failed.
-    #[error("database error: {0}")]
-    Database(#[from] DatabaseError),
-}
 
 /// Appends and erasures are ordered by the subject's lock, and each reads the key table after
 /// taking it. That holds only when every statement sees what committed before it started:
@@ -59,12 +22,6 @@ fn require_read_committed(isolation: String) -> Result<(), KeyStoreError> {
         Ok(())
     } else {
         Err(KeyStoreError::IsolationLevel { isolation })
-    }
-}
-
-impl From<sqlx::Error> for KeyStoreError {
-    fn from(err: sqlx::Error) -> Self {
-        KeyStoreError::Database(err.into())
     }
 }
 
@@ -84,31 +41,6 @@ const SUBJECT_LOCK_EXCLUSIVE: &str = "SELECT current_setting('transaction_isolat
 /// How long an unwrapped key stays in memory for reading. Erasure evicts at once in this
 /// process; other processes evict when they see the erasure event, or after this long.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// What [`KeyStore::destroy`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destroyed {
-    /// How many key versions were destroyed.
-    pub keys: u64,
-    /// The subject was erased before and had no key since: nothing new was destroyed.
-    pub already_erased: bool,
-    /// The key table's partitions the keys were deleted from, as quoted `schema.table`.
-    pub(super) relations: Vec<String>,
-    /// The destroying transaction's id, on PostgreSQL.
-    pub(super) xid: Option<String>,
-}
-
-impl Destroyed {
-    /// For a store whose key table is one file (no partitions to name).
-    pub(crate) fn new(keys: u64, already_erased: bool) -> Self {
-        Destroyed {
-            keys,
-            already_erased,
-            relations: Vec::new(),
-            xid: None,
-        }
-    }
-}
 
 /// The data keys of one store.
 pub struct KeyStore {

@@ -16,30 +16,59 @@
 //! what an erasure records ([`DataSubjectErased`], [`ErasureReceipt`]; the erasure itself is
 //! the stores' `erase_subject`) and the [`canary`] scan.
 
-pub mod canary;
-mod compact;
+// Without a store: `Pii`, what an erasure records, the sealed form's shape (for the catalog).
 mod erasure;
 mod error;
-mod follow;
+mod form;
 mod guard;
-mod key;
-pub(crate) mod keystore;
 mod pii;
 pub(crate) mod probe;
+
+// With a store: the keys and the sealing.
+#[cfg(feature = "store")]
+mod key;
+#[cfg(feature = "store")]
+mod key_outcome;
+#[cfg(feature = "store")]
 mod provider;
-mod rotate;
+#[cfg(feature = "store")]
 pub(crate) mod seal;
+
+// With PostgreSQL: its key table.
+#[cfg(feature = "postgres")]
+mod compact;
+#[cfg(feature = "postgres")]
+pub(crate) mod keystore;
+#[cfg(feature = "postgres")]
+mod rotate;
+
+// With JetStream too: following other runtimes' erasures, and the scan of every copy.
+#[cfg(feature = "nats")]
+pub mod canary;
+#[cfg(feature = "nats")]
+mod follow;
 
 pub use erasure::{DataSubjectErased, ErasureReceipt, Scrub};
 pub use error::{KeyError, PrivacyError};
+pub use form::{SEALED_FORM_PATTERN, SEALED_MARKER};
 pub use guard::reveal;
 pub(crate) use guard::{marking, unwrap_marked};
-pub use key::DataKey;
-pub(crate) use keystore::Destroyed;
-pub use keystore::{KEY_CACHE_TTL, KeyStore, KeyStoreError};
+#[cfg(feature = "store")]
 pub(crate) use pii::is_erased_json;
 pub use pii::{Erasable, Pii, PiiOwner, erased_json};
+
+#[cfg(feature = "store")]
+pub use key::DataKey;
+#[cfg(feature = "store")]
+pub(crate) use key_outcome::Destroyed;
+#[cfg(feature = "store")]
+pub use key_outcome::KeyStoreError;
+#[cfg(feature = "store")]
 pub use provider::{KeyProvider, LocalKeyProvider, MASTER_KEY_ENV, PREVIOUS_MASTER_KEYS_ENV};
-pub(crate) use seal::{FieldContext, SealedField};
-pub use seal::{SEALED_FORM_PATTERN, SEALED_MARKER};
-pub(crate) use seal::{open, seal, sealed_subject};
+#[cfg(feature = "sqlite")]
+pub(crate) use seal::sealed_subject;
+#[cfg(feature = "store")]
+pub(crate) use seal::{FieldContext, SealedField, open, seal};
+
+#[cfg(feature = "postgres")]
+pub use keystore::{KEY_CACHE_TTL, KeyStore};

@@ -9,8 +9,8 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
+use super::form::SEALED_MARKER;
 use super::guard::{self, Mode};
-use super::seal::SEALED_MARKER;
 
 /// What an erased field holds in a payload (and what a scrub writes over the ciphertext):
 /// `{"$pii": "erased"}`. Under the same member as a sealed value, so SQL and non-Rust readers

@@ -24,28 +24,8 @@ use zeroize::Zeroizing;
 use super::error::PrivacyError;
 use super::key::DataKey;
 
-/// The member that marks a sealed value in a payload: `{"$pii": {...}}`.
-pub const SEALED_MARKER: &str = "$pii";
-/// The member a present value is wrapped in while an envelope is made (see `guard.rs`): the
-/// sealed marker's name with a suffix, so that nothing but the envelope's own code reads it as
-/// either. Never stored: the envelope removes every one before it exists.
-pub(crate) const PLAINTEXT_MARKER: &str = "$pii:plaintext";
-/// The text of a sealed value (the string under [`SEALED_MARKER`]) as a regular expression, for
-/// schemas that describe the wire: the form version `1`, the owner's id (lowercase,
-/// hyphenated), the key version (decimal, no leading zero; the reader also bounds it to
-/// `i32::MAX`), then the base64 (standard alphabet, padded, zero trailing bits: what
-/// [`Base64`] writes) of the 12-byte nonce followed by the ciphertext, which is at least the
-/// 16-byte tag. Only constructs common to ECMA-262 (JSON Schema's `pattern`) and Rust's `regex`.
-pub const SEALED_FORM_PATTERN: &str = concat!(
-    r"^1\.",
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.",
-    r"[1-9][0-9]{0,9}\.",
-    // The nonce: four whole groups.
-    r"[A-Za-z0-9+/]{16}",
-    // The ciphertext: at least 15 bytes in whole groups, then a last group of 3, 2 or 1 bytes.
-    r"(?:[A-Za-z0-9+/]{4}){5,}",
-    r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$",
-);
+use super::form::SEALED_MARKER;
+
 /// AES-GCM-SIV's nonce.
 const NONCE_LEN: usize = 12;
 /// Its base64 length: four whole groups, no padding.
@@ -182,6 +162,7 @@ impl SealedField {
 
 /// The data subject a stored value is sealed for, read from its form without opening it
 /// (`None` for anything else, the erased marker included): what a scrub looks for.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sealed_subject(value: &Value) -> Option<Uuid> {
     let form = value.as_object()?.get(SEALED_MARKER)?.as_str()?;
     parse_form(form).ok().map(|sealed| sealed.subject)
@@ -284,6 +265,7 @@ fn with_associated_data<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privacy::form::{PLAINTEXT_MARKER, SEALED_FORM_PATTERN};
 
     #[test]
     fn the_plaintext_marker_is_the_sealed_markers_name_with_a_suffix() {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::envelope::{Envelope, Metadata, TraceContext};
 
-use super::headers::names;
+use crate::header_names::names;
 
 /// Why a message is not an event this library published.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -10,7 +10,9 @@ use crate::any_event::AnyEvent;
 use crate::envelope::{Envelope, Metadata};
 use crate::error::DecodeError;
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+#[cfg(feature = "postgres")]
+use crate::store::Store;
+use crate::store::StoreError;
 
 /// An event as stored, with its place in the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +115,7 @@ pub(crate) fn corrupt(position: i64, reason: &str) -> StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 const COLUMNS: &str = "position, tx_id::text::bigint AS tx_id, event_id, aggregate_type, \
      aggregate_id, sequence, event_type, version::bigint AS version, data_subjects, payload, \
      metadata, occurred_at, recorded_at";
@@ -154,6 +157,7 @@ impl TryFrom<LogRow> for StoredEvent {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Store {
     /// One aggregate's events as stored, in sequence order.
     pub(super) async fn select_stream(
