@@ -26,6 +26,7 @@ pub struct Field<'a> {
 impl<'a> Input<'a> {
     /// Reads the input; `None` when its shape cannot be an event (the error is in `cx`).
     pub fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        refuse_derived_debug(cx, &input.attrs);
         let attrs = ContainerAttrs::from_attrs(cx, &input.attrs);
         let serde = SerdeContainer::from_attrs(&input.attrs);
         let named = match &input.data {
@@ -104,5 +105,29 @@ impl<'a> Input<'a> {
 
     pub fn field_named(&self, name: &Ident) -> Option<&Field<'a>> {
         self.fields.iter().find(|f| f.ident == name)
+    }
+}
+
+/// A `Debug` derived beside `DomainEvent` would print personal data, and clashes with the
+/// masked one generated here (a bare E0119 otherwise). Seen when the derive lists are separate
+/// attributes or `Debug` comes after `DomainEvent`: rustc hands a derive the attributes that
+/// follow its own.
+fn refuse_derived_debug(cx: &Ctxt, attrs: &[syn::Attribute]) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Debug")
+            {
+                cx.error_spanned_by(
+                    &meta.path,
+                    "DomainEvent already implements `Debug`, printing personal data as `<pii>`: \
+                     remove `Debug` from this derive",
+                );
+            }
+            Ok(())
+        });
     }
 }

@@ -137,3 +137,14 @@ pub use edupulse_events_derive::DomainEvent;
 pub use chrono;
 pub use schemars;
 pub use uuid::{self, Uuid};
+
+/// The sqlx this crate is built on: its pools, connections and transactions are what the
+/// stores take, so use this one (`edupulse_events::sqlx`) rather than a `sqlx` of your own
+/// whose version may differ.
+#[cfg(feature = "store")]
+pub use sqlx;
+
+/// The async-nats this crate is built on, for the NATS client and connect options the
+/// runtime takes.
+#[cfg(feature = "nats")]
+pub use async_nats;

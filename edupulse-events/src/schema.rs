@@ -21,9 +21,23 @@ pub struct FieldSchema {
     pub schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
+/// A payload field's type has a JSON Schema: `JsonSchema` under a name whose error says
+/// where to get one (schemars's own error does not).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no JSON Schema, which the event catalog needs for every payload field",
+    label = "this field's type does not implement `JsonSchema`",
+    note = "derive it through the runtime's re-export, no new dependency needed: \
+            `#[derive(edupulse_events::schemars::JsonSchema)]` with \
+            `#[schemars(crate = \"edupulse_events::schemars\")]` on the type"
+)]
+pub trait FieldSchemaOf: JsonSchema {}
+
+impl<T: JsonSchema + ?Sized> FieldSchemaOf for T {}
+
 /// The schema of a field's type; generic so generated code can name it as a fn pointer.
 #[doc(hidden)]
-pub fn field_schema<T: JsonSchema + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
+pub fn field_schema<T: FieldSchemaOf + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
 }
 

@@ -1,0 +1,11 @@
+use edupulse_events::{DomainEvent, Uuid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[derive(Debug)]
+struct QuizSubmitted {
+    #[event(aggregate_id)]
+    quiz_id: Uuid,
+}
+
+fn main() {}
