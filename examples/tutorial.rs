@@ -1,22 +1,16 @@
-//! The README's tutorial as one program: a new service defines its own event, stores it with
-//! its own row in one transaction, relays it, reads it from the bus as a consumer would, and
-//! erases the student, all on the embedded backend (no server).
-//!
-//! ```text
-//! cargo run --example tutorial
-//! ```
+//! A lesson service on the embedded backend (no server): its own event, stored with its own
+//! row in one transaction, relayed, consumed exactly once, and its student erased.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use edupulse_events::embedded::{InProcessBus, SqliteStore, relay_pending};
-use edupulse_events::privacy::{DataKey, LocalKeyProvider, Pii, Scrub};
-use edupulse_events::store::{EventStore, ExpectedVersion};
-use edupulse_events::{DomainEvent, Envelope, Registry, Uuid};
+use edupulse_events::prelude::*;
+use edupulse_events::sqlx; // the sqlx the library is built on: no version to match
 use serde::{Deserialize, Serialize};
 
-/// Step 1: the event. The derive checks the attributes at compile time and registers the type.
+// Step 2: the event. The derive checks the attributes at compile time and registers the type.
 #[derive(Serialize, Deserialize, DomainEvent)]
-#[event(name = "tutorial.lesson_completed", aggregate = "lesson")]
+#[event(name = "lesson.completed", aggregate = "lesson")]
 struct LessonCompleted {
     #[event(aggregate_id)]
     lesson_id: Uuid,
@@ -29,76 +23,82 @@ struct LessonCompleted {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Step 2: a store and a bus. A real service keeps its master key in EDUPULSE_MASTER_KEY
-    // (`LocalKeyProvider::from_env()`) and moves to PostgreSQL and JetStream with
-    // `Runtime::builder()`; the calls below stay the same through `store::EventStore`.
-    let store = SqliteStore::in_memory("school")
+    // Step 3: the store, with a master key for personal data: EDUPULSE_MASTER_KEY in
+    // production (32 random bytes in base64: `openssl rand -base64 32`), else a development
+    // key created in target/ on first use. Then the service's own table.
+    let keys = LocalKeyProvider::from_env_or_dev_file(Path::new("target/dev-master.key"))?;
+    let store = SqliteStore::in_memory("lessons")
         .await?
-        .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+        .with_keys(Arc::new(keys));
     sqlx::query("CREATE TABLE progress (student_id TEXT PRIMARY KEY, minutes INTEGER)")
         .execute(store.pool())
         .await?;
-    let bus = InProcessBus::default();
-    let mut bus_reader = bus.subscribe();
 
-    // Step 3: the business row and the event commit together, or neither does.
+    // Your row and the event commit together, or neither does.
     let (lesson_id, student_id) = (Uuid::now_v7(), Uuid::now_v7());
-    let mut tx = store.begin().await?;
-    sqlx::query("INSERT INTO progress (student_id, minutes) VALUES (?, 25)")
-        .bind(student_id.to_string())
-        .execute(&mut *tx)
-        .await?;
     let event = LessonCompleted {
         lesson_id,
         student_id,
-        student_name: "Ada Lovelace".to_owned().into(),
+        student_name: Pii::from("Ada Lovelace".to_owned()),
         minutes: 25,
     };
-    println!("appending {event:?}"); // the derive's Debug masks the name
+    println!("appending {event:?}"); // the derive's Debug prints the name as <pii>
+    let mut tx = store.begin().await?;
+    sqlx::query("INSERT INTO progress (student_id, minutes) VALUES (?, ?)")
+        .bind(student_id.to_string())
+        .bind(event.minutes)
+        .execute(&mut *tx)
+        .await?;
+    let envelope = Envelope::new(&event)?;
     store
-        .append(
-            &mut tx,
-            ExpectedVersion::NoStream,
-            &[Envelope::new(&event)?],
-        )
+        .append(&mut tx, ExpectedVersion::NoStream, &[envelope])
         .await?;
     tx.commit().await?;
 
-    // Step 4: relay the outbox; a consumer decodes what arrives (the name is sealed on the bus
-    // and opened with the student's key).
+    // Step 4: a bus, and a consumer subscribed to it before the relay publishes. It opens the
+    // sealed name with the student's key, decodes the event and applies it exactly once.
+    let bus = InProcessBus::default();
+    sqlx::query("CREATE TABLE minutes_read (lesson_id TEXT, minutes INTEGER)")
+        .execute(store.pool())
+        .await?;
+    let mut consumer = BusSubscriber::builder(&store, &bus, "lesson-stats")
+        .on(|lesson: LessonCompleted, _envelope, tx| {
+            Box::pin(async move {
+                println!(
+                    "consumed: {} minutes by {:?}",
+                    lesson.minutes, lesson.student_name
+                );
+                sqlx::query("INSERT INTO minutes_read (lesson_id, minutes) VALUES (?, ?)")
+                    .bind(lesson.lesson_id.to_string())
+                    .bind(lesson.minutes)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .build()?;
     relay_pending(&store, &bus).await?;
-    let mut received = vec![bus_reader.recv().await?.envelope];
-    store.unseal(&mut received).await?;
-    let decoded: LessonCompleted = Registry::global()
-        .decode(
-            &received[0].event_type,
-            received[0].version,
-            &received[0].payload,
-        )?
-        .downcast()
-        .map_err(|other| format!("unexpected {}", other.type_name()))?;
+    let settled = consumer.apply_waiting().await?;
     println!(
-        "consumed on {}: {} minutes by {:?}",
-        LessonCompleted::subject("school"),
-        decoded.minutes,
-        decoded.student_name.present()
+        "{} applied, {} set aside",
+        settled.applied, settled.set_aside
     );
+    assert_eq!(settled.applied, 1);
 
     // Step 5: erase the student. Their key is destroyed: every copy now reads as erased.
     let receipt = store
         .erase_subject(student_id, "GDPR request 42", Scrub::KeysOnly)
         .await?;
-    let reread: LessonCompleted = store
-        .load(lesson_id)
-        .await?
+    let mut stream = store.load(lesson_id).await?;
+    let reread: LessonCompleted = stream
         .events
         .remove(0)
         .downcast()
         .map_err(|other| format!("unexpected {}", other.type_name()))?;
     println!(
-        "after erasure ({} key destroyed): name is {:?}",
+        "after erasure ({} key destroyed): the name is erased: {}",
         receipt.keys_destroyed,
-        reread.student_name.present()
+        reread.student_name.is_erased()
     );
     assert!(reread.student_name.is_erased());
     Ok(())

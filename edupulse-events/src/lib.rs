@@ -87,6 +87,7 @@ mod error;
 mod event;
 mod header_names;
 pub mod metrics;
+pub mod prelude;
 pub mod privacy;
 mod registry;
 #[doc(hidden)]
@@ -111,6 +112,8 @@ pub mod relay;
 #[cfg(feature = "nats")]
 mod runtime;
 #[cfg(feature = "store")]
+mod shutdown;
+#[cfg(feature = "store")]
 pub mod store;
 
 #[doc(hidden)]
@@ -130,6 +133,8 @@ pub use message::{Fault, MessageError};
 pub use registry::Registry;
 #[cfg(feature = "nats")]
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};
+#[cfg(feature = "store")]
+pub use shutdown::Shutdown;
 
 /// Derives [`DomainEvent`]: see the [crate documentation](crate) for the attributes.
 pub use edupulse_events_derive::DomainEvent;

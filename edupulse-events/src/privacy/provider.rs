@@ -91,6 +91,17 @@ impl LocalKeyProvider {
         Ok(provider)
     }
 
+    /// The master key from [`MASTER_KEY_ENV`] when it is set (a production process: a bad
+    /// value is an error, never a fallback), else from the development key file `path`,
+    /// created on first use (see [`from_file_or_create`](Self::from_file_or_create)).
+    pub fn from_env_or_dev_file(path: &Path) -> Result<Self, KeyError> {
+        if std::env::var_os(MASTER_KEY_ENV).is_some() {
+            Self::from_env()
+        } else {
+            Self::from_file_or_create(path)
+        }
+    }
+
     /// The master key from a file holding 32 bytes in base64 (surrounding whitespace allowed).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
