@@ -2,7 +2,7 @@
 //! the application's event types (the catalog and contracts list them) and its configuration.
 //!
 //! ```text
-//! cargo run --example admin -- events catalog            # AsyncAPI 3.0, no server needed
+//! cargo run --example admin -- events catalog --prefix edupulse   # AsyncAPI 3.0, no server needed
 //! cargo run --example admin -- events contracts edupulse-domain/contracts
 //! scripts/services && cargo run --example admin -- events status
 //! cargo run --example admin -- events tail 'quiz.>' --from-start

@@ -9,7 +9,7 @@ mod contract_types;
 use clap::{Parser, Subcommand};
 use common::TestEnv;
 use edupulse_domain::QuizSubmitted;
-use edupulse_events::admin::AdminCommand;
+use edupulse_events::admin::{AdminCommand, Target};
 use edupulse_events::{RuntimeError, Uuid};
 
 /// An application's command line with the admin group mounted under `events`.
@@ -145,14 +145,15 @@ async fn catalog_and_contracts_need_no_server() {
     let _ = <QuizSubmitted as edupulse_events::DomainEvent>::NAME;
     let mut out = Vec::new();
     let never = || async { Err::<edupulse_events::Runtime, _>("no runtime is needed") };
-    let cli = Cli::try_parse_from(["myapp", "events", "catalog"]).unwrap();
+    let cli = Cli::try_parse_from(["myapp", "events", "catalog", "--prefix", "quizzes"]).unwrap();
     let Command::Events(command) = cli.command;
     command.run(never, &mut out).await.unwrap();
     let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(document["asyncapi"], "3.0.0");
+    assert_eq!(document["info"]["title"], "quizzes");
     assert_eq!(
         document["channels"]["quiz_submitted_v2"]["address"],
-        "edupulse.quiz.submitted.v2"
+        "quizzes.quiz.submitted.v2"
     );
 
     let mut out = Vec::new();
@@ -172,5 +173,27 @@ async fn catalog_and_contracts_need_no_server() {
     assert!(
         said.contains("event versions match their snapshots"),
         "{said}"
+    );
+}
+
+/// Without `--prefix`, the AsyncAPI catalog's addresses are the ones the application's own
+/// store publishes under (here an embedded store's `lessons`), never a built-in default.
+#[tokio::test]
+async fn the_catalog_takes_the_prefix_and_name_of_the_applications_runtime() {
+    let _ = <QuizSubmitted as edupulse_events::DomainEvent>::NAME;
+    let store = edupulse_events::embedded::SqliteStore::in_memory("lessons")
+        .await
+        .unwrap();
+    let bus = edupulse_events::embedded::InProcessBus::default();
+    let target = || async { Ok::<_, std::io::Error>(Target::embedded(store, bus)) };
+    let cli = Cli::try_parse_from(["myapp", "events", "catalog"]).unwrap();
+    let Command::Events(command) = cli.command;
+    let mut out = Vec::new();
+    command.run(target, &mut out).await.unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(document["info"]["title"], "lessons");
+    assert_eq!(
+        document["channels"]["quiz_submitted_v2"]["address"],
+        "lessons.quiz.submitted.v2"
     );
 }

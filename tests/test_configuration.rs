@@ -174,3 +174,92 @@ async fn stream_settings_are_provisioned_and_a_shorter_duplicate_window_is_refus
     }
     env.cleanup().await;
 }
+
+/// A service's own schema through the builder: created when missing (a name that needs
+/// quoting, with capitals, a backslash, a space and a comma), the store migrated into it and nowhere else,
+/// and appends through the runtime's pool land there. A name PostgreSQL cannot hold is
+/// refused before anything is created.
+#[tokio::test]
+async fn the_builders_schema_is_created_quoted_and_holds_the_store() {
+    let env = TestEnv::new().await;
+    let schema = format!("Les\\sons, {}", Uuid::now_v7().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(PgConnectOptions::from_str(&database_url()).unwrap())
+        .await
+        .unwrap();
+    let tables = async |schema: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1")
+            .bind(schema)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+    };
+    let public_before = tables("public").await;
+    let builder = || {
+        Runtime::builder()
+            .postgres(env.pool.clone())
+            .nats(env.nats_url.as_str(), async_nats::ConnectOptions::new())
+            .subject_prefix(env.prefix.clone())
+            .stream(env.stream.clone())
+            .key_provider(std::sync::Arc::new(
+                edupulse_events::privacy::LocalKeyProvider::new(env.master.clone()),
+            ))
+    };
+    let refused = builder().schema("a\0b").build().await.unwrap_err();
+    assert!(matches!(refused, RuntimeError::Schema(_)), "{refused}");
+
+    let runtime = builder().schema(schema.clone()).build().await.unwrap();
+    assert!(
+        tables(&schema).await > 0,
+        "no table in the service's schema"
+    );
+    assert_eq!(
+        tables("public").await,
+        public_before,
+        "the store ran in public"
+    );
+    let quiz_id = Uuid::now_v7();
+    let store = runtime.store();
+    let mut tx = store.pool().begin().await.unwrap();
+    let event = edupulse_events::Envelope::new(&edupulse_domain::QuizSubmitted {
+        quiz_id,
+        student_id: Uuid::now_v7(),
+        student_name: "Ada".to_owned().into(),
+        score: 0.5,
+        answers: vec![],
+    })
+    .unwrap();
+    store
+        .append(
+            &mut tx,
+            edupulse_events::store::ExpectedVersion::NoStream,
+            &[event],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let in_schema: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".events WHERE aggregate_id = $1",
+        schema.replace('"', "\"\"")
+    ))
+    .bind(quiz_id)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(in_schema, 1);
+    // The service's tables are where the runtime's own pool looks, and only there.
+    let search_path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(search_path, format!("\"{schema}\""));
+
+    store.pool().close().await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    env.cleanup().await;
+}

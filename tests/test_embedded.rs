@@ -285,3 +285,31 @@ async fn a_bus_subscriber_retries_sets_aside_and_catches_up_after_falling_behind
             .unwrap();
     assert_eq!(still, 1);
 }
+
+/// The in-memory store's one connection, held by this task's own open transaction: a read of
+/// the store waits for a connection that can never come back. It fails fast, naming the cause,
+/// instead of hanging for sqlx's 30 s; once the transaction commits, the same read works.
+#[tokio::test]
+async fn reading_the_in_memory_store_inside_ones_own_transaction_fails_fast_and_says_why() {
+    let store = SqliteStore::in_memory("edupulse")
+        .await
+        .unwrap()
+        .with_keys(Arc::new(LocalKeyProvider::new(DataKey::generate())));
+    let quiz_id = Uuid::now_v7();
+    let mut tx = store.begin().await.unwrap();
+    store
+        .append(&mut tx, ExpectedVersion::NoStream, &[submitted(quiz_id)])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.load(quiz_id).await.unwrap_err().to_string();
+    let waited = started.elapsed();
+    assert!(err.contains("transaction still open"), "{err}");
+    assert!(err.contains("single connection"), "{err}");
+    assert!(
+        waited < SqliteStore::IN_MEMORY_ACQUIRE_TIMEOUT * 3,
+        "waited {waited:?} for a connection this task holds"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(store.load(quiz_id).await.unwrap().events.len(), 1);
+}

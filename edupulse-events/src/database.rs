@@ -49,6 +49,15 @@ pub(crate) struct Redacted<'a>(pub(crate) &'a sqlx::Error);
 
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if matches!(self.0, sqlx::Error::PoolTimedOut) {
+            // sqlx says only that it timed out; the cause is nearly always a held connection.
+            return f.write_str(
+                "no database connection became free within the pool's acquire timeout: each \
+                 is held, often by a transaction still open (perhaps this task's own: commit \
+                 or roll it back before using the store or its pool again; the in-memory \
+                 SQLite store has a single connection), or the pool is too small for the load",
+            );
+        }
         let Some(db) = self.0.as_database_error() else {
             // Connection, pool and protocol failures carry no row data.
             return fmt::Display::fmt(self.0, f);

@@ -34,6 +34,9 @@ pub enum RuntimeError {
     /// A required part was not given to the builder.
     #[error("the runtime builder needs {0}")]
     Missing(&'static str),
+    /// The schema given to [`RuntimeBuilder::schema`] cannot be used.
+    #[error("schema: {0}")]
+    Schema(#[from] crate::store::SchemaError),
     /// The erasure follower could not subscribe.
     #[error("cannot follow erasures: {0}")]
     Follow(#[from] async_nats::SubscribeError),
@@ -73,6 +76,7 @@ pub struct Runtime {
 #[derive(Debug)]
 pub struct RuntimeBuilder {
     pool: Option<PgPool>,
+    schema: Option<String>,
     nats: Option<Result<Connector, std::io::Error>>,
     prefix: String,
     stream: String,
@@ -90,6 +94,7 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             pool: None,
+            schema: None,
             nats: None,
             prefix: "edupulse".to_owned(),
             stream: "EDUPULSE".to_owned(),
@@ -269,13 +274,26 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The subject prefix: events go to `{prefix}.{subject}`.
+    /// The PostgreSQL schema the store lives in (its tables, keys and outbox; your own
+    /// tables too, if you take your transactions from `runtime.store().pool()`): created if
+    /// missing, checked as one identifier and quoted. Without it the store uses the pool's
+    /// `search_path` as it is (usually `public`). The runtime then connects through a pool of
+    /// its own, made like the one given to [`postgres`](Self::postgres), whose connections use
+    /// only this schema. One service, one schema, one [`subject_prefix`](Self::subject_prefix)
+    /// and one [`stream`](Self::stream).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// The subject prefix: events go to `{prefix}.{subject}` (default `edupulse`).
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// The JetStream stream name.
+    /// The JetStream stream name (default `EDUPULSE`); it holds every subject under the
+    /// prefix.
     pub fn stream(mut self, name: impl Into<String>) -> Self {
         self.stream = name.into();
         self
@@ -335,13 +353,19 @@ impl RuntimeBuilder {
         // Before anything subscribes under it (the erasure follower) or provisions with it.
         crate::publish::validate_prefix(&self.prefix)
             .map_err(|err| RuntimeError::Publish(err.into()))?;
-        let pool = self
+        let mut pool = self
             .pool
             .ok_or(RuntimeError::Missing("a PostgreSQL pool"))?;
         let nats = self
             .nats
-            .ok_or(RuntimeError::Missing("the NATS servers (nats)"))?
+            .ok_or(RuntimeError::Missing(
+                "the NATS servers (nats): a service that only appends builds a `store::Store` \
+                 instead, which needs no NATS",
+            ))?
             .map_err(RuntimeError::NatsServers)?;
+        if let Some(schema) = &self.schema {
+            pool = crate::store::pool_in_schema(&pool, schema).await?;
+        }
         let mut store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
         let has_pii = Registry::global()
             .descriptors()

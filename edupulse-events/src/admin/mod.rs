@@ -89,15 +89,16 @@ pub enum AdminCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CatalogFormat::Asyncapi)]
         format: CatalogFormat,
-        /// The application's name, for the AsyncAPI info.
-        #[arg(long, default_value = "EduPulse events")]
-        title: String,
+        /// The application's name, for the AsyncAPI info [default: the subject prefix].
+        #[arg(long)]
+        title: Option<String>,
         /// The application's version, for the AsyncAPI info.
         #[arg(long, default_value = "1.0.0")]
         api_version: String,
-        /// The subject prefix the runtime publishes under.
-        #[arg(long, default_value = "edupulse")]
-        prefix: String,
+        /// The subject prefix the runtime publishes under [default: the runtime's (or the
+        /// embedded store's), which connects to it; give it to run without servers].
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Prints events from the stream as they arrive, decoded, personal data masked.
     Tail {
@@ -197,7 +198,16 @@ impl AdminCommand {
                 title,
                 api_version,
                 prefix,
-            } => catalog(format, title, api_version, prefix, out),
+            } => {
+                // JSON lists subjects below the prefix: only AsyncAPI addresses need it.
+                let prefix = match (prefix, format) {
+                    (Some(prefix), _) => prefix,
+                    (None, CatalogFormat::Json) => String::new(),
+                    (None, CatalogFormat::Asyncapi) => target().await?.subject_prefix().to_owned(),
+                };
+                let title = title.unwrap_or_else(|| prefix.clone());
+                catalog(format, title, api_version, prefix, out)
+            }
             AdminCommand::Contracts { dir, write } => contracts(dir, write, out),
             AdminCommand::Migrate => {
                 eprintln!("connecting and applying migrations...");

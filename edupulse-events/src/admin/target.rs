@@ -30,6 +30,14 @@ impl Target {
     pub fn embedded(store: SqliteStore, bus: InProcessBus) -> Self {
         Target::Embedded { store, bus }
     }
+
+    /// The subject prefix its events are published under.
+    pub fn subject_prefix(&self) -> &str {
+        match self {
+            Target::Servers(runtime) => runtime.store().subject_prefix(),
+            Target::Embedded { store, .. } => store.subject_prefix(),
+        }
+    }
 }
 
 impl From<Runtime> for Target {

@@ -6,6 +6,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -105,14 +106,23 @@ fn stored(row: Row) -> Result<StoredEvent, StoreError> {
 }
 
 impl SqliteStore {
+    /// How long the in-memory store waits for its one connection. Its transactions last
+    /// milliseconds (the relay's, a subscriber's batch, an append), so a longer wait is a
+    /// transaction left open, often by the waiting task itself.
+    pub const IN_MEMORY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
     /// A store in memory: gone when the last clone is dropped. It has one connection, so
     /// every transaction takes its turn, and while one of yours is open the store's own reads
-    /// (`load`, `read_all`, `version`) wait for it: read before you begin, or use
-    /// [`open`](Self::open), whose file store has several connections.
+    /// (`load`, `read_all`, `version`) and your queries on its pool wait for it: read before
+    /// you begin, or use [`open`](Self::open), whose file store has several connections. A
+    /// wait that cannot end (the task holding the transaction is the one waiting) fails
+    /// within [`IN_MEMORY_ACQUIRE_TIMEOUT`](Self::IN_MEMORY_ACQUIRE_TIMEOUT), saying so,
+    /// rather than after sqlx's default 30 s.
     pub async fn in_memory(subject_prefix: impl Into<String>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(Self::IN_MEMORY_ACQUIRE_TIMEOUT)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
@@ -133,7 +143,7 @@ impl SqliteStore {
             // Deleted rows are overwritten with zeros: an erased subject's key must not stay
             // readable in a page's free space.
             .pragma("secure_delete", "on")
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -35,6 +35,6 @@ pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 #[cfg(feature = "sqlite")]
 pub(crate) use read::{LogRow, corrupt};
 #[cfg(feature = "postgres")]
-pub use schema_name::{SchemaNameError, in_schema};
+pub use schema_name::{SchemaError, SchemaNameError, in_schema, pool_in_schema};
 pub(crate) use version::single_aggregate;
 pub use version::{Appended, ExpectedVersion};
