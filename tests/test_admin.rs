@@ -85,6 +85,21 @@ async fn status_tail_and_erase_report_what_the_servers_hold() {
         assert!(line.contains(&student.to_string()), "{line}");
     }
     assert!(!tail.contains("Canary"), "personal data shown: {tail}");
+    // More asked for than the stream holds: what it holds, then the command ends.
+    let tail = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        admin(&env, &["tail", "quiz.>", "--from-start", "--limit", "10"]),
+    )
+    .await
+    .expect("tail --from-start --limit must end once it has shown what the stream holds");
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    let none = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        admin(&env, &["tail", "badge.>", "--from-start", "--limit", "10"]),
+    )
+    .await
+    .expect("tail of a filter nothing matches must end too");
+    assert_eq!(none, "");
 
     let erased = admin(
         &env,

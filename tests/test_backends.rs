@@ -612,6 +612,14 @@ async fn admin_commands_report_tail_and_erase<B: Backend>(backend: B) {
         assert!(line.contains(&student.to_string()), "{line}");
     }
     assert!(!tail.contains("Canary"), "personal data shown: {tail}");
+    // More asked for than there is: what there is, then the command ends.
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        backend.admin(&["tail", "quiz.>", "--from-start", "--limit", "10"]),
+    )
+    .await
+    .expect("tail --from-start --limit must end once it has shown what there is");
+    assert_eq!(all.lines().count(), 3, "{all}");
 
     let subject = student.to_string();
     let erased = backend

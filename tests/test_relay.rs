@@ -110,7 +110,11 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flows() {
         env.publisher().await,
         RelayConfig::default(),
     );
+    let totals = relay.totals();
     env.drain(&mut relay).await;
+    drop(relay);
+    // What the operator's `relay` command reports when it stops.
+    assert_eq!((totals.published(), totals.dead_lettered()), (4, 1));
 
     let (position, reason): (i64, String) =
         sqlx::query_as("SELECT position, reason FROM dead_letters")

@@ -79,6 +79,10 @@ pub(super) async fn tail(
                 }
             }
         }
+        if limit.is_some() {
+            // Fewer than asked for: the log holds no more, and waiting would not end.
+            return Ok(());
+        }
     }
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     while more(shown) {

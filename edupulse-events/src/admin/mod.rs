@@ -108,7 +108,7 @@ pub enum AdminCommand {
         /// Start at the first event in the stream instead of the next one.
         #[arg(long)]
         from_start: bool,
-        /// Stop after this many events.
+        /// Stop after this many events; with `--from-start`, also when the stream holds no more.
         #[arg(long)]
         limit: Option<u64>,
     },
@@ -339,15 +339,24 @@ async fn relay(target: Target, out: &mut dyn Write) -> Result<(), AdminError> {
         }
     };
     match target {
-        Target::Servers(runtime) => runtime
-            .spawn_relay(stopped)
-            .await
-            .map_err(|e| AdminError::JetStream(format!("the relay task failed: {e}")))??,
+        Target::Servers(runtime) => {
+            let relay = runtime.relay();
+            let totals = relay.totals();
+            let ran = relay.run(stopped).await;
+            // Said even when it stopped on an error: what it did before still happened.
+            writeln!(
+                out,
+                "relay stopped: {} event(s) published, {} set aside in dead_letters",
+                totals.published(),
+                totals.dead_lettered()
+            )?;
+            ran?;
+        }
         Target::Embedded { store, bus } => {
-            crate::embedded::run_relay(store, bus, stopped).await?;
+            let published = crate::embedded::run_relay(store, bus, stopped).await?;
+            writeln!(out, "relay stopped: {published} event(s) published")?;
         }
     }
-    writeln!(out, "relay stopped")?;
     Ok(())
 }
 

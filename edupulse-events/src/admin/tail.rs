@@ -42,6 +42,12 @@ pub(super) async fn tail(
         })
         .await
         .map_err(|e| jetstream(&e))?;
+    // `--from-start --limit n` reads what the stream holds and stops there, fewer than `n`
+    // included; without a limit it follows new events as they come.
+    let stop_when_caught_up = from_start && limit.is_some();
+    if stop_when_caught_up && consumer.cached_info().num_pending == 0 {
+        return Ok(());
+    }
     let mut messages = consumer.messages().await.map_err(|e| jetstream(&e))?;
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let mut shown = 0;
@@ -55,7 +61,9 @@ pub(super) async fn tail(
                 None => break,
             },
         };
-        let sequence = message.info().map_or(0, |info| info.stream_sequence);
+        let (sequence, caught_up) = message
+            .info()
+            .map_or((0, false), |info| (info.stream_sequence, info.pending == 0));
         match runtime.decode_message(&message).await {
             Ok((envelope, event)) => {
                 report::event(out, &format!("#{sequence}"), &envelope, &event)?;
@@ -64,6 +72,9 @@ pub(super) async fn tail(
         }
         out.flush()?;
         shown += 1;
+        if stop_when_caught_up && caught_up {
+            break;
+        }
     }
     Ok(())
 }

@@ -64,21 +64,24 @@ pub async fn relay_pending(store: &SqliteStore, bus: &InProcessBus) -> Result<us
     }
 }
 
-/// Relays until `shutdown` completes: woken by appends, and every 100 ms for appends
-/// committed in a caller's own transaction. A failed step is logged and tried again.
+/// Relays until `shutdown` completes, then says how many events it published: woken by
+/// appends, and every 100 ms for appends committed in a caller's own transaction. A failed
+/// step is logged and tried again.
 pub async fn run_relay(
     store: SqliteStore,
     bus: InProcessBus,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut published = 0;
     loop {
-        if let Err(err) = relay_pending(&store, &bus).await {
-            tracing::warn!(error = %err, "embedded relay step failed; retrying");
+        match relay_pending(&store, &bus).await {
+            Ok(moved) => published += moved,
+            Err(err) => tracing::warn!(error = %err, "embedded relay step failed; retrying"),
         }
         tokio::select! {
             biased;
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => return Ok(published),
             () = store.appended().notified() => {}
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }

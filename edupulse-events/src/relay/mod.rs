@@ -10,6 +10,7 @@ mod leadership;
 mod pacing;
 mod pipeline;
 mod read;
+mod totals;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use leadership::Leadership;
 use pacing::{Cadence, Pacing, Progress};
 use pipeline::Pipeline;
 use read::{OutboxRow, ReadFrom, Reader};
+pub use totals::RelayTotals;
 
 /// The first pause before looking again when the relay cannot park (an appending transaction
 /// is open); it doubles up to [`MAX_BUSY_PAUSE`] while looks find nothing. The maximum bounds
@@ -152,6 +154,8 @@ pub struct Relay {
     pending_since: Option<std::time::Instant>,
     /// Where [`Relay::state`] watchers look.
     state: tokio::sync::watch::Sender<RelayState>,
+    /// What it published and set aside so far.
+    totals: RelayTotals,
 }
 
 /// A batch being read in the background (for the partitions in `Relay::partitions`).
@@ -178,6 +182,7 @@ impl Relay {
             pending: Bookkeeping::default(),
             pending_since: None,
             state: tokio::sync::watch::Sender::new(RelayState::Working),
+            totals: RelayTotals::default(),
         }
     }
 
@@ -185,6 +190,11 @@ impl Relay {
     /// from parking by an open appending transaction.
     pub fn state(&self) -> tokio::sync::watch::Receiver<RelayState> {
         self.state.subscribe()
+    }
+
+    /// Its running totals (published, set aside): a handle that outlives [`Relay::run`].
+    pub fn totals(&self) -> RelayTotals {
+        self.totals.clone()
     }
 
     /// The partitions this relay leads right now.
@@ -331,6 +341,7 @@ impl Relay {
             dead_lettered: book.dead.len(),
             interrupted: self.pipeline.failed(),
         };
+        self.totals.add(outcome.published, outcome.dead_lettered);
         self.pending.absorb(book);
         let since = *self
             .pending_since
