@@ -72,6 +72,11 @@
 //! }
 //! ```
 
+/// The crate's README (what crates.io shows), its Rust blocks compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(any(feature = "nats", all(test, feature = "postgres")))]
 #[macro_use]
 mod wakeup;

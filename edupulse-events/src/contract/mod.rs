@@ -5,8 +5,9 @@
 //!
 //! Put the check in your events crate's tests (`tests/contracts.rs`):
 //!
-//! ```ignore
-//! use lesson_events as _; // links the crate's types into this test binary
+//! ```no_run
+//! // Links the crate's types into this test binary (`lesson_events` being your crate):
+//! // use lesson_events as _;
 //!
 //! #[test]
 //! fn event_contracts_hold() {
@@ -360,8 +361,9 @@ fn short_type(path: &str) -> &str {
 /// The contract check of the calling package's events: [`Contracts::new`] over `contracts/`
 /// beside its `Cargo.toml`, [`of_package`](Contracts::of_package) the calling package.
 ///
-/// ```ignore
-/// use lesson_events as _; // in an integration test: links the crate's types
+/// ```no_run
+/// // In an integration test, links the crate's types (`lesson_events` being your crate):
+/// // use lesson_events as _;
 ///
 /// #[test]
 /// fn event_contracts_hold() {
