@@ -11,6 +11,8 @@
 //! It works in its own schema (`edupulse_example`), subject prefix and stream, which it removes
 //! at the end.
 
+use edupulse_events::async_nats;
+use edupulse_events::sqlx;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,10 +20,10 @@ use std::time::Duration;
 
 use edupulse_domain::{BadgeAwarded, LessonPublished, QuizSubmitted};
 use edupulse_events::privacy::{LocalKeyProvider, Scrub};
+use edupulse_events::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Runtime, Uuid};
 use futures::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const SCHEMA: &str = "edupulse_example";
 const PREFIX: &str = "edupulse_example";

@@ -8,6 +8,8 @@
 //!
 //! It works in its own schema, subject prefix and stream, which it removes at the end.
 
+use edupulse_events::async_nats;
+use edupulse_events::sqlx;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::privacy::{LocalKeyProvider, Scrub};
+use edupulse_events::sqlx::PgPool;
+use edupulse_events::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Runtime, Uuid};
 use edupulse_suite::leaderboard;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const SCHEMA: &str = "edupulse_leaderboard_example";
 const PREFIX: &str = "edupulse_leaderboard_example";

@@ -5,6 +5,8 @@
 //! `EDUPULSE_DUPLICATE_WINDOW_SECS`, `EDUPULSE_PARTITIONS` (default 8) and
 //! `EDUPULSE_MASTER_KEY` (32 bytes, base64).
 
+use edupulse_events::async_nats;
+use edupulse_events::sqlx;
 use std::error::Error;
 use std::future::Future;
 use std::path::Path;
@@ -14,9 +16,9 @@ use std::time::Duration;
 
 use edupulse_events::privacy::{KeyError, LocalKeyProvider, MASTER_KEY_ENV};
 use edupulse_events::publish::StreamSettings;
+use edupulse_events::sqlx::PgPool;
+use edupulse_events::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use edupulse_events::{Runtime, RuntimeBuilder};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// What the environment failed to give.
 pub type ConfigError = Box<dyn Error + Send + Sync>;

@@ -3,8 +3,9 @@
 
 use edupulse_domain::QuizSubmitted;
 use edupulse_events::consume::{Subscriber, SubscriberBuilder};
+use edupulse_events::sqlx;
+use edupulse_events::sqlx::PgPool;
 use edupulse_events::{Runtime, Uuid};
-use sqlx::PgPool;
 
 /// One student's line.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

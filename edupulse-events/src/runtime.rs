@@ -54,10 +54,10 @@ pub enum RuntimeError {
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use edupulse_events::Runtime;
 ///
-/// let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/postgres").await?;
+/// let pool = edupulse_events::sqlx::PgPool::connect("postgres://postgres@127.0.0.1/postgres").await?;
 /// let runtime = Runtime::builder()
 ///     .postgres(pool)
-///     .nats("127.0.0.1:4222", async_nats::ConnectOptions::new())
+///     .nats("127.0.0.1:4222", edupulse_events::async_nats::ConnectOptions::new())
 ///     .build()
 ///     .await?;
 /// let relay = tokio::spawn(runtime.relay().run(async { tokio::signal::ctrl_c().await.ok(); }));

@@ -67,7 +67,7 @@ impl SubscriberBuilder {
     /// let subscriber = Subscriber::builder(&runtime, "leaderboard")
     ///     .on(|quiz: QuizSubmitted, _envelope, tx| {
     ///         Box::pin(async move {
-    ///             sqlx::query("INSERT INTO scores (student, score) VALUES ($1, $2)")
+    ///             edupulse_events::sqlx::query("INSERT INTO scores (student, score) VALUES ($1, $2)")
     ///                 .bind(quiz.student_id)
     ///                 .bind(quiz.score)
     ///                 .execute(&mut *tx)

@@ -152,7 +152,7 @@ struct Waiting {
 /// let mut subscriber = BusSubscriber::builder(&store, &bus, "audit")
 ///     .on(|erased: DataSubjectErased, _envelope, tx| {
 ///         Box::pin(async move {
-///             sqlx::query("SELECT ?").bind(erased.subject_id.to_string()).execute(&mut *tx).await?;
+///             edupulse_events::sqlx::query("SELECT ?").bind(erased.subject_id.to_string()).execute(&mut *tx).await?;
 ///             Ok(())
 ///         })
 ///     })

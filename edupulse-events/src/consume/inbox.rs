@@ -47,14 +47,14 @@ impl<E> From<sqlx::Error> for InboxError<E> {
 /// One consumer's record of applied events (a read model, a projection, a side effect).
 ///
 /// ```no_run
-/// # async fn run(pool: sqlx::PgPool, event_id: edupulse_events::Uuid) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run(pool: edupulse_events::sqlx::PgPool, event_id: edupulse_events::Uuid) -> Result<(), Box<dyn std::error::Error>> {
 /// use edupulse_events::consume::{Applied, Inbox};
 ///
 /// let inbox = Inbox::new("leaderboard");
 /// let applied = inbox
 ///     .apply(&pool, event_id, |tx| {
 ///         Box::pin(async move {
-///             sqlx::query("UPDATE leaderboard SET score = score + 1")
+///             edupulse_events::sqlx::query("UPDATE leaderboard SET score = score + 1")
 ///                 .execute(&mut *tx)
 ///                 .await
 ///                 .map(|_| ())

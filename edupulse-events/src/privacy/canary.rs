@@ -3,7 +3,7 @@
 //! the store and every raw message of the stream for them, as text, hex and base64.
 //!
 //! ```no_run
-//! # async fn check(pool: sqlx::PgPool, nats: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn check(pool: edupulse_events::sqlx::PgPool, nats: edupulse_events::async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 //!
 //! let canary = Canary::new();
@@ -11,7 +11,7 @@
 //! let leaks = PlaintextScan::new(vec![canary])
 //!     .postgres(&pool, "public")
 //!     .await?
-//!     .jetstream(&async_nats::jetstream::new(nats), "EDUPULSE")
+//!     .jetstream(&edupulse_events::async_nats::jetstream::new(nats), "EDUPULSE")
 //!     .await?
 //!     .leaks();
 //! assert!(leaks.is_empty(), "{leaks:?}");
