@@ -263,3 +263,60 @@ async fn the_builders_schema_is_created_quoted_and_holds_the_store() {
     admin.close().await;
     env.cleanup().await;
 }
+
+/// A production role usually may not create schemas (no CREATE on the database). Given a
+/// schema an administrator made for it, `pool_in_schema` uses it without trying to create
+/// it, and the store migrates into it; one that is missing, which it may not create, is
+/// `SchemaError::Create`.
+#[tokio::test]
+async fn a_role_that_may_not_create_schemas_uses_the_one_made_for_it() {
+    common::ensure_services();
+    let id = Uuid::now_v7().simple().to_string();
+    let (role, schema) = (format!("r_{id}"), format!("s_{id}"));
+    let base = PgConnectOptions::from_str(&database_url()).unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(base.clone())
+        .await
+        .unwrap();
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE SCHEMA {schema} AUTHORIZATION {role}"),
+    ] {
+        sqlx::query(&statement).execute(&admin).await.unwrap();
+    }
+    let may_create: bool =
+        sqlx::query_scalar("SELECT has_database_privilege($1, current_database(), 'CREATE')")
+            .bind(&role)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(!may_create, "the role must not be able to create schemas");
+    let as_role = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(base.username(&role))
+        .await
+        .unwrap();
+
+    let pool = edupulse_events::store::pool_in_schema(&as_role, &schema)
+        .await
+        .unwrap();
+    Store::new(pool.clone(), "t").migrate().await.unwrap();
+    let missing = edupulse_events::store::pool_in_schema(&as_role, &format!("{schema}_x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, edupulse_events::store::SchemaError::Create(_)),
+        "{missing}"
+    );
+
+    pool.close().await;
+    as_role.close().await;
+    for statement in [
+        format!("DROP SCHEMA {schema} CASCADE"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&statement).execute(&admin).await.unwrap();
+    }
+    admin.close().await;
+}

@@ -48,6 +48,7 @@ fn expand(model: &Model) -> TokenStream {
 
     let aggregate_id_field = field_name(&p, model.aggregate_id);
     let aggregate_id = aggregate_id_expr(&p, model.aggregate_id);
+    let aggregate_id_ty = model.aggregate_id.ty;
     let data_subject_fields = model.data_subjects.iter().map(|f| field_name(&p, f));
     let extend_subjects = model.data_subjects.iter().map(|f| {
         let member = f.ident;
@@ -134,6 +135,7 @@ fn expand(model: &Model) -> TokenStream {
                 const AGGREGATE_ID_FIELD: #p::FieldName = #aggregate_id_field;
                 const DATA_SUBJECT_FIELDS: &'static [#p::FieldName] = &[#(#data_subject_fields),*];
                 const PII_FIELDS: &'static [#p::PiiField] = &[#(#pii_fields),*];
+                type AggregateId = #aggregate_id_ty;
 
                 fn aggregate_id(&self) -> #p::Uuid {
                     #aggregate_id

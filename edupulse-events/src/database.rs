@@ -53,9 +53,10 @@ impl fmt::Display for Redacted<'_> {
             // sqlx says only that it timed out; the cause is nearly always a held connection.
             return f.write_str(
                 "no database connection became free within the pool's acquire timeout: each \
-                 is held, often by a transaction still open (perhaps this task's own: commit \
-                 or roll it back before using the store or its pool again; the in-memory \
-                 SQLite store has a single connection), or the pool is too small for the load",
+                 is held by work still running, or by a transaction still open (a task that \
+                 waits while holding one itself waits for ever: commit or roll it back before \
+                 using the store or its pool again; the in-memory SQLite store has a single \
+                 connection), or the pool is too small for the load",
             );
         }
         let Some(db) = self.0.as_database_error() else {

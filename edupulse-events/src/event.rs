@@ -63,6 +63,9 @@ pub trait DomainEvent: Serialize + DeserializeOwned + fmt::Debug + Send + Sync +
     const DATA_SUBJECT_FIELDS: &'static [FieldName];
     /// The fields marked `#[event(pii)]`, each with the data subject who owns it.
     const PII_FIELDS: &'static [PiiField];
+    /// The type of the `#[event(aggregate_id)]` field: what an
+    /// [`Aggregate`](crate::aggregate::Aggregate) of this event is identified by.
+    type AggregateId: EntityId;
 
     /// The id of the aggregate this event belongs to.
     fn aggregate_id(&self) -> Uuid;

@@ -81,6 +81,7 @@ struct ReadmeDoctests;
 #[macro_use]
 mod wakeup;
 
+pub mod aggregate;
 mod any_event;
 mod asyncapi;
 mod catalog;
@@ -120,6 +121,8 @@ mod runtime;
 mod shutdown;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "sqlite")]
+pub mod testing;
 
 #[doc(hidden)]
 #[path = "private.rs"]

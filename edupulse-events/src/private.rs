@@ -11,6 +11,36 @@ pub use crate::descriptor::{EventDescriptor, Registration, Upcast};
 pub use crate::event::{DomainEvent, EntityId, FieldName, PiiField, PiiMask, SubjectIds};
 pub use crate::schema;
 
+/// Whether two strings are equal, in a constant: how `aggregate_events!` checks that each
+/// event belongs to the aggregate.
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Holds when an event's aggregate id type is the aggregate's.
+#[diagnostic::on_unimplemented(
+    message = "an event of this aggregate is identified by `{Self}`, but the aggregate by `{A}`",
+    label = "the event's #[event(aggregate_id)] type differs from the aggregate's `by` type",
+    note = "give every event of the aggregate the same aggregate id type, and name it after `by`"
+)]
+pub trait SameAggregateId<A> {}
+
+impl<T> SameAggregateId<T> for T {}
+
+/// Compiles only when `E` is `A` (see [`SameAggregateId`]).
+pub fn same_aggregate_id<E: SameAggregateId<A>, A>() {}
+
 /// What generated code needs for `#[event(pii)]` fields.
 pub mod privacy {
     pub use crate::privacy::probe::{

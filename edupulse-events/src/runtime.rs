@@ -275,12 +275,16 @@ impl RuntimeBuilder {
     }
 
     /// The PostgreSQL schema the store lives in (its tables, keys and outbox; your own
-    /// tables too, if you take your transactions from `runtime.store().pool()`): created if
-    /// missing, checked as one identifier and quoted. Without it the store uses the pool's
-    /// `search_path` as it is (usually `public`). The runtime then connects through a pool of
-    /// its own, made like the one given to [`postgres`](Self::postgres), whose connections use
-    /// only this schema. One service, one schema, one [`subject_prefix`](Self::subject_prefix)
-    /// and one [`stream`](Self::stream).
+    /// tables too, if you take your transactions from `runtime.store().pool()`): checked as
+    /// one identifier and quoted, and created if missing while migrations are on (with
+    /// [`migrate(false)`](Self::migrate) a missing schema is an error). Without it the store
+    /// uses the pool's `search_path` as it is (usually `public`).
+    ///
+    /// The runtime then connects through a pool of its own, made like the one given to
+    /// [`postgres`](Self::postgres), whose connections look only in this schema: tables and
+    /// extension types in `public` need qualifying there. Close the pool you gave if you
+    /// kept no other use for it, or both stay open. One service, one schema, one
+    /// [`subject_prefix`](Self::subject_prefix) and one [`stream`](Self::stream).
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
         self
@@ -364,7 +368,13 @@ impl RuntimeBuilder {
             ))?
             .map_err(RuntimeError::NatsServers)?;
         if let Some(schema) = &self.schema {
-            pool = crate::store::pool_in_schema(&pool, schema).await?;
+            use crate::store::schema_name::{Missing, pool_in_schema_with};
+            let missing = if self.migrate {
+                Missing::Create
+            } else {
+                Missing::Refuse
+            };
+            pool = pool_in_schema_with(&pool, schema, missing).await?;
         }
         let mut store = Store::new(pool, self.prefix.clone()).with_partitions(self.partitions);
         let has_pii = Registry::global()

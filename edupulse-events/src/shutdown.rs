@@ -7,15 +7,19 @@ use std::future::Future;
 use tokio::sync::watch;
 
 /// A cloneable shutdown signal: every [`signalled`](Self::signalled) future completes once
-/// [`trigger`](Self::trigger) is called (or Ctrl-C arrives, for [`on_ctrl_c`](Self::on_ctrl_c)).
+/// [`trigger`](Self::trigger) is called (or a signal arrives, for
+/// [`on_signals`](Self::on_signals)).
 ///
 /// ```no_run
-/// # async fn run(runtime: edupulse_events::Runtime) {
+/// # async fn run() {
 /// use edupulse_events::Shutdown;
 ///
-/// let shutdown = Shutdown::on_ctrl_c();
-/// let relay = runtime.spawn_relay(shutdown.signalled());
-/// // ... subscriber.run(shutdown.signalled()).await ...
+/// let shutdown = Shutdown::on_signals();
+/// // One future per loop: `runtime.spawn_relay(shutdown.signalled())`,
+/// // `subscriber.run(shutdown.signalled())`, ...
+/// let first = tokio::spawn(shutdown.signalled());
+/// let second = tokio::spawn(shutdown.signalled());
+/// let _ = (first.await, second.await); // both end at Ctrl-C or SIGTERM
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -31,14 +35,25 @@ impl Shutdown {
         }
     }
 
-    /// A signal that completes at Ctrl-C (SIGINT), or when triggered. Needs a tokio runtime.
-    pub fn on_ctrl_c() -> Self {
+    /// A signal that completes at Ctrl-C (SIGINT) or SIGTERM (what an orchestrator sends),
+    /// or when triggered. Needs a tokio runtime.
+    pub fn on_signals() -> Self {
         let shutdown = Self::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                trigger.trigger();
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut terminate) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
+            trigger.trigger();
         });
         shutdown
     }
@@ -53,13 +68,14 @@ impl Shutdown {
         *self.sender.borrow()
     }
 
-    /// A future that completes once the signal is given: one per loop.
+    /// A future that completes once the signal is given: one per loop. If every
+    /// `Shutdown` is dropped untriggered it never completes (nothing can give the signal).
     pub fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut receiver = self.sender.subscribe();
         async move {
-            // An error means every sender is gone, which cannot happen while `self` lives in
-            // the clone this future does not hold; treat it as the signal all the same.
-            let _ = receiver.wait_for(|triggered| *triggered).await;
+            if receiver.wait_for(|triggered| *triggered).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -84,5 +100,18 @@ mod tests {
         first.await.unwrap();
         second.await.unwrap();
         shutdown.signalled().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_untriggered_is_not_a_signal() {
+        use futures::FutureExt as _;
+
+        let shutdown = Shutdown::new();
+        let signalled = shutdown.signalled();
+        drop(shutdown);
+        assert!(
+            signalled.now_or_never().is_none(),
+            "stopped without a signal"
+        );
     }
 }

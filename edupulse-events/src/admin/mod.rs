@@ -176,8 +176,9 @@ impl From<sqlx::Error> for AdminError {
 
 impl AdminCommand {
     /// Runs the command, writing its report to `out` (progress goes to standard error).
-    /// `target` is called only by commands that need the store: `catalog` and `contracts`
-    /// work from the binary's registry alone. It returns a [`Runtime`](crate::Runtime) (the
+    /// `target` is called only by commands that need the store: `contracts`, and `catalog`
+    /// given `--prefix` (or `--format json`), work from the binary's registry alone; the
+    /// AsyncAPI `catalog` without `--prefix` asks the target for its prefix. It returns a [`Runtime`](crate::Runtime) (the
     /// servers) or a [`Target`].
     pub async fn run<F, Fut, T, E>(self, target: F, out: &mut dyn Write) -> Result<(), AdminError>
     where
@@ -199,6 +200,8 @@ impl AdminCommand {
                 api_version,
                 prefix,
             } => {
+                // Before any connection: a binary without event types has nothing to list.
+                refuse_without_event_types()?;
                 // JSON lists subjects below the prefix: only AsyncAPI addresses need it.
                 let prefix = match (prefix, format) {
                     (Some(prefix), _) => prefix,
@@ -305,6 +308,16 @@ fn catalog(
     };
     serde_json::to_writer_pretty(&mut *out, &document).map_err(std::io::Error::from)?;
     writeln!(out)?;
+    Ok(())
+}
+
+/// The linking trap: a binary that names nothing of its events crate registers only the
+/// library's own types.
+fn refuse_without_event_types() -> Result<(), AdminError> {
+    let crates = Registry::global().crates();
+    if crates.iter().all(|c| *c == env!("CARGO_CRATE_NAME")) {
+        return Err(AdminError::NoEventTypes);
+    }
     Ok(())
 }
 

@@ -98,8 +98,18 @@ impl Contracts {
     /// the calling package.
     ///
     /// [`contracts!`]: crate::contracts
+    ///
+    /// A package whose library has another name (`[lib] name = ...`) names its crate with
+    /// [`of_crate`](Self::of_crate) instead.
     pub fn of_package(mut self, package: &str) -> Self {
         self.of_crate = Some(package.replace('-', "_"));
+        self
+    }
+
+    /// Fails unless this binary links event types of the crate `crate_name`, as Rust names
+    /// it (`lesson_events`).
+    pub fn of_crate(mut self, crate_name: &str) -> Self {
+        self.of_crate = Some(crate_name.to_owned());
         self
     }
 
@@ -360,6 +370,8 @@ fn short_type(path: &str) -> &str {
 
 /// The contract check of the calling package's events: [`Contracts::new`] over `contracts/`
 /// beside its `Cargo.toml`, [`of_package`](Contracts::of_package) the calling package.
+/// `contracts!(lesson_events)` names the crate instead, for a library named otherwise than its
+/// package.
 ///
 /// ```no_run
 /// // In an integration test, links the crate's types (`lesson_events` being your crate):
@@ -378,5 +390,12 @@ macro_rules! contracts {
             "/contracts"
         ))
         .of_package(::core::env!("CARGO_PKG_NAME"))
+    };
+    ($crate_name:ident) => {
+        $crate::contract::Contracts::new(::core::concat!(
+            ::core::env!("CARGO_MANIFEST_DIR"),
+            "/contracts"
+        ))
+        .of_crate(::core::stringify!($crate_name))
     };
 }

@@ -106,10 +106,10 @@ fn stored(row: Row) -> Result<StoredEvent, StoreError> {
 }
 
 impl SqliteStore {
-    /// How long the in-memory store waits for its one connection. Its transactions last
-    /// milliseconds (the relay's, a subscriber's batch, an append), so a longer wait is a
-    /// transaction left open, often by the waiting task itself.
-    pub const IN_MEMORY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How long the in-memory store waits for its one connection: long enough for a
+    /// subscriber's handlers or a scrub holding it, far shorter than sqlx's 30 s, since a
+    /// task that waits on a transaction it holds itself waits for ever.
+    pub const IN_MEMORY_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// A store in memory: gone when the last clone is dropped. It has one connection, so
     /// every transaction takes its turn, and while one of yours is open the store's own reads

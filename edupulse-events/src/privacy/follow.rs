@@ -39,6 +39,7 @@ impl KeyStore {
                 let Some(keys) = keys.upgrade() else { break };
                 if let Ok(erased) = serde_json::from_slice::<DataSubjectErased>(&message.payload) {
                     keys.evict(erased.subject_id);
+                    crate::aggregate::forget_subject(erased.subject_id);
                 } else {
                     tracing::warn!(
                         subject = %message.subject,

@@ -98,6 +98,12 @@ impl LocalKeyProvider {
         if std::env::var_os(MASTER_KEY_ENV).is_some() {
             Self::from_env()
         } else {
+            tracing::warn!(
+                path = %path.display(),
+                "{MASTER_KEY_ENV} is not set: personal data is sealed under the development \
+                 master key in this file; losing the file makes it unreadable. Set \
+                 {MASTER_KEY_ENV} in production"
+            );
             Self::from_file_or_create(path)
         }
     }

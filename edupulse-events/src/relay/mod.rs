@@ -332,16 +332,13 @@ impl Relay {
         }
         ::metrics::histogram!(crate::metrics::RELAY_PUBLISH_SECONDS)
             .record(publishing.elapsed().as_secs_f64());
-        let book = self.pipeline.take_bookkeeping();
-        ::metrics::counter!(crate::metrics::RELAY_PUBLISHED).increment(book.acked.len() as u64);
-        ::metrics::counter!(crate::metrics::RELAY_DEAD_LETTERS).increment(book.dead.len() as u64);
+        let book = self.take_bookkeeping();
         let outcome = StepOutcome {
             loaded,
             published: book.acked.len(),
             dead_lettered: book.dead.len(),
             interrupted: self.pipeline.failed(),
         };
-        self.totals.add(outcome.published, outcome.dead_lettered);
         self.pending.absorb(book);
         let since = *self
             .pending_since
@@ -361,6 +358,17 @@ impl Relay {
         Ok(outcome)
     }
 
+    /// What the pipeline has settled (acknowledged or set aside) since last asked, counted in
+    /// the metrics and the totals: every settled row passes here once, whether a step or a
+    /// flush collected it.
+    fn take_bookkeeping(&mut self) -> Bookkeeping {
+        let book = self.pipeline.take_bookkeeping();
+        ::metrics::counter!(crate::metrics::RELAY_PUBLISHED).increment(book.acked.len() as u64);
+        ::metrics::counter!(crate::metrics::RELAY_DEAD_LETTERS).increment(book.dead.len() as u64);
+        self.totals.add(book.acked.len(), book.dead.len());
+        book
+    }
+
     /// Lets the publishes in flight finish, records them, and drops the rows still queued
     /// (the next read from the beginning finds them again).
     async fn flush_pipeline(&mut self) -> Result<(), StoreError> {
@@ -372,7 +380,7 @@ impl Relay {
             self.fences.clear();
             self.leadership.reconfirm_now();
         }
-        let book = self.pipeline.take_bookkeeping();
+        let book = self.take_bookkeeping();
         self.pending.absorb(book);
         self.pending_since
             .get_or_insert_with(std::time::Instant::now);

@@ -337,6 +337,7 @@ pub(crate) async fn erase_subject<B: Backend>(
     // A read racing the erasure may have cached a key after `destroy` evicted it; and a
     // commit that reports a lost connection may still have happened: evict either way.
     keys.evict(subject);
+    crate::aggregate::forget_subject(subject);
     committed.map_err(StoreError::from)?;
     backend.committed();
     ::metrics::counter!(crate::metrics::ERASURES).increment(1);

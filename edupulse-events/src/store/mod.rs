@@ -20,7 +20,7 @@ mod keys;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
-mod schema_name;
+pub(crate) mod schema_name;
 
 pub use crate::database::DatabaseError;
 #[cfg(feature = "postgres")]

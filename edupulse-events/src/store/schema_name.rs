@@ -46,11 +46,18 @@ pub fn in_schema(
     if schema.contains('\0') {
         return refuse("holds a NUL byte");
     }
-    // Sent in the startup packet's `options`, where a space separates arguments unless
+    if schema.chars().any(char::is_control) {
+        return refuse("holds a control character (a tab, a line break, ...)");
+    }
+    // Sent in the startup packet's `options`, where whitespace separates arguments unless
     // escaped with a backslash (and a backslash is itself escaped): sqlx passes it as is.
-    let value = quote_ident(schema)
-        .replace('\\', "\\\\")
-        .replace(' ', "\\ ");
+    let mut value = String::new();
+    for c in quote_ident(schema).chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            value.push('\\');
+        }
+        value.push(c);
+    }
     Ok(options.options([("search_path", value)]))
 }
 
@@ -70,14 +77,56 @@ pub fn in_schema(
 /// # Ok(()) }
 /// ```
 pub async fn pool_in_schema(pool: &PgPool, schema: &str) -> Result<PgPool, SchemaError> {
+    pool_in_schema_with(pool, schema, Missing::Create).await
+}
+
+/// What to do when the schema does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// Create it (the role needs CREATE on the database).
+    Create,
+    /// Refuse: someone else creates and migrates it.
+    Refuse,
+}
+
+/// [`pool_in_schema`], creating the schema only when `missing` says so.
+pub(crate) async fn pool_in_schema_with(
+    pool: &PgPool,
+    schema: &str,
+    missing: Missing,
+) -> Result<PgPool, SchemaError> {
     let options = in_schema((*pool.connect_options()).clone(), schema)?;
-    sqlx::query(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(schema)
-    ))
-    .execute(pool)
-    .await
-    .map_err(|err| SchemaError::Create(err.into()))?;
+    let database = |err: sqlx::Error| SchemaError::Database(err.into());
+    // Looked up first: `CREATE SCHEMA IF NOT EXISTS` checks the role's CREATE privilege on
+    // the database before it looks, so a role without it (the usual production role) would
+    // be refused a schema an administrator already made.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(pool)
+            .await
+            .map_err(database)?;
+    if !exists {
+        if missing == Missing::Refuse {
+            return Err(SchemaError::Missing(schema.to_owned()));
+        }
+        let created = sqlx::query(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
+        .execute(pool)
+        .await;
+        match created {
+            Ok(_) => {}
+            // Another process created it between the look and the create.
+            Err(err)
+                if err
+                    .as_database_error()
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .is_some_and(|code| code == "42P06" || code == "23505") => {}
+            Err(err) => return Err(SchemaError::Create(err.into())),
+        }
+    }
     let pool_options: PgPoolOptions = pool.options().clone();
     Ok(pool_options.connect_lazy_with(options))
 }
@@ -89,10 +138,16 @@ pub enum SchemaError {
     /// The name cannot be a PostgreSQL schema.
     #[error(transparent)]
     Name(#[from] SchemaNameError),
-    /// `CREATE SCHEMA IF NOT EXISTS` failed (the role may not create schemas: create it as
-    /// an administrator, then this only checks).
+    /// The schema does not exist, and this process was not to create it (migrations off).
+    #[error("schema `{0}` does not exist: create and migrate it, or let the runtime migrate")]
+    Missing(String),
+    /// The schema is missing and could not be created: the role may not create schemas
+    /// (CREATE on the database). Create it as an administrator, granting the role its use.
     #[error("cannot create the schema: {0}")]
     Create(#[source] crate::database::DatabaseError),
+    /// Looking the schema up failed.
+    #[error("cannot look the schema up: {0}")]
+    Database(#[source] crate::database::DatabaseError),
 }
 
 /// `name` as one SQL identifier: in double quotes, inner quotes doubled.
@@ -109,7 +164,7 @@ mod tests {
         assert_eq!(quote_ident("school_a"), "\"school_a\"");
         assert_eq!(quote_ident("a,public"), "\"a,public\"");
         assert_eq!(quote_ident("say \"hi\""), "\"say \"\"hi\"\"\"");
-        for bad in ["", "a\0b", &"s".repeat(64)] {
+        for bad in ["", "a\0b", "a\tb", "a\nb", &"s".repeat(64)] {
             assert!(in_schema(PgConnectOptions::new(), bad).is_err(), "{bad:?}");
         }
     }

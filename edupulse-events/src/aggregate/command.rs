@@ -1,0 +1,358 @@
+//! Executing a command: the state loaded (or taken from the cache), the decision run on it,
+//! its events appended with the loaded version as `Exact`, and on a conflict the whole
+//! attempt again on a fresh state, a bounded number of times.
+//!
+//! Why a closure and not a `Command` trait: a decision needs the state and the command's own
+//! data, which a closure captures where a trait would need a type per command; and a decision
+//! is a plain function of the state, run again on a conflict, so it must have no effect of
+//! its own. The caller's writes, which may have effects, go in `execute_with`'s second
+//! closure, inside the transaction, redone with each attempt.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::envelope::{EncodeError, Envelope};
+use crate::event::EntityId;
+use crate::store::{EventStore, ExpectedVersion, LoadError, StoreError};
+
+use super::cache::{Cache, Entry, erasures_seen};
+use super::events::{Aggregate, AggregateEvent};
+
+/// Why a command appended nothing.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The decision refused the command (or the caller's writes failed): nothing was
+    /// appended, and the transaction was rolled back.
+    #[error("the command was refused: {0}")]
+    Rejected(E),
+    /// Every attempt lost a race with another writer of the aggregate.
+    #[error(
+        "aggregate {aggregate} changed under each of {attempts} attempt(s): other writers keep \
+         winning; try again later"
+    )]
+    Contended {
+        /// The aggregate.
+        aggregate: Uuid,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The aggregate's history holds an event its `Aggregate::Event` does not list: a state
+    /// folded without it would be wrong, so nothing is decided.
+    #[error(
+        "aggregate {aggregate} holds a `{type_name}` event, which the `{expected}` aggregate's \
+         events do not list: add it to its aggregate_events! (or it is another aggregate's id)"
+    )]
+    UnknownEvent {
+        /// The aggregate.
+        aggregate: Uuid,
+        /// The event's type.
+        type_name: &'static str,
+        /// The aggregate type the events were read as.
+        expected: &'static str,
+    },
+    /// The decision returned an event of another aggregate.
+    #[error(
+        "the decision on aggregate {aggregate} returned a `{type_name}` event of aggregate \
+         {other}: a command appends to the aggregate it was given"
+    )]
+    OtherAggregate {
+        /// The aggregate the command was for.
+        aggregate: Uuid,
+        /// The event's type.
+        type_name: &'static str,
+        /// The aggregate the event names.
+        other: Uuid,
+    },
+    /// An event could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The aggregate could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The aggregate's version after the command (unchanged when it decided no events).
+    pub version: u64,
+    /// How many events it appended.
+    pub events: usize,
+    /// Attempts made: 1 unless a conflict made it decide again.
+    pub attempts: u32,
+    /// Whether the last attempt's state came from the cache (no read before deciding).
+    pub cached: bool,
+}
+
+/// The type of "no writes of the caller's" in [`Aggregates::execute`].
+type NoWrites<Tx, Ev, E> = for<'t> fn(&'t mut Tx, &'t [Ev]) -> BoxFuture<'t, Result<(), E>>;
+
+/// Commands on one aggregate type `A`, over a store `S` (PostgreSQL's or the embedded one).
+pub struct Aggregates<A: Aggregate, S> {
+    store: S,
+    max_attempts: u32,
+    cache: Option<Arc<Cache<A>>>,
+}
+
+impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
+    /// The default number of attempts before [`CommandError::Contended`].
+    pub const DEFAULT_ATTEMPTS: u32 = 5;
+    /// The default number of states cached.
+    pub const DEFAULT_CACHE: usize = 10_000;
+
+    /// Commands on `A` over `store`, with a cache of [`DEFAULT_CACHE`](Self::DEFAULT_CACHE)
+    /// states and [`DEFAULT_ATTEMPTS`](Self::DEFAULT_ATTEMPTS) attempts per command.
+    pub fn new(store: S) -> Self {
+        Aggregates {
+            store,
+            max_attempts: Self::DEFAULT_ATTEMPTS,
+            cache: NonZeroUsize::new(Self::DEFAULT_CACHE).map(Cache::new),
+        }
+    }
+
+    /// At most `attempts` attempts (at least 1) before [`CommandError::Contended`].
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Caches up to `states` aggregates' states (0: none, every command reads first).
+    pub fn cache(mut self, states: usize) -> Self {
+        self.cache = NonZeroUsize::new(states).map(Cache::new);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// How many states the cache holds.
+    pub fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.len())
+    }
+
+    /// The aggregate's state and version, read from the store (the cache neither read nor
+    /// filled).
+    pub async fn load(
+        &self,
+        id: &<A::Event as AggregateEvent>::Id,
+    ) -> Result<(A, u64), CommandError<std::convert::Infallible>> {
+        let entry = self.read(id.entity_uuid()).await?;
+        Ok((entry.state, entry.version))
+    }
+
+    /// Runs the command `decide` on the aggregate `id` and appends what it decides, in a
+    /// transaction of its own.
+    pub async fn execute<E, F>(
+        &self,
+        id: &<A::Event as AggregateEvent>::Id,
+        decide: F,
+    ) -> Result<Executed, CommandError<E>>
+    where
+        E: Send,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send,
+    {
+        self.run(
+            id.entity_uuid(),
+            decide,
+            None::<&mut NoWrites<S::Tx, A::Event, E>>,
+        )
+        .await
+    }
+
+    /// [`execute`](Self::execute), with the caller's own writes in the same transaction:
+    /// `writes` gets the transaction and the events decided, before they are appended. Both
+    /// commit together, or neither does; after a conflict `writes` runs again, in the next
+    /// attempt's transaction. Its error rolls everything back and comes back as
+    /// [`CommandError::Rejected`].
+    pub async fn execute_with<E, F, W>(
+        &self,
+        id: &<A::Event as AggregateEvent>::Id,
+        decide: F,
+        mut writes: W,
+    ) -> Result<Executed, CommandError<E>>
+    where
+        E: Send,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send,
+        W: for<'t> FnMut(&'t mut S::Tx, &'t [A::Event]) -> BoxFuture<'t, Result<(), E>> + Send,
+    {
+        self.run(id.entity_uuid(), decide, Some(&mut writes)).await
+    }
+
+    async fn run<E, F, W>(
+        &self,
+        aggregate: Uuid,
+        mut decide: F,
+        mut writes: Option<&mut W>,
+    ) -> Result<Executed, CommandError<E>>
+    where
+        E: Send,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send,
+        W: for<'t> FnMut(&'t mut S::Tx, &'t [A::Event]) -> BoxFuture<'t, Result<(), E>> + Send,
+    {
+        for attempt in 1..=self.max_attempts {
+            let seen = erasures_seen();
+            let cached = self.cache.as_ref().and_then(|cache| cache.take(aggregate));
+            let was_cached = cached.is_some();
+            let mut entry = match cached {
+                Some(entry) => entry,
+                None => self.read(aggregate).await.map_err(widen)?,
+            };
+            let events = match decide(&entry.state) {
+                Ok(events) => events,
+                Err(refused) => {
+                    self.keep(aggregate, entry, seen);
+                    return Err(CommandError::Rejected(refused));
+                }
+            };
+            if events.is_empty() {
+                let version = entry.version;
+                self.keep(aggregate, entry, seen);
+                return Ok(Executed {
+                    version,
+                    events: 0,
+                    attempts: attempt,
+                    cached: was_cached,
+                });
+            }
+            let envelopes = envelopes(aggregate, &events)?;
+            let mut tx = self.store.begin().await?;
+            if let Some(writes) = writes.as_deref_mut()
+                && let Err(refused) = writes(&mut tx, &events).await
+            {
+                self.store.rollback(tx).await?;
+                self.keep(aggregate, entry, seen);
+                return Err(CommandError::Rejected(refused));
+            }
+            let expected = ExpectedVersion::Exact(entry.version);
+            match self.store.append(&mut tx, expected, &envelopes).await {
+                Ok(appended) => {
+                    self.store.commit(tx).await?;
+                    for (event, envelope) in events.iter().zip(&envelopes) {
+                        entry.state.apply(event);
+                        entry.subjects.extend(&envelope.data_subjects);
+                    }
+                    entry.version = appended.version;
+                    self.keep(aggregate, entry, seen);
+                    return Ok(Executed {
+                        version: appended.version,
+                        events: events.len(),
+                        attempts: attempt,
+                        cached: was_cached,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    // The state was stale: its entry stays out of the cache, and the next
+                    // attempt reads the aggregate again.
+                    self.store.rollback(tx).await?;
+                }
+                Err(err) => {
+                    // Rolled back on drop; the entry stays out of the cache.
+                    drop(tx);
+                    return Err(err.into());
+                }
+            }
+        }
+        Err(CommandError::Contended {
+            aggregate,
+            attempts: self.max_attempts,
+        })
+    }
+
+    fn keep(&self, aggregate: Uuid, entry: Entry<A>, seen: u64) {
+        if let Some(cache) = &self.cache {
+            cache.put(aggregate, entry, seen);
+        }
+    }
+
+    /// The state folded from the store's events.
+    async fn read(
+        &self,
+        aggregate: Uuid,
+    ) -> Result<Entry<A>, CommandError<std::convert::Infallible>> {
+        let stream = self.store.load(aggregate).await?;
+        let mut state = A::default();
+        let mut subjects = Vec::new();
+        for event in stream.events {
+            subjects.extend(event.data_subjects());
+            let event = A::Event::from_any(event).map_err(|other| CommandError::UnknownEvent {
+                aggregate,
+                type_name: other.type_name(),
+                expected: <A::Event as AggregateEvent>::AGGREGATE,
+            })?;
+            state.apply(&event);
+        }
+        subjects.sort_unstable();
+        subjects.dedup();
+        Ok(Entry {
+            state,
+            version: stream.version,
+            subjects,
+        })
+    }
+}
+
+/// The events' envelopes, each checked to be of `aggregate`.
+fn envelopes<Ev: AggregateEvent, E>(
+    aggregate: Uuid,
+    events: &[Ev],
+) -> Result<Vec<Envelope>, CommandError<E>> {
+    events
+        .iter()
+        .map(|event| {
+            let other = event.aggregate_id();
+            if other != aggregate {
+                return Err(CommandError::OtherAggregate {
+                    aggregate,
+                    type_name: event.type_name(),
+                    other,
+                });
+            }
+            Ok(event.to_envelope()?)
+        })
+        .collect()
+}
+
+/// A read's error as any command's.
+fn widen<E>(err: CommandError<std::convert::Infallible>) -> CommandError<E> {
+    match err {
+        CommandError::Rejected(never) => match never {},
+        CommandError::Contended {
+            aggregate,
+            attempts,
+        } => CommandError::Contended {
+            aggregate,
+            attempts,
+        },
+        CommandError::UnknownEvent {
+            aggregate,
+            type_name,
+            expected,
+        } => CommandError::UnknownEvent {
+            aggregate,
+            type_name,
+            expected,
+        },
+        CommandError::OtherAggregate {
+            aggregate,
+            type_name,
+            other,
+        } => CommandError::OtherAggregate {
+            aggregate,
+            type_name,
+            other,
+        },
+        CommandError::Encode(err) => CommandError::Encode(err),
+        CommandError::Store(err) => CommandError::Store(err),
+        CommandError::Load(err) => CommandError::Load(err),
+    }
+}
