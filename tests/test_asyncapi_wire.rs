@@ -11,10 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{TestEnv, header};
 use edupulse_domain::{
     Answer, BadgeAwarded, LearningPulseCreated, LearningPulseResponded, LessonPublished,
-    PaymentProcessed, PaymentStatus, QuizSubmitted, QuizSubmittedV1, UserEraseRequested,
+    PaymentProcessed, PaymentStatus, QuizClosed, QuizEvent, QuizPublished, QuizSubmitted,
+    QuizSubmittedV1, UserEraseRequested,
 };
+use edupulse_events::aggregate::AggregateEvent;
 use edupulse_events::chrono::Utc;
 use edupulse_events::privacy::{SEALED_MARKER, Scrub};
+use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{AsyncApiInfo, DomainEvent, Envelope, Registry, Uuid};
 use serde_json::{Value, json};
 
@@ -148,6 +151,25 @@ async fn every_raw_message_on_the_stream_matches_its_payload_schema_in_the_async
         requested_by: ada,
         requested_at: Utc::now(),
     };
+    let quiz_id = Uuid::now_v7();
+    let quiz_life = [
+        QuizEvent::from(QuizPublished {
+            quiz_id,
+            lesson_id,
+            teacher_id: teacher,
+            max_attempts: 2,
+        }),
+        QuizEvent::from(QuizClosed {
+            quiz_id,
+            teacher_id: teacher,
+        }),
+    ];
+    for event in &quiz_life {
+        env.store
+            .append_committed(ExpectedVersion::Any, &[event.to_envelope().unwrap()])
+            .await
+            .unwrap();
+    }
     env.append(std::slice::from_ref(&lesson)).await;
     env.append(std::slice::from_ref(&quiz_v1)).await;
     env.append(std::slice::from_ref(&quiz)).await;
@@ -169,7 +191,7 @@ async fn every_raw_message_on_the_stream_matches_its_payload_schema_in_the_async
     let mut seen = Seen::default();
     let mut types = BTreeSet::new();
     let messages = env.stream_messages().await;
-    assert_eq!(messages.len(), 10);
+    assert_eq!(messages.len(), 12);
     for message in &messages {
         let type_name = header(message, "ce-type");
         let body: Value = serde_json::from_slice(&message.payload).unwrap();

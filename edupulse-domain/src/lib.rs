@@ -11,6 +11,10 @@ use edupulse_events::schemars::JsonSchema;
 use edupulse_events::{DomainEvent, Uuid};
 use serde::{Deserialize, Serialize};
 
+mod quiz;
+
+pub use quiz::{Quiz, QuizClosed, QuizError, QuizEvent, QuizPublished};
+
 /// A teacher published a lesson.
 #[derive(Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 #[event(name = "lesson.published", aggregate = "lesson")]

@@ -28,18 +28,18 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// Holds when an event's aggregate id type is the aggregate's.
+/// Holds when the event's aggregate id type is `A`, the aggregate's.
 #[diagnostic::on_unimplemented(
-    message = "an event of this aggregate is identified by `{Self}`, but the aggregate by `{A}`",
-    label = "the event's #[event(aggregate_id)] type differs from the aggregate's `by` type",
-    note = "give every event of the aggregate the same aggregate id type, and name it after `by`"
+    message = "`{Self}` is not identified by `{A}`, the aggregate's id type",
+    label = "its #[event(aggregate_id)] field has another type",
+    note = "give every event of the aggregate the aggregate id type named after `by`"
 )]
-pub trait SameAggregateId<A> {}
+pub trait IdentifiedBy<A> {
+    /// Never called: the bound is the check.
+    fn check() {}
+}
 
-impl<T> SameAggregateId<T> for T {}
-
-/// Compiles only when `E` is `A` (see [`SameAggregateId`]).
-pub fn same_aggregate_id<E: SameAggregateId<A>, A>() {}
+impl<E: DomainEvent<AggregateId = A>, A> IdentifiedBy<A> for E {}
 
 /// What generated code needs for `#[event(pii)]` fields.
 pub mod privacy {

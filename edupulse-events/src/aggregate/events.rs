@@ -148,12 +148,7 @@ macro_rules! aggregate_events {
         };
 
         const _: fn() = || {
-            $(
-                $crate::__private::same_aggregate_id::<
-                    <$event as $crate::DomainEvent>::AggregateId,
-                    $id,
-                >();
-            )+
+            $(<$event as $crate::__private::IdentifiedBy<$id>>::check();)+
         };
     };
 }
