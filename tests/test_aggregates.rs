@@ -406,3 +406,49 @@ mod harness {
         assert!(message.contains(r#""student_name":"Ada""#), "{message}");
     }
 }
+
+/// A subscriber's handlers given a history through `given_applied`: the read model they wrote
+/// is there to assert on.
+#[tokio::test]
+async fn a_subscribers_handlers_are_given_a_history() {
+    let store = edupulse_events::testing::store().await;
+    let bus = edupulse_events::embedded::InProcessBus::default();
+    sqlx::query("CREATE TABLE attempts (student TEXT)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut subscriber = edupulse_events::consume::BusSubscriber::builder(&store, &bus, "attempts")
+        .on(|submitted: edupulse_domain::QuizSubmitted, _envelope, tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO attempts (student) VALUES (?)")
+                    .bind(submitted.student_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .build()
+        .unwrap();
+    let (quiz_id, ada) = (Uuid::now_v7(), Uuid::now_v7());
+    let history: Vec<Envelope> = (0..3)
+        .map(|_| {
+            Envelope::new(&edupulse_domain::QuizSubmitted {
+                quiz_id,
+                student_id: ada,
+                student_name: "Ada".into(),
+                score: 1.0,
+                answers: answers(true),
+            })
+            .unwrap()
+        })
+        .collect();
+    let settled =
+        edupulse_events::testing::given_applied(&store, &bus, &mut subscriber, history).await;
+    assert_eq!((settled.applied, settled.set_aside), (3, 0));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE student = ?")
+        .bind(ada.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+}

@@ -51,6 +51,61 @@
 //! The derive also implements `Debug` (PII printed as `<pii>`, an erased `Pii` as `<erased>`):
 //! do not derive `Debug` as well.
 //!
+//! # Commands and aggregates
+//!
+//! An aggregate's state is folded from its events ([`aggregate::Aggregate`], its event types
+//! named once by [`aggregate_events!`]); a command is a decision on that state, and
+//! [`Aggregates::execute`](aggregate::Aggregates::execute) reads the state (or takes it from
+//! its cache), decides, appends with the version it read as the check, and decides again
+//! after a conflict. [`testing`] runs decisions in given / when / then form.
+//!
+//! ```
+//! use edupulse_events::aggregate::Aggregate;
+//! use edupulse_events::{DomainEvent, Uuid, aggregate_events, testing};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, DomainEvent)]
+//! #[event(name = "seat.booked", aggregate = "seat")]
+//! struct SeatBooked {
+//!     #[event(aggregate_id)]
+//!     seat_id: Uuid,
+//!     #[event(data_subject)]
+//!     student_id: Uuid,
+//! }
+//!
+//! aggregate_events! {
+//!     /// What happens to a seat.
+//!     enum SeatEvent for "seat" by Uuid { SeatBooked }
+//! }
+//!
+//! #[derive(Default)]
+//! struct Seat {
+//!     booked: bool,
+//! }
+//!
+//! impl Aggregate for Seat {
+//!     type Event = SeatEvent;
+//!     fn apply(&mut self, _: &SeatEvent) {
+//!         self.booked = true;
+//!     }
+//! }
+//!
+//! fn book(seat: &Seat, seat_id: Uuid, student_id: Uuid) -> Result<Vec<SeatEvent>, &'static str> {
+//!     if seat.booked {
+//!         return Err("taken");
+//!     }
+//!     Ok(vec![SeatBooked { seat_id, student_id }.into()])
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (seat_id, ada, grace) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+//! testing::given::<Seat>([SeatBooked { seat_id, student_id: ada }.into()])
+//!     .when(&seat_id, |seat| book(seat, seat_id, grace))
+//!     .await
+//!     .then_error(&"taken");
+//! # }
+//! ```
+//!
 //! # Decoding and listing
 //!
 //! [`Registry::global`] holds every derived type in the binary; [`Registry::decode`] turns a

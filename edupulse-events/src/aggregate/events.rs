@@ -49,7 +49,18 @@ pub trait Aggregate: Default + Send + Sync + 'static {
 
 /// Declares the events of an aggregate type as one enum, from the event structs themselves:
 ///
-/// ```ignore
+/// ```
+/// # use edupulse_events::{DomainEvent, Uuid, aggregate_events};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, DomainEvent)]
+/// # #[event(name = "quiz.published", aggregate = "quiz")]
+/// # pub struct QuizPublished { #[event(aggregate_id)] quiz_id: Uuid }
+/// # #[derive(Serialize, Deserialize, DomainEvent)]
+/// # #[event(name = "quiz.submitted", aggregate = "quiz")]
+/// # pub struct QuizSubmitted { #[event(aggregate_id)] quiz_id: Uuid }
+/// # #[derive(Serialize, Deserialize, DomainEvent)]
+/// # #[event(name = "quiz.closed", aggregate = "quiz")]
+/// # pub struct QuizClosed { #[event(aggregate_id)] quiz_id: Uuid }
 /// aggregate_events! {
 ///     /// What happens to a quiz.
 ///     pub enum QuizEvent for "quiz" by Uuid { QuizPublished, QuizSubmitted, QuizClosed }

@@ -1,0 +1,332 @@
+//! Command figures beside raw baselines measured in the same run, on the same PostgreSQL.
+//! Run `scripts/services`, then `cargo bench --bench commands`.
+//!
+//! - round trip, one event per command, 1,000 aggregates of 20 events, 1 and 8 writers, cache
+//!   off: `Aggregates::execute` against the same work by hand with sqlx (read the aggregate's
+//!   rows, insert one row at the next sequence, the unique key the check, commit);
+//! - warm cache: `execute` on cached aggregates against a blind `append` of the same event
+//!   with `ExpectedVersion::Any`;
+//! - history length, cache off and no snapshots: command latency at histories of 10, 1,000
+//!   and 10,000 events;
+//! - contention: 8 writers on one aggregate, 100 commands each: throughput, attempts, and
+//!   how many ran out of attempts.
+//!
+//! Library and baseline take turns in slices within each of 6 rounds; the ratio printed is
+//! the median of the rounds' ratios. `BENCH_PART=trip|warm|history|contention` runs one part.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/plain_quiz.rs"]
+mod plain_quiz;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestEnv;
+use edupulse_events::aggregate::{Aggregate, Aggregates, CommandError};
+use edupulse_events::store::{ExpectedVersion, Store};
+use edupulse_events::{Envelope, Uuid, aggregate_events};
+use plain_quiz::QuizScored;
+
+aggregate_events! {
+    /// The benchmark's aggregate: scores of one quiz.
+    pub enum ScoreEvent for "quiz" by Uuid { QuizScored }
+}
+
+/// How many scores a quiz holds: the fold reads every event.
+#[derive(Default)]
+struct Scores {
+    count: u64,
+}
+
+impl Aggregate for Scores {
+    type Event = ScoreEvent;
+
+    fn apply(&mut self, _: &ScoreEvent) {
+        self.count += 1;
+    }
+}
+
+const AGGREGATES: usize = 1_000;
+const HISTORY: usize = 20;
+const COMMANDS: usize = 2_000;
+const SLICES: usize = 10;
+const ROUNDS: usize = 6;
+
+fn scored(quiz_id: Uuid) -> QuizScored {
+    QuizScored {
+        quiz_id,
+        student_id: Uuid::now_v7(),
+        student_label: "student number 12".into(),
+        score: 0.5,
+        answers: vec![],
+    }
+}
+
+fn decide(_: &Scores, quiz_id: Uuid) -> Result<Vec<ScoreEvent>, std::convert::Infallible> {
+    Ok(vec![scored(quiz_id).into()])
+}
+
+/// The same command by hand: the aggregate's rows read and folded, one row inserted at the
+/// next sequence (the unique key refuses a lost race), committed.
+async fn raw_command(env: &TestEnv, quiz_id: Uuid) {
+    let e = Envelope::new(&scored(quiz_id)).unwrap();
+    let mut tx = env.pool.begin().await.unwrap();
+    let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM raw_events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(quiz_id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let mut state = Scores::default();
+    for (_, payload) in &rows {
+        let event: QuizScored = serde_json::from_value(payload.clone()).unwrap();
+        state.apply(&event.into());
+    }
+    let next = rows.last().map_or(1, |(sequence, _)| sequence + 1);
+    sqlx::query(
+        "INSERT INTO raw_events (event_id, aggregate_type, aggregate_id, sequence, event_type, \
+         version, data_subjects, payload, metadata, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)",
+    )
+    .bind(e.id)
+    .bind(&e.aggregate_type)
+    .bind(e.aggregate_id)
+    .bind(next)
+    .bind(&e.event_type)
+    .bind(1_i32)
+    .bind(&e.data_subjects)
+    .bind(e.payload.to_string())
+    .bind(serde_json::to_string(&e.metadata).unwrap())
+    .bind(e.occurred_at)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// `ids` aggregates with `history` events each, in the log and in `raw_events`.
+async fn seed(env: &TestEnv, ids: &[Uuid], history: usize) {
+    for &id in ids {
+        let events: Vec<Envelope> = (0..history)
+            .map(|_| Envelope::new(&scored(id)).unwrap())
+            .collect();
+        for chunk in events.chunks(500) {
+            env.store
+                .append_committed(ExpectedVersion::Any, chunk)
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query("INSERT INTO raw_events SELECT * FROM events WHERE aggregate_id = ANY($1)")
+        .bind(ids)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM outbox")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+}
+
+/// `count` commands shared by `writers` tasks over `ids` (each writer its own stride).
+async fn slice<F, Fut>(writers: usize, count: usize, ids: &Arc<Vec<Uuid>>, one: F) -> Duration
+where
+    F: Fn(Uuid) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per_writer = count / writers;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (ids, one) = (ids.clone(), one.clone());
+            tokio::spawn(async move {
+                for n in 0..per_writer {
+                    one(ids[(w + n * writers) % ids.len()]).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// Rounds of library and baseline taking turns; (library/s, baseline/s, median ratio).
+async fn paired<L, LF, R, RF>(
+    writers: usize,
+    ids: &Arc<Vec<Uuid>>,
+    lib: L,
+    raw: R,
+) -> (f64, f64, f64)
+where
+    L: Fn(Uuid) -> LF + Clone + Send + 'static,
+    LF: Future<Output = ()> + Send,
+    R: Fn(Uuid) -> RF + Clone + Send + 'static,
+    RF: Future<Output = ()> + Send,
+{
+    let (mut libs, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let per_slice = COMMANDS / SLICES;
+    for _ in 0..ROUNDS {
+        let (mut l, mut r) = (Duration::ZERO, Duration::ZERO);
+        for turn in 0..SLICES {
+            for library in [turn % 2 == 0, turn % 2 != 0] {
+                if library {
+                    l += slice(writers, per_slice, ids, lib.clone()).await;
+                } else {
+                    r += slice(writers, per_slice, ids, raw.clone()).await;
+                }
+            }
+        }
+        let done = (per_slice / writers * writers * SLICES) as f64;
+        let (lps, rps) = (done / l.as_secs_f64(), done / r.as_secs_f64());
+        libs.push(lps);
+        raws.push(rps);
+        ratios.push(lps / rps);
+    }
+    (median(libs), median(raws), median(ratios))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
+/// Mean latency of `n` commands (cache off) on one aggregate with `history` events.
+async fn latency(env: &TestEnv, history: usize, n: u32) -> Duration {
+    let id = Uuid::now_v7();
+    seed(env, &[id], history).await;
+    let scores = Aggregates::<Scores, Store>::new(env.store.clone()).cache(0);
+    let start = Instant::now();
+    for _ in 0..n {
+        scores.execute(&id, |s| decide(s, id)).await.unwrap();
+    }
+    start.elapsed() / n
+}
+
+#[tokio::main]
+async fn main() {
+    let env = Arc::new(TestEnv::new().await);
+    sqlx::query("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    let runs = |name: &str| part.is_empty() || part == name;
+    let ids: Arc<Vec<Uuid>> = Arc::new((0..AGGREGATES).map(|_| Uuid::now_v7()).collect());
+    if runs("trip") || runs("warm") {
+        seed(&env, &ids, HISTORY).await;
+    }
+    if runs("trip") {
+        for writers in [1, 8] {
+            let scores = Arc::new(Aggregates::<Scores, Store>::new(env.store.clone()).cache(0));
+            let lib = move |id: Uuid| {
+                let scores = scores.clone();
+                async move {
+                    scores.execute(&id, |s| decide(s, id)).await.unwrap();
+                }
+            };
+            let raw_env = env.clone();
+            let raw = move |id: Uuid| {
+                let env = raw_env.clone();
+                async move { raw_command(&env, id).await }
+            };
+            let (l, r, ratio) = paired(writers, &ids, lib, raw).await;
+            println!(
+                "command round trip, {writers} writer(s), cache off: {l:>7.0} cmd/s | by hand {r:>7.0} cmd/s | ratio {ratio:.2} (target >= 0.8)"
+            );
+        }
+    }
+    if runs("warm") {
+        let scores = Arc::new(Aggregates::<Scores, Store>::new(env.store.clone()));
+        for &id in ids.iter() {
+            scores.execute(&id, |s| decide(s, id)).await.unwrap();
+        }
+        let lib = {
+            let scores = scores.clone();
+            move |id: Uuid| {
+                let scores = scores.clone();
+                async move {
+                    let done = scores.execute(&id, |s| decide(s, id)).await.unwrap();
+                    assert!(done.cached, "a warm command read the aggregate");
+                }
+            }
+        };
+        let store = env.store.clone();
+        let blind = move |id: Uuid| {
+            let store = store.clone();
+            async move {
+                let e = Envelope::new(&scored(id)).unwrap();
+                store
+                    .append_committed(ExpectedVersion::Any, &[e])
+                    .await
+                    .unwrap();
+            }
+        };
+        let (l, r, ratio) = paired(1, &ids, lib, blind).await;
+        println!(
+            "warm cache, 1 writer: {l:>7.0} cmd/s | blind append (Any) {r:>7.0} ev/s | ratio {ratio:.2} (target >= 0.85)"
+        );
+    }
+    if runs("history") {
+        for history in [10, 1_000, 10_000] {
+            let took = latency(&env, history, 50).await;
+            println!(
+                "history of {history:>6} events, cache off, no snapshots: {:>8.2} ms per command",
+                took.as_secs_f64() * 1e3
+            );
+        }
+    }
+    if runs("contention") {
+        let id = Uuid::now_v7();
+        seed(&env, &[id], 1).await;
+        let start = Instant::now();
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = env.store.clone();
+                tokio::spawn(async move {
+                    let scores = Aggregates::<Scores, Store>::new(store);
+                    let (mut done, mut attempts, mut gave_up) = (0, 0, 0);
+                    for _ in 0..100 {
+                        match scores.execute(&id, |s| decide(s, id)).await {
+                            Ok(executed) => {
+                                done += 1;
+                                attempts += executed.attempts;
+                            }
+                            Err(CommandError::Contended { attempts: a, .. }) => {
+                                gave_up += 1;
+                                attempts += a;
+                            }
+                            Err(other) => panic!("{other}"),
+                        }
+                    }
+                    (done, attempts, gave_up)
+                })
+            })
+            .collect();
+        let (mut done, mut attempts, mut gave_up) = (0, 0, 0);
+        for writer in writers {
+            let (d, a, g) = writer.await.unwrap();
+            done += d;
+            attempts += a;
+            gave_up += g;
+        }
+        let took = start.elapsed().as_secs_f64();
+        println!(
+            "contention, 8 writers x 100 commands on one aggregate: {done} appended, {gave_up} ran out of attempts (typed error), {attempts} attempts ({:.2} per command), {:.0} appended/s",
+            f64::from(attempts) / 800.0,
+            f64::from(done) / took
+        );
+    }
+    let env = Arc::try_unwrap(env)
+        .ok()
+        .expect("no task holds the environment");
+    env.cleanup().await;
+}
