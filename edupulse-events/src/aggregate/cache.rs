@@ -3,6 +3,7 @@
 //! conflict evicts it. An erasure evicts every state built from the erased person's events,
 //! in every cache of the process, since a state may hold their personal data.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -15,6 +16,8 @@ pub(super) struct Entry<A> {
     pub(super) version: u64,
     /// The data subjects of the events folded into it.
     pub(super) subjects: Vec<Uuid>,
+    /// The version of its latest snapshot known here (0: none).
+    pub(super) snapshot_at: u64,
 }
 
 /// A bounded cache of one aggregate type's states, least recently used out first.
@@ -44,19 +47,48 @@ impl<A: Send + Sync> ForgetSubject for Cache<A> {
 static CACHES: Mutex<Vec<Weak<dyn ForgetSubject>>> = Mutex::new(Vec::new());
 
 /// Counts erasures heard of: a command that loaded a state before one and finishes after it
-/// does not cache that state (it may hold the erased person's data, and the eviction passed
-/// it by while the command held it).
+/// does not cache that state if it holds the erased person's data (the eviction passed it by
+/// while the command held it).
 static ERASURES: AtomicU64 = AtomicU64::new(0);
+
+/// The latest erasures heard of (count after it, subject), newest last: what a command that
+/// finishes checks its state's subjects against.
+static RECENT: Mutex<VecDeque<(u64, Uuid)>> = Mutex::new(VecDeque::new());
+
+/// How many recent erasures are remembered; a command that overlapped more does not cache.
+const RECENT_ERASURES: usize = 1024;
 
 /// Where the erasure count stands: taken when a command takes or loads its state.
 pub(super) fn erasures_seen() -> u64 {
     ERASURES.load(Ordering::SeqCst)
 }
 
+/// Whether an erasure heard of since `seen` concerns one of `subjects` (or may have: more
+/// erasures than are remembered).
+fn erased_since(seen: u64, subjects: &[Uuid]) -> bool {
+    let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = ERASURES.load(Ordering::SeqCst);
+    if now == seen {
+        return false;
+    }
+    let remembered = recent.front().is_some_and(|(count, _)| *count <= seen + 1);
+    !remembered
+        || recent
+            .iter()
+            .any(|(count, subject)| *count > seen && subjects.contains(subject))
+}
+
 /// Evicts every cached state built from `subject`'s events, in every cache of the process:
 /// called when an erasure commits here, and when one made elsewhere is heard of.
 pub(crate) fn forget_subject(subject: Uuid) {
-    ERASURES.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = ERASURES.fetch_add(1, Ordering::SeqCst) + 1;
+        recent.push_back((count, subject));
+        if recent.len() > RECENT_ERASURES {
+            recent.pop_front();
+        }
+    }
     let caches: Vec<Arc<dyn ForgetSubject>> = {
         let mut caches = CACHES.lock().unwrap_or_else(PoisonError::into_inner);
         caches.retain(|cache| cache.strong_count() > 0);
@@ -90,12 +122,12 @@ impl<A: Send + Sync + 'static> Cache<A> {
             .pop(&id)
     }
 
-    /// Keeps a state known to match the store at `entry.version`, unless an erasure was
-    /// heard of since `seen` (see [`erasures_seen`]).
+    /// Keeps a state known to match the store at `entry.version`, unless an erasure heard
+    /// of since `seen` (see [`erasures_seen`]) concerns one of its subjects.
     pub(super) fn put(&self, id: Uuid, entry: Entry<A>, seen: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         // Checked under the lock an eviction takes: an erasure after this sees the entry.
-        if erasures_seen() == seen {
+        if !erased_since(seen, &entry.subjects) {
             entries.put(id, entry);
         }
     }

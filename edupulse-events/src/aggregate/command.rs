@@ -10,6 +10,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 use thiserror::Error;
@@ -17,10 +18,10 @@ use uuid::Uuid;
 
 use crate::envelope::{EncodeError, Envelope};
 use crate::event::EntityId;
-use crate::store::{EventStore, ExpectedVersion, LoadError, StoreError};
+use crate::store::{EventStore, ExpectedVersion, LoadError, Snapshot, StoreError};
 
 use super::cache::{Cache, Entry, erasures_seen};
-use super::events::{Aggregate, AggregateEvent};
+use super::events::{Aggregate, AggregateEvent, SnapshotState};
 
 /// Why a command appended nothing.
 #[derive(Debug, Error)]
@@ -100,6 +101,50 @@ pub struct Aggregates<A: Aggregate, S> {
     store: S,
     max_attempts: u32,
     cache: Option<Arc<Cache<A>>>,
+    snapshots: Option<Snapshots<A>>,
+}
+
+/// How `A`'s states are snapshotted (see [`Aggregates::snapshot_every`]).
+struct Snapshots<A> {
+    every: u64,
+    state_version: u32,
+    encode: fn(&A) -> Result<serde_json::Value, serde_json::Error>,
+    decode: fn(serde_json::Value) -> Result<A, serde_json::Error>,
+    /// Saves a snapshot in a task of its own: off the command's path.
+    save: Arc<dyn Fn(Snapshot) + Send + Sync>,
+    /// Whether the state's refusal to serialize was logged.
+    warned: AtomicBool,
+}
+
+impl<A: SnapshotState, S: EventStore + Clone + 'static> Aggregates<A, S> {
+    /// Snapshots an aggregate's state once `events` (at least 1) were appended since its last
+    /// snapshot, in a task of its own after the command committed; reading it then takes the
+    /// snapshot and the events after it. Snapshots of another
+    /// [`STATE_VERSION`](SnapshotState::STATE_VERSION) are ignored.
+    pub fn snapshot_every(mut self, events: u64) -> Self {
+        let store = self.store.clone();
+        let save = move |snapshot: Snapshot| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.save_snapshot(&snapshot).await {
+                    tracing::warn!(
+                        aggregate = %snapshot.aggregate_id,
+                        error = %err,
+                        "snapshot not saved; the next one will be tried after as many events"
+                    );
+                }
+            });
+        };
+        self.snapshots = Some(Snapshots {
+            every: events.max(1),
+            state_version: A::STATE_VERSION,
+            encode: |state| serde_json::to_value(state),
+            decode: serde_json::from_value,
+            save: Arc::new(save),
+            warned: AtomicBool::new(false),
+        });
+        self
+    }
 }
 
 impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
@@ -115,6 +160,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             store,
             max_attempts: Self::DEFAULT_ATTEMPTS,
             cache: NonZeroUsize::new(Self::DEFAULT_CACHE).map(Cache::new),
+            snapshots: None,
         }
     }
 
@@ -242,6 +288,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                         entry.subjects.extend(&envelope.data_subjects);
                     }
                     entry.version = appended.version;
+                    self.snapshot(aggregate, &mut entry);
                     self.keep(aggregate, entry, seen);
                     return Ok(Executed {
                         version: appended.version,
@@ -268,20 +315,73 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         })
     }
 
+    /// Saves a snapshot of `entry` when enough events were appended since the last one.
+    fn snapshot(&self, aggregate: Uuid, entry: &mut Entry<A>) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        if entry.version < entry.snapshot_at + snapshots.every {
+            return;
+        }
+        match (snapshots.encode)(&entry.state) {
+            Ok(state) => {
+                (snapshots.save)(Snapshot {
+                    aggregate_id: aggregate,
+                    aggregate_type: <A::Event as AggregateEvent>::AGGREGATE.to_owned(),
+                    state_version: snapshots.state_version,
+                    version: entry.version,
+                    state,
+                    data_subjects: entry.subjects.clone(),
+                });
+                entry.snapshot_at = entry.version;
+            }
+            // Once per process: the error names the type, never a value.
+            Err(err) if !snapshots.warned.swap(true, Ordering::Relaxed) => tracing::warn!(
+                aggregate_type = <A::Event as AggregateEvent>::AGGREGATE,
+                error = %err,
+                "the aggregate's state does not serialize (a Pii value refuses to): not \
+                 snapshotted; keep personal data out of the state"
+            ),
+            Err(_) => {}
+        }
+    }
+
     fn keep(&self, aggregate: Uuid, entry: Entry<A>, seen: u64) {
         if let Some(cache) = &self.cache {
             cache.put(aggregate, entry, seen);
         }
     }
 
-    /// The state folded from the store's events.
+    /// The state folded from the store's events, after its snapshot when it has one.
     async fn read(
         &self,
         aggregate: Uuid,
     ) -> Result<Entry<A>, CommandError<std::convert::Infallible>> {
-        let stream = self.store.load(aggregate).await?;
         let mut state = A::default();
         let mut subjects = Vec::new();
+        let mut after = 0;
+        if let Some(snapshots) = &self.snapshots {
+            let kind = <A::Event as AggregateEvent>::AGGREGATE;
+            if let Some(snapshot) = self
+                .store
+                .snapshot(aggregate, kind, snapshots.state_version)
+                .await?
+            {
+                match (snapshots.decode)(snapshot.state) {
+                    Ok(decoded) => {
+                        state = decoded;
+                        subjects = snapshot.data_subjects;
+                        after = snapshot.version;
+                    }
+                    Err(err) => tracing::warn!(
+                        %aggregate,
+                        error = %err,
+                        "a snapshot of this state version does not decode; folding the events"
+                    ),
+                }
+            }
+        }
+        let stream = self.store.load_after(aggregate, after).await?;
         for event in stream.events {
             subjects.extend(event.data_subjects());
             let event = A::Event::from_any(event).map_err(|other| CommandError::UnknownEvent {
@@ -297,6 +397,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             state,
             version: stream.version,
             subjects,
+            snapshot_at: after,
         })
     }
 }

@@ -47,6 +47,20 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     fn apply(&mut self, event: &Self::Event);
 }
 
+/// An aggregate whose state may be snapshotted (see
+/// [`Aggregates::snapshot_every`](crate::aggregate::Aggregates::snapshot_every)): serialized
+/// with serde, tagged with the state's schema version.
+///
+/// A state holding a [`Pii`](crate::privacy::Pii) value is not snapshotted (`Pii` refuses
+/// to serialize outside an envelope); a state that copies personal data into plain fields is,
+/// and an erasure of the person deletes it.
+pub trait SnapshotState: Aggregate + serde::Serialize + serde::de::DeserializeOwned {
+    /// The state's schema version, from 1: change it with the state's fields, and snapshots
+    /// of the old shape are ignored (the state is folded from the events) rather than
+    /// misread.
+    const STATE_VERSION: u32;
+}
+
 /// Declares the events of an aggregate type as one enum, from the event structs themselves:
 ///
 /// ```

@@ -88,7 +88,7 @@ mod cache;
 #[cfg(feature = "store")]
 mod command;
 
-pub use events::{Aggregate, AggregateEvent};
+pub use events::{Aggregate, AggregateEvent, SnapshotState};
 
 #[cfg(feature = "store")]
 pub(crate) use cache::forget_subject;

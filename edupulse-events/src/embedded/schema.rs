@@ -80,6 +80,19 @@ CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     PRIMARY KEY (consumer, event_id)
 );
 
+-- The latest snapshot of each aggregate (see the PostgreSQL migration `snapshots`); the
+-- subjects as a JSON array of ids, for the erasure's delete.
+CREATE TABLE IF NOT EXISTS snapshots (
+    aggregate_id   TEXT    NOT NULL,
+    aggregate_type TEXT    NOT NULL,
+    state_version  INTEGER NOT NULL CHECK (state_version >= 1),
+    version        INTEGER NOT NULL CHECK (version >= 1),
+    state          TEXT    NOT NULL,
+    data_subjects  TEXT    NOT NULL,
+    taken_at       TEXT    NOT NULL,
+    PRIMARY KEY (aggregate_id, aggregate_type)
+);
+
 CREATE TABLE IF NOT EXISTS erased_subjects (
     subject_id       TEXT    PRIMARY KEY,
     erased_at        TEXT    NOT NULL,

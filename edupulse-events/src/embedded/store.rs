@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::privacy::{Destroyed, KeyProvider, erased_json, sealed_subject};
 use crate::store::flow::{Backend, Batch, ToStore};
 use crate::store::{
-    Appended, ExpectedVersion, LogCursor, LogRow, StoreError, StoredEvent, corrupt,
+    Appended, ExpectedVersion, LogCursor, LogRow, Snapshot, StoreError, StoredEvent, corrupt,
 };
 
 use super::keys::{self, SqliteKeys};
@@ -317,14 +317,95 @@ impl Backend for SqliteStore {
         self.insert_events(tx, batch.expected, &batch.events).await
     }
 
-    async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn select_stream(
+        &self,
+        aggregate: Uuid,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after =
+            i64::try_from(after).map_err(|_| StoreError::VersionOutOfRange { version: after })?;
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? ORDER BY sequence"
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? AND sequence > ? ORDER BY sequence"
         ))
         .bind(aggregate.to_string())
+        .bind(after)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(stored).collect()
+    }
+
+    async fn select_snapshot(
+        &self,
+        aggregate: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT version, state, data_subjects FROM snapshots \
+             WHERE aggregate_id = ? AND aggregate_type = ? AND state_version = ?",
+        )
+        .bind(aggregate.to_string())
+        .bind(aggregate_type)
+        .bind(i64::from(state_version))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((version, state, subjects)) = row else {
+            return Ok(None);
+        };
+        // A row this code did not write (or a corrupt one) is no snapshot: the events are.
+        let parsed = (|| {
+            Some(Snapshot {
+                aggregate_id: aggregate,
+                aggregate_type: aggregate_type.to_owned(),
+                state_version,
+                version: u64::try_from(version).ok()?,
+                state: serde_json::from_str(&state).ok()?,
+                data_subjects: serde_json::from_str(&subjects).ok()?,
+            })
+        })();
+        Ok(parsed)
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let version =
+            i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
+                version: snapshot.version,
+            })?;
+        let subjects = serde_json::to_string(&snapshot.data_subjects).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
+             data_subjects, taken_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
+             state_version = excluded.state_version, version = excluded.version, \
+             state = excluded.state, data_subjects = excluded.data_subjects, \
+             taken_at = excluded.taken_at \
+             WHERE snapshots.version <= excluded.version",
+        )
+        .bind(snapshot.aggregate_id.to_string())
+        .bind(&snapshot.aggregate_type)
+        .bind(i64::from(snapshot.state_version))
+        .bind(version)
+        .bind(snapshot.state.to_string())
+        .bind(subjects)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_snapshots(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: Uuid,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM snapshots WHERE EXISTS \
+             (SELECT 1 FROM json_each(snapshots.data_subjects) WHERE value = ?)",
+        )
+        .bind(subject.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected())
     }
 
     /// In position order, which is commit order here: one writer at a time.

@@ -11,8 +11,8 @@ use crate::envelope::Envelope;
 use crate::privacy::{ErasureReceipt, Scrub};
 use crate::store::flow::{self, Backend};
 use crate::store::{
-    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, StoreError,
-    StoredEvent,
+    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, Snapshot,
+    StoreError, StoredEvent,
 };
 
 /// An event store: appends inside the caller's transaction with optimistic concurrency, reads
@@ -59,6 +59,28 @@ pub trait EventStore: Send + Sync {
         &self,
         aggregate_id: Uuid,
     ) -> impl Future<Output = Result<AggregateStream, LoadError>> + Send;
+
+    /// One aggregate's events after sequence `after`, decoded, with its version (`after`
+    /// when there are none): what follows a snapshot.
+    fn load_after(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> impl Future<Output = Result<AggregateStream, LoadError>> + Send;
+
+    /// The aggregate's latest snapshot of `aggregate_type` at `state_version`, if any.
+    fn snapshot(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Saves `snapshot` in place of an older one of its aggregate (never over a newer one).
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Up to `limit` committed events after `after`, never skipping one that commits late.
     fn read_all(
@@ -128,11 +150,33 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        flow::read_stream(self, aggregate_id).await
+        flow::read_stream(self, aggregate_id, 0).await
     }
 
     async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        flow::load(self, aggregate_id).await
+        flow::load(self, aggregate_id, 0).await
+    }
+
+    async fn load_after(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> Result<AggregateStream, LoadError> {
+        flow::load(self, aggregate_id, after).await
+    }
+
+    async fn snapshot(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.select_snapshot(aggregate_id, aggregate_type, state_version)
+            .await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        Backend::save_snapshot(self, snapshot).await
     }
 
     async fn read_all(&self, after: LogCursor, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {

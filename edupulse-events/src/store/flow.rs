@@ -15,8 +15,8 @@ use crate::envelope::Envelope;
 use crate::privacy::{DataKey, DataSubjectErased, Destroyed, ErasureReceipt, Scrub};
 use crate::store::sealing::{ReadKeys, describe, find_sealed, open_found, pii_owners, seal_all};
 use crate::store::{
-    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, StoreError,
-    StoredEvent, single_aggregate,
+    AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, Snapshot,
+    StoreError, StoredEvent, single_aggregate,
 };
 
 /// The connection of a backend's transaction.
@@ -101,11 +101,33 @@ pub trait Backend: Send + Sync {
         batch: &Batch<'_>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
-    /// One aggregate's events as stored, in sequence order.
+    /// One aggregate's events as stored after sequence `after` (0: all), in sequence order.
     fn select_stream(
         &self,
         aggregate: Uuid,
+        after: u64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// The aggregate's snapshot of `aggregate_type` at `state_version`, if one was saved.
+    fn select_snapshot(
+        &self,
+        aggregate: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Saves `snapshot` in place of an older one of the aggregate (never over a newer one).
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes, in `tx`, every snapshot folded from `subject`'s events; how many.
+    fn drop_snapshots(
+        &self,
+        tx: &mut Conn<Self>,
+        subject: Uuid,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Up to `limit` committed events after `after` as stored, in commit-safe order.
     fn select_after(
@@ -254,22 +276,26 @@ pub(crate) async fn unseal<B: Backend, E: AsMut<Envelope>>(
     open_found(events, found, &data_keys)
 }
 
-/// One aggregate's stored events, in sequence order, PII opened.
+/// One aggregate's stored events after sequence `after` (0: all), in sequence order, PII
+/// opened.
 pub(crate) async fn read_stream<B: Backend>(
     backend: &B,
     aggregate: Uuid,
+    after: u64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut events = backend.select_stream(aggregate).await?;
+    let mut events = backend.select_stream(aggregate, after).await?;
     unseal(backend, &mut events).await?;
     Ok(events)
 }
 
-/// One aggregate's events decoded (old versions upcast), with its version.
+/// One aggregate's events after sequence `after` (0: all) decoded (old versions upcast), with
+/// its version.
 pub(crate) async fn load<B: Backend>(
     backend: &B,
     aggregate: Uuid,
+    after: u64,
 ) -> Result<AggregateStream, LoadError> {
-    AggregateStream::decoded(&read_stream(backend, aggregate).await?)
+    AggregateStream::decoded(&read_stream(backend, aggregate, after).await?, after)
 }
 
 /// Up to `limit` committed events after `after`, in commit-safe order, PII opened.
@@ -318,6 +344,8 @@ pub(crate) async fn erase_subject<B: Backend>(
         Scrub::KeysOnly => 0,
         Scrub::StoredCiphertext => backend.scrub(&mut tx, subject).await?,
     };
+    // A snapshot's state may hold what the subject's events said, in clear.
+    backend.drop_snapshots(&mut tx, subject).await?;
     let erased_at = chrono::Utc::now();
     let envelope = Envelope::new(&DataSubjectErased {
         // A stream of its own: the subject's id may also be an application aggregate's.

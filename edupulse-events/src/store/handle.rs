@@ -168,13 +168,13 @@ impl Store {
     /// Every stored event of one aggregate, in sequence order, undecoded, PII opened (see
     /// [`Store::unseal`]).
     pub async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        flow::read_stream(self, aggregate_id).await
+        flow::read_stream(self, aggregate_id, 0).await
     }
 
     /// One aggregate's events decoded through the global registry (old versions upcast), with
     /// the version to expect when appending next.
     pub async fn load(&self, aggregate_id: Uuid) -> Result<AggregateStream, LoadError> {
-        flow::load(self, aggregate_id).await
+        flow::load(self, aggregate_id, 0).await
     }
 
     /// Up to `limit` committed events after `after`, in commit-safe order, PII opened. Events

@@ -8,6 +8,7 @@ mod error;
 pub(crate) mod flow;
 mod read;
 pub(crate) mod sealing;
+mod snapshot;
 mod version;
 
 // PostgreSQL's side of it.
@@ -36,5 +37,6 @@ pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 pub(crate) use read::{LogRow, corrupt};
 #[cfg(feature = "postgres")]
 pub use schema_name::{SchemaError, SchemaNameError, in_schema, pool_in_schema};
+pub use snapshot::Snapshot;
 pub(crate) use version::single_aggregate;
 pub use version::{Appended, ExpectedVersion};

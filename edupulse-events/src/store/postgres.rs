@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::privacy::{Destroyed, KeyStore, SEALED_MARKER, erased_json};
 use crate::store::flow::{Backend, Batch};
-use crate::store::{Appended, LogCursor, Store, StoreError, StoredEvent};
+use crate::store::{Appended, LogCursor, Snapshot, Store, StoreError, StoredEvent};
 
 // Replaces each top-level value sealed for $1 (under the member $2, `SEALED_MARKER`, the
 // subject second in its form) with the erased marker $3. The trigger of migration 5 lets this
@@ -52,8 +52,77 @@ impl Backend for Store {
         Store::insert(self, tx, batch.expected, &batch.events).await
     }
 
-    async fn select_stream(&self, aggregate: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        Store::select_stream(self, aggregate).await
+    async fn select_stream(
+        &self,
+        aggregate: Uuid,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Store::select_stream(self, aggregate, after).await
+    }
+
+    async fn select_snapshot(
+        &self,
+        aggregate: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let row: Option<(i64, serde_json::Value, Vec<Uuid>)> = sqlx::query_as(
+            "SELECT version, state, data_subjects FROM snapshots \
+             WHERE aggregate_id = $1 AND aggregate_type = $2 AND state_version = $3",
+        )
+        .bind(aggregate)
+        .bind(aggregate_type)
+        .bind(i32::try_from(state_version).unwrap_or(i32::MAX))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|(version, state, data_subjects)| {
+            Some(Snapshot {
+                aggregate_id: aggregate,
+                aggregate_type: aggregate_type.to_owned(),
+                state_version,
+                version: u64::try_from(version).ok()?,
+                state,
+                data_subjects,
+            })
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let version =
+            i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
+                version: snapshot.version,
+            })?;
+        sqlx::query(
+            "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
+             data_subjects) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
+             state_version = EXCLUDED.state_version, version = EXCLUDED.version, \
+             state = EXCLUDED.state, data_subjects = EXCLUDED.data_subjects, taken_at = now() \
+             WHERE snapshots.version <= EXCLUDED.version",
+        )
+        .bind(snapshot.aggregate_id)
+        .bind(&snapshot.aggregate_type)
+        .bind(i32::try_from(snapshot.state_version).unwrap_or(i32::MAX))
+        .bind(version)
+        .bind(&snapshot.state)
+        .bind(&snapshot.data_subjects)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_snapshots(
+        &self,
+        tx: &mut PgConnection,
+        subject: Uuid,
+    ) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM snapshots WHERE data_subjects @> ARRAY[$1::uuid]")
+                .bind(subject)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn select_after(

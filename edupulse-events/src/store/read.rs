@@ -76,9 +76,10 @@ pub struct AggregateStream {
 }
 
 impl AggregateStream {
-    /// One aggregate's stored events (in sequence order) decoded through the global registry.
-    pub(crate) fn decoded(stored: &[StoredEvent]) -> Result<Self, LoadError> {
-        let version = stored.last().map_or(0, |e| e.envelope.sequence);
+    /// One aggregate's stored events (in sequence order, after sequence `after`) decoded
+    /// through the global registry.
+    pub(crate) fn decoded(stored: &[StoredEvent], after: u64) -> Result<Self, LoadError> {
+        let version = stored.last().map_or(after, |e| e.envelope.sequence);
         let registry = Registry::global();
         let events = stored
             .iter()
@@ -163,11 +164,16 @@ impl Store {
     pub(super) async fn select_stream(
         &self,
         aggregate_id: Uuid,
+        after: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after =
+            i64::try_from(after).map_err(|_| StoreError::VersionOutOfRange { version: after })?;
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY sequence"
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 AND sequence > $2 \
+             ORDER BY sequence"
         ))
         .bind(aggregate_id)
+        .bind(after)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(StoredEvent::try_from).collect()
