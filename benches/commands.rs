@@ -6,8 +6,8 @@
 //!   rows, insert one row at the next sequence, the unique key the check, commit);
 //! - warm cache: `execute` on cached aggregates against a blind `append` of the same event
 //!   with `ExpectedVersion::Any`;
-//! - history length, cache off and no snapshots: command latency at histories of 10, 1,000
-//!   and 10,000 events;
+//! - history length, cache off: command latency at histories of 10, 1,000 and 10,000 events,
+//!   without snapshots and with one every 100 events;
 //! - contention: 8 writers on one aggregate, 100 commands each: throughput, attempts, and
 //!   how many ran out of attempts.
 //!
@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestEnv;
-use edupulse_events::aggregate::{Aggregate, Aggregates, CommandError};
+use edupulse_events::aggregate::{Aggregate, Aggregates, CommandError, SnapshotState};
+use edupulse_events::store::EventStore;
 use edupulse_events::store::{ExpectedVersion, Store};
 use edupulse_events::{Envelope, Uuid, aggregate_events};
 use plain_quiz::QuizScored;
@@ -34,9 +35,13 @@ aggregate_events! {
 }
 
 /// How many scores a quiz holds: the fold reads every event.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Scores {
     count: u64,
+}
+
+impl SnapshotState for Scores {
+    const STATE_VERSION: u32 = 1;
 }
 
 impl Aggregate for Scores {
@@ -199,11 +204,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Mean latency of `n` commands (cache off) on one aggregate with `history` events.
-async fn latency(env: &TestEnv, history: usize, n: u32) -> Duration {
+/// Mean latency of `n` commands (cache off) on one aggregate with `history` events, reading
+/// a snapshot taken every 100 events when `snapshots`.
+async fn latency(env: &TestEnv, history: usize, n: u32, snapshots: bool) -> Duration {
     let id = Uuid::now_v7();
     seed(env, &[id], history).await;
-    let scores = Aggregates::<Scores, Store>::new(env.store.clone()).cache(0);
+    let mut scores = Aggregates::<Scores, Store>::new(env.store.clone()).cache(0);
+    if snapshots {
+        scores = scores.snapshot_every(100);
+        // The first command reads the whole history and snapshots it (in a task of its own).
+        scores.execute(&id, |s| decide(s, id)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.store.snapshot(id, "quiz", 1).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no snapshot");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let start = Instant::now();
     for _ in 0..n {
         scores.execute(&id, |s| decide(s, id)).await.unwrap();
@@ -276,11 +292,22 @@ async fn main() {
         );
     }
     if runs("history") {
-        for history in [10, 1_000, 10_000] {
-            let took = latency(&env, history, 50).await;
+        for snapshots in [false, true] {
+            let mut figures = Vec::new();
+            for history in [10, 1_000, 10_000] {
+                let took = latency(&env, history, 50, snapshots).await;
+                figures.push(took.as_secs_f64());
+                println!(
+                    "history of {history:>6} events, cache off, {}: {:>8.2} ms per command",
+                    if snapshots { "snapshot every 100" } else { "no snapshots     " },
+                    took.as_secs_f64() * 1e3
+                );
+            }
+            let spread = figures.iter().copied().fold(f64::MIN, f64::max)
+                / figures.iter().copied().fold(f64::MAX, f64::min);
             println!(
-                "history of {history:>6} events, cache off, no snapshots: {:>8.2} ms per command",
-                took.as_secs_f64() * 1e3
+                "  slowest / fastest: {spread:.2}{}",
+                if snapshots { " (target <= 1.5)" } else { "" }
             );
         }
     }
