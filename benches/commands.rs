@@ -124,7 +124,7 @@ async fn seed(env: &TestEnv, ids: &[Uuid], history: usize) {
                 .unwrap();
         }
     }
-    sqlx::query("INSERT INTO raw_events SELECT * FROM events WHERE aggregate_id = ANY($1)")
+    sqlx::query("INSERT INTO raw_events OVERRIDING SYSTEM VALUE SELECT * FROM events WHERE aggregate_id = ANY($1)")
         .bind(ids)
         .execute(&env.pool)
         .await
@@ -299,7 +299,11 @@ async fn main() {
                 figures.push(took.as_secs_f64());
                 println!(
                     "history of {history:>6} events, cache off, {}: {:>8.2} ms per command",
-                    if snapshots { "snapshot every 100" } else { "no snapshots     " },
+                    if snapshots {
+                        "snapshot every 100"
+                    } else {
+                        "no snapshots     "
+                    },
                     took.as_secs_f64() * 1e3
                 );
             }

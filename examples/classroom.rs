@@ -1,6 +1,6 @@
 //! The EduPulse flow end to end against PostgreSQL and NATS JetStream (start them with
-//! `scripts/services`): a teacher publishes a lesson, students submit quizzes, a badge is
-//! awarded; the relay moves every event to JetStream and a plain NATS subscriber reads them.
+//! `scripts/services`): a teacher publishes a lesson and a quiz, students submit it (commands on
+//! the quiz aggregate, one attempt each), a badge is awarded; the relay moves every event to JetStream and a plain NATS subscriber reads them.
 //! Names are personal data: they are sealed before they leave the process, and once the
 //! student is erased, the badge read back from the stream says `Erased`.
 //!
@@ -18,10 +18,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edupulse_domain::{BadgeAwarded, LessonPublished, QuizSubmitted};
+use edupulse_domain::{Answer, BadgeAwarded, LessonPublished, Quiz, QuizEvent};
+use edupulse_events::aggregate::Aggregates;
 use edupulse_events::privacy::{LocalKeyProvider, Scrub};
 use edupulse_events::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use edupulse_events::store::ExpectedVersion;
+use edupulse_events::store::Store;
 use edupulse_events::{Envelope, Runtime, Uuid};
 use futures::StreamExt;
 
@@ -87,38 +89,61 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
+    // The quiz is an aggregate: each command is decided on its current state (published?
+    // attempts left?) and appended with the version it was decided on.
+    let quizzes = Aggregates::<Quiz, Store>::new(runtime.store().clone());
     let quiz_id = Uuid::now_v7();
-    let students: Vec<(Uuid, &str, f32)> = vec![
-        (Uuid::now_v7(), "Ada", 0.9),
-        (Uuid::now_v7(), "Grace", 0.95),
-        (Uuid::now_v7(), "Alan", 0.7),
+    quizzes
+        .execute(&quiz_id, |quiz| {
+            quiz.publish(quiz_id, lesson.lesson_id, teacher, 1)
+        })
+        .await?;
+    // (name, correct answers out of 5)
+    let students: Vec<(Uuid, &str, u32)> = vec![
+        (Uuid::now_v7(), "Ada", 4),
+        (Uuid::now_v7(), "Grace", 5),
+        (Uuid::now_v7(), "Alan", 3),
     ];
-    for (student_id, name, score) in &students {
-        let event = QuizSubmitted {
-            quiz_id,
-            student_id: *student_id,
-            student_name: (*name).into(),
-            score: *score,
-            answers: vec![],
-        };
+    for (student_id, name, correct) in &students {
+        let answers = || answers(*correct, 5);
         // The score row and the event commit together, or neither does.
-        let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO quiz_scores VALUES ($1, $2, $3)")
-            .bind(quiz_id)
-            .bind(student_id)
-            .bind(score)
-            .execute(&mut *tx)
+        quizzes
+            .execute_with(
+                &quiz_id,
+                |quiz| quiz.submit(quiz_id, *student_id, (*name).into(), answers()),
+                |tx, events| {
+                    Box::pin(async move {
+                        for event in events {
+                            if let QuizEvent::QuizSubmitted(submitted) = event {
+                                sqlx::query("INSERT INTO quiz_scores VALUES ($1, $2, $3)")
+                                    .bind(submitted.quiz_id)
+                                    .bind(submitted.student_id)
+                                    .bind(submitted.score)
+                                    .execute(&mut **tx)
+                                    .await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                },
+            )
             .await?;
-        runtime
-            .store()
-            .append(&mut tx, ExpectedVersion::Any, &[Envelope::new(&event)?])
-            .await?;
-        tx.commit().await?;
     }
+    // One attempt each: a second submission is refused by the quiz, and nothing is stored.
+    let (ada, _, _) = students[0];
+    let again = quizzes
+        .execute(&quiz_id, |quiz| {
+            quiz.submit(quiz_id, ada, "Ada".into(), answers(5, 5))
+        })
+        .await;
+    println!(
+        "a second attempt by Ada: {}",
+        again.expect_err("one attempt each")
+    );
 
     let (best, best_name, _) = students
         .iter()
-        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .max_by_key(|student| student.2)
         .expect("three students");
     let badge = BadgeAwarded {
         award_id: Uuid::now_v7(),
@@ -134,7 +159,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let mut badge_message = None;
-    for _ in 0..5 {
+    // The lesson, the quiz, three submissions, the badge.
+    for _ in 0..6 {
         let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
             .await?
             .ok_or("subscription closed")?;
@@ -196,4 +222,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .execute(&admin)
         .await?;
     Ok(())
+}
+
+/// `total` answers, the first `correct` of them right.
+fn answers(correct: u32, total: u32) -> Vec<Answer> {
+    (1..=total)
+        .map(|question| Answer {
+            question,
+            choice: "a".into(),
+            correct: question <= correct,
+        })
+        .collect()
 }

@@ -261,9 +261,8 @@ mod on_postgres {
                     Box::pin(async move {
                         sqlx::query("INSERT INTO grades (note) VALUES ('closing')")
                             .execute(&mut **tx)
-                            .await
-                            .unwrap();
-                        Err(QuizError::Closed)
+                            .await?;
+                        Err(CommandError::Rejected(QuizError::Closed))
                     })
                 },
             )
@@ -332,9 +331,8 @@ mod on_sqlite {
                     Box::pin(async move {
                         sqlx::query("INSERT INTO grades (note) VALUES ('closing')")
                             .execute(&mut **tx)
-                            .await
-                            .unwrap();
-                        Err(QuizError::Closed)
+                            .await?;
+                        Err(CommandError::Rejected(QuizError::Closed))
                     })
                 },
             )

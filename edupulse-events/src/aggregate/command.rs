@@ -80,6 +80,12 @@ pub enum CommandError<E> {
     Load(#[from] LoadError),
 }
 
+impl<E> From<sqlx::Error> for CommandError<E> {
+    fn from(err: sqlx::Error) -> Self {
+        CommandError::Store(err.into())
+    }
+}
+
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed {
@@ -94,7 +100,8 @@ pub struct Executed {
 }
 
 /// The type of "no writes of the caller's" in [`Aggregates::execute`].
-type NoWrites<Tx, Ev, E> = for<'t> fn(&'t mut Tx, &'t [Ev]) -> BoxFuture<'t, Result<(), E>>;
+type NoWrites<Tx, Ev, E> =
+    for<'t> fn(&'t mut Tx, &'t [Ev]) -> BoxFuture<'t, Result<(), CommandError<E>>>;
 
 /// Commands on one aggregate type `A`, over a store `S` (PostgreSQL's or the embedded one).
 pub struct Aggregates<A: Aggregate, S> {
@@ -218,8 +225,9 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
     /// [`execute`](Self::execute), with the caller's own writes in the same transaction:
     /// `writes` gets the transaction and the events decided, before they are appended. Both
     /// commit together, or neither does; after a conflict `writes` runs again, in the next
-    /// attempt's transaction. Its error rolls everything back and comes back as
-    /// [`CommandError::Rejected`].
+    /// attempt's transaction. Its error (a database error through `?`, or
+    /// [`CommandError::Rejected`] for a rule the caller's rows enforce) rolls everything back
+    /// and is returned.
     pub async fn execute_with<E, F, W>(
         &self,
         id: &<A::Event as AggregateEvent>::Id,
@@ -229,7 +237,11 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
     where
         E: Send,
         F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send,
-        W: for<'t> FnMut(&'t mut S::Tx, &'t [A::Event]) -> BoxFuture<'t, Result<(), E>> + Send,
+        W: for<'t> FnMut(
+                &'t mut S::Tx,
+                &'t [A::Event],
+            ) -> BoxFuture<'t, Result<(), CommandError<E>>>
+            + Send,
     {
         self.run(id.entity_uuid(), decide, Some(&mut writes)).await
     }
@@ -243,7 +255,11 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
     where
         E: Send,
         F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send,
-        W: for<'t> FnMut(&'t mut S::Tx, &'t [A::Event]) -> BoxFuture<'t, Result<(), E>> + Send,
+        W: for<'t> FnMut(
+                &'t mut S::Tx,
+                &'t [A::Event],
+            ) -> BoxFuture<'t, Result<(), CommandError<E>>>
+            + Send,
     {
         for attempt in 1..=self.max_attempts {
             let seen = erasures_seen();
@@ -273,11 +289,11 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             let envelopes = envelopes(aggregate, &events)?;
             let mut tx = self.store.begin().await?;
             if let Some(writes) = writes.as_deref_mut()
-                && let Err(refused) = writes(&mut tx, &events).await
+                && let Err(failed) = writes(&mut tx, &events).await
             {
                 self.store.rollback(tx).await?;
                 self.keep(aggregate, entry, seen);
-                return Err(CommandError::Rejected(refused));
+                return Err(failed);
             }
             let expected = ExpectedVersion::Exact(entry.version);
             match self.store.append(&mut tx, expected, &envelopes).await {
