@@ -124,11 +124,16 @@ async fn seed(env: &TestEnv, ids: &[Uuid], history: usize) {
                 .unwrap();
         }
     }
-    sqlx::query("INSERT INTO raw_events OVERRIDING SYSTEM VALUE SELECT * FROM events WHERE aggregate_id = ANY($1)")
-        .bind(ids)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO raw_events (event_id, aggregate_type, aggregate_id, sequence, event_type, \
+         version, data_subjects, payload, metadata, occurred_at) \
+         SELECT event_id, aggregate_type, aggregate_id, sequence, event_type, version, \
+         data_subjects, payload, metadata, occurred_at FROM events WHERE aggregate_id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(&env.pool)
+    .await
+    .unwrap();
     sqlx::query("DELETE FROM outbox")
         .execute(&env.pool)
         .await
