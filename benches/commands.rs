@@ -220,7 +220,8 @@ async fn latency(env: &TestEnv, history: usize, n: u32, snapshots: bool) -> Dura
         // The first command reads the whole history and snapshots it (in a task of its own).
         scores.execute(&id, |s| decide(s, id)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while env.store.snapshot(id, "quiz", 1).await.unwrap().is_none() {
+        // A history shorter than the interval has none to take yet.
+        while history + 1 >= 100 && env.store.snapshot(id, "quiz", 1).await.unwrap().is_none() {
             assert!(Instant::now() < deadline, "no snapshot");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -281,10 +282,12 @@ async fn main() {
             }
         };
         let store = env.store.clone();
-        let blind = move |id: Uuid| {
+        // On aggregates of their own: a blind append to a cached aggregate would make its
+        // cached state stale.
+        let blind = move |_: Uuid| {
             let store = store.clone();
             async move {
-                let e = Envelope::new(&scored(id)).unwrap();
+                let e = Envelope::new(&scored(Uuid::now_v7())).unwrap();
                 store
                     .append_committed(ExpectedVersion::Any, &[e])
                     .await
