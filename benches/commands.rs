@@ -221,7 +221,8 @@ async fn latency(env: &TestEnv, history: usize, n: u32, snapshots: bool) -> Dura
         scores.execute(&id, |s| decide(s, id)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         // A history shorter than the interval has none to take yet.
-        while history + 1 >= 100 && env.store.snapshot(id, "quiz", 1).await.unwrap().is_none() {
+        let key = format!("quiz/{}", std::any::type_name::<Scores>());
+        while history + 1 >= 100 && env.store.snapshot(id, &key, 1).await.unwrap().is_none() {
             assert!(Instant::now() < deadline, "no snapshot");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -212,8 +212,41 @@ async fn an_event_the_aggregate_does_not_list_is_a_typed_error<S: EventStore + C
     );
 }
 
+/// A refusal is checked by no append: made on a cached state, it is made again on a fresh
+/// read. Replica B cached the quiz unpublished; after A publishes it, B's submission goes in.
+async fn a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let (quiz_id, ada) = (Uuid::now_v7(), Uuid::now_v7());
+    let replica_b = Aggregates::<Quiz, _>::new(store.clone());
+    let submit = |quiz: &Quiz| quiz.submit(quiz_id, ada, "Ada".to_owned().into(), answers(true));
+    let first = replica_b.execute(&quiz_id, submit).await.unwrap_err();
+    assert!(
+        matches!(first, CommandError::Rejected(QuizError::NotPublished)),
+        "{first}"
+    );
+    assert_eq!(replica_b.cached(), 1);
+    Aggregates::<Quiz, _>::new(store.clone())
+        .execute(&quiz_id, |quiz| {
+            quiz.publish(quiz_id, Uuid::now_v7(), Uuid::now_v7(), 1)
+        })
+        .await
+        .unwrap();
+    let second = replica_b.execute(&quiz_id, submit).await.unwrap();
+    assert_eq!((second.version, second.cached), (2, false));
+}
+
 mod on_postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read() {
+        let env = TestEnv::new().await;
+        super::a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read(env.store.clone())
+            .await;
+        env.cleanup().await;
+    }
 
     #[tokio::test]
     async fn a_stale_decision_is_decided_again_and_appended_once() {
@@ -289,6 +322,15 @@ mod on_postgres {
 
 mod on_sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read(
+            sqlite_file(&dir).await,
+        )
+        .await;
+    }
 
     #[tokio::test]
     async fn a_stale_decision_is_decided_again_and_appended_once() {

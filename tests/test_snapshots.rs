@@ -15,7 +15,7 @@ use edupulse_events::aggregate::{Aggregate, Aggregates, SnapshotState};
 use edupulse_events::embedded::SqliteStore;
 use edupulse_events::privacy::canary::{Canary, PlaintextScan};
 use edupulse_events::privacy::{DataKey, LocalKeyProvider, Scrub};
-use edupulse_events::store::EventStore;
+use edupulse_events::store::{EventStore, Snapshot};
 use serde::{Deserialize, Serialize};
 
 /// Attempts per student, in the state's first shape. `folded` counts the events applied since
@@ -111,13 +111,15 @@ fn submit(quiz_id: Uuid, student_id: Uuid, name: &str) -> QuizEvent {
     .into()
 }
 
-/// Waits (at most 30 s) until the aggregate has a snapshot of `state_version` at `version`:
+/// Waits (at most 30 s) until the aggregate has a snapshot of the state `A` at `version`:
 /// snapshots are saved in a task of their own, after the command returned.
-async fn snapshot_at<S: EventStore>(store: &S, quiz_id: Uuid, state_version: u32, version: u64) {
+async fn snapshot_at<A: SnapshotState, S: EventStore>(store: &S, quiz_id: Uuid, version: u64) {
+    // Keyed by the aggregate type and the state's Rust type.
+    let key = format!("quiz/{}", std::any::type_name::<A>());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let found = store
-            .snapshot(quiz_id, "quiz", state_version)
+            .snapshot(quiz_id, &key, A::STATE_VERSION)
             .await
             .unwrap();
         if found.as_ref().is_some_and(|s| s.version == version) {
@@ -152,7 +154,7 @@ where
             .unwrap();
     }
     // Taken when the third event was appended, not at the fourth.
-    snapshot_at(&store, quiz_id, 1, 3).await;
+    snapshot_at::<AttemptsV1, _>(&store, quiz_id, 3).await;
 
     let (state, version) = Aggregates::<AttemptsV1, _>::new(store.clone())
         .snapshot_every(3)
@@ -178,8 +180,53 @@ where
     assert_eq!((state.submissions, state.folded, version), (3, 4, 4));
 }
 
+/// A save that comes after a person's erasure (a task queued before it, a replica that has
+/// not heard of it) stores nothing: the erasure's tombstone refuses every snapshot that names
+/// them, so none is left for its delete to miss.
+async fn a_snapshot_naming_an_erased_person_is_not_saved<S: EventStore>(store: S) {
+    let ada = Uuid::now_v7();
+    store
+        .erase_subject(ada, "test", Scrub::KeysOnly)
+        .await
+        .unwrap();
+    let snapshot = Snapshot {
+        aggregate_id: Uuid::now_v7(),
+        aggregate_type: "quiz/late".into(),
+        state_version: 1,
+        version: 2,
+        state: serde_json::json!({ "names": ["Ada"] }),
+        data_subjects: vec![Uuid::now_v7(), ada],
+    };
+    store.save_snapshot(&snapshot).await.unwrap();
+    let saved = store
+        .snapshot(snapshot.aggregate_id, "quiz/late", 1)
+        .await
+        .unwrap();
+    assert_eq!(saved, None, "a snapshot naming an erased person was saved");
+    // One naming nobody erased is saved.
+    let other = Snapshot {
+        data_subjects: vec![Uuid::now_v7()],
+        ..snapshot
+    };
+    store.save_snapshot(&other).await.unwrap();
+    assert_eq!(
+        store
+            .snapshot(other.aggregate_id, "quiz/late", 1)
+            .await
+            .unwrap(),
+        Some(other)
+    );
+}
+
 mod on_postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn a_snapshot_naming_an_erased_person_is_not_saved() {
+        let env = TestEnv::new().await;
+        super::a_snapshot_naming_an_erased_person_is_not_saved(env.store.clone()).await;
+        env.cleanup().await;
+    }
 
     #[tokio::test]
     async fn snapshots_are_read_back_and_ignored_after_a_state_change() {
@@ -203,7 +250,7 @@ mod on_postgres {
             })
             .await
             .unwrap();
-        snapshot_at(&env.store, quiz_id, 1, 2).await;
+        snapshot_at::<Names, _>(&env.store, quiz_id, 2).await;
         let scan = |canary: Canary| {
             let env = &env;
             async move {
@@ -233,6 +280,12 @@ mod on_postgres {
 
 mod on_sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn a_snapshot_naming_an_erased_person_is_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_snapshot_naming_an_erased_person_is_not_saved(file_store(&dir).await).await;
+    }
 
     async fn file_store(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open(dir.path().join("events.db"), "edupulse")
@@ -294,7 +347,7 @@ mod on_sqlite {
             })
             .await
             .unwrap();
-        snapshot_at(&store, quiz_id, 1, 2).await;
+        snapshot_at::<Names, _>(&store, quiz_id, 2).await;
         assert_eq!(
             rows_holding(&store, canary.as_str()).await,
             ["snapshots.state"]

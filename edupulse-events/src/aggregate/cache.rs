@@ -18,7 +18,14 @@ pub(super) struct Entry<A> {
     pub(super) subjects: Vec<Uuid>,
     /// The version of its latest snapshot known here (0: none).
     pub(super) snapshot_at: u64,
+    /// When it was read or last validated by an append.
+    pub(super) since: std::time::Instant,
 }
+
+/// How long a cached state is used without the store confirming it: an erasure made by
+/// another process reaches this cache only through the erasure follower (NATS), so a state
+/// is read again at least this often, as keys are (`KEY_CACHE_TTL`).
+pub(super) const STATE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A bounded cache of one aggregate type's states, least recently used out first.
 pub(super) struct Cache<A> {
@@ -65,7 +72,7 @@ pub(super) fn erasures_seen() -> u64 {
 
 /// Whether an erasure heard of since `seen` concerns one of `subjects` (or may have: more
 /// erasures than are remembered).
-fn erased_since(seen: u64, subjects: &[Uuid]) -> bool {
+pub(super) fn erased_since(seen: u64, subjects: &[Uuid]) -> bool {
     let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
     let now = ERASURES.load(Ordering::SeqCst);
     if now == seen {
@@ -106,10 +113,9 @@ impl<A: Send + Sync + 'static> Cache<A> {
             entries: Mutex::new(lru::LruCache::new(capacity)),
         });
         let weak: Weak<dyn ForgetSubject> = Arc::downgrade(&cache) as Weak<dyn ForgetSubject>;
-        CACHES
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(weak);
+        let mut caches = CACHES.lock().unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|cache| cache.strong_count() > 0);
+        caches.push(weak);
         cache
     }
 
@@ -120,6 +126,7 @@ impl<A: Send + Sync + 'static> Cache<A> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop(&id)
+            .filter(|entry| entry.since.elapsed() < STATE_TTL)
     }
 
     /// Keeps a state known to match the store at `entry.version`, unless an erasure heard
@@ -127,7 +134,14 @@ impl<A: Send + Sync + 'static> Cache<A> {
     pub(super) fn put(&self, id: Uuid, entry: Entry<A>, seen: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         // Checked under the lock an eviction takes: an erasure after this sees the entry.
-        if !erased_since(seen, &entry.subjects) {
+        if erased_since(seen, &entry.subjects) {
+            return;
+        }
+        // A concurrent command may have put a newer state meanwhile: keep that one.
+        if entries
+            .peek(&id)
+            .is_none_or(|cached| cached.version <= entry.version)
+        {
             entries.put(id, entry);
         }
     }

@@ -20,7 +20,7 @@ use crate::envelope::{EncodeError, Envelope};
 use crate::event::EntityId;
 use crate::store::{EventStore, ExpectedVersion, LoadError, Snapshot, StoreError};
 
-use super::cache::{Cache, Entry, erasures_seen};
+use super::cache::{Cache, Entry, erased_since, erasures_seen};
 use super::events::{Aggregate, AggregateEvent, SnapshotState};
 
 /// Why a command appended nothing.
@@ -72,7 +72,9 @@ pub enum CommandError<E> {
     /// An event could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// The store failed.
+    /// The store failed. When it was the commit that failed, the server may still have
+    /// committed (a connection lost on the way back): read the aggregate before running the
+    /// command again, or its events may be stored twice.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The aggregate could not be read.
@@ -114,6 +116,9 @@ pub struct Aggregates<A: Aggregate, S> {
 /// How `A`'s states are snapshotted (see [`Aggregates::snapshot_every`]).
 struct Snapshots<A> {
     every: u64,
+    /// The aggregate type and the state's Rust type: two state types folded from one
+    /// aggregate's events keep snapshots of their own.
+    key: String,
     state_version: u32,
     encode: fn(&A) -> Result<serde_json::Value, serde_json::Error>,
     decode: fn(serde_json::Value) -> Result<A, serde_json::Error>,
@@ -129,6 +134,12 @@ impl<A: SnapshotState, S: EventStore + Clone + 'static> Aggregates<A, S> {
     /// snapshot and the events after it. Snapshots of another
     /// [`STATE_VERSION`](SnapshotState::STATE_VERSION) are ignored.
     pub fn snapshot_every(mut self, events: u64) -> Self {
+        const {
+            assert!(
+                A::STATE_VERSION >= 1,
+                "a SnapshotState's STATE_VERSION starts at 1"
+            );
+        }
         let store = self.store.clone();
         let save = move |snapshot: Snapshot| {
             let store = store.clone();
@@ -144,6 +155,11 @@ impl<A: SnapshotState, S: EventStore + Clone + 'static> Aggregates<A, S> {
         };
         self.snapshots = Some(Snapshots {
             every: events.max(1),
+            key: format!(
+                "{}/{}",
+                <A::Event as AggregateEvent>::AGGREGATE,
+                std::any::type_name::<A>()
+            ),
             state_version: A::STATE_VERSION,
             encode: |state| serde_json::to_value(state),
             decode: serde_json::from_value,
@@ -264,12 +280,20 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         for attempt in 1..=self.max_attempts {
             let seen = erasures_seen();
             let cached = self.cache.as_ref().and_then(|cache| cache.take(aggregate));
-            let was_cached = cached.is_some();
+            let mut was_cached = cached.is_some();
             let mut entry = match cached {
                 Some(entry) => entry,
                 None => self.read(aggregate).await.map_err(widen)?,
             };
-            let events = match decide(&entry.state) {
+            let mut decided = decide(&entry.state);
+            if was_cached && !decided.as_ref().is_ok_and(|events| !events.is_empty()) {
+                // No append checks a refusal or a decision to do nothing: on a cached state,
+                // they are made again on a fresh read before they are believed.
+                entry = self.read(aggregate).await.map_err(widen)?;
+                was_cached = false;
+                decided = decide(&entry.state);
+            }
+            let events = match decided {
                 Ok(events) => events,
                 Err(refused) => {
                     self.keep(aggregate, entry, seen);
@@ -303,8 +327,15 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                         entry.state.apply(event);
                         entry.subjects.extend(&envelope.data_subjects);
                     }
+                    entry.subjects.sort_unstable();
+                    entry.subjects.dedup();
                     entry.version = appended.version;
-                    self.snapshot(aggregate, &mut entry);
+                    entry.since = std::time::Instant::now();
+                    // Not from a state an erasure overlapping this command concerns: the
+                    // eviction passed it by while this command held it.
+                    if !erased_since(seen, &entry.subjects) {
+                        self.snapshot(aggregate, &mut entry);
+                    }
                     self.keep(aggregate, entry, seen);
                     return Ok(Executed {
                         version: appended.version,
@@ -343,7 +374,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             Ok(state) => {
                 (snapshots.save)(Snapshot {
                     aggregate_id: aggregate,
-                    aggregate_type: <A::Event as AggregateEvent>::AGGREGATE.to_owned(),
+                    aggregate_type: snapshots.key.clone(),
                     state_version: snapshots.state_version,
                     version: entry.version,
                     state,
@@ -351,7 +382,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                 });
                 entry.snapshot_at = entry.version;
             }
-            // Once per process: the error names the type, never a value.
+            // Once per `Aggregates`: the error names the type, never a value.
             Err(err) if !snapshots.warned.swap(true, Ordering::Relaxed) => tracing::warn!(
                 aggregate_type = <A::Event as AggregateEvent>::AGGREGATE,
                 error = %err,
@@ -376,25 +407,23 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         let mut state = A::default();
         let mut subjects = Vec::new();
         let mut after = 0;
-        if let Some(snapshots) = &self.snapshots {
-            let kind = <A::Event as AggregateEvent>::AGGREGATE;
-            if let Some(snapshot) = self
+        if let Some(snapshots) = &self.snapshots
+            && let Some(snapshot) = self
                 .store
-                .snapshot(aggregate, kind, snapshots.state_version)
+                .snapshot(aggregate, &snapshots.key, snapshots.state_version)
                 .await?
-            {
-                match (snapshots.decode)(snapshot.state) {
-                    Ok(decoded) => {
-                        state = decoded;
-                        subjects = snapshot.data_subjects;
-                        after = snapshot.version;
-                    }
-                    Err(err) => tracing::warn!(
-                        %aggregate,
-                        error = %err,
-                        "a snapshot of this state version does not decode; folding the events"
-                    ),
+        {
+            match (snapshots.decode)(snapshot.state) {
+                Ok(decoded) => {
+                    state = decoded;
+                    subjects = snapshot.data_subjects;
+                    after = snapshot.version;
                 }
+                Err(err) => tracing::warn!(
+                    %aggregate,
+                    error = %err,
+                    "a snapshot of this state version does not decode; folding the events"
+                ),
             }
         }
         let stream = self.store.load_after(aggregate, after).await?;
@@ -414,6 +443,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             version: stream.version,
             subjects,
             snapshot_at: after,
+            since: std::time::Instant::now(),
         })
     }
 }

@@ -81,7 +81,9 @@ pub trait SnapshotState: Aggregate + serde::Serialize + serde::de::DeserializeOw
 /// }
 /// ```
 ///
-/// generates `enum QuizEvent { QuizPublished(QuizPublished), .. }` with a `From` for each
+/// Each event is named by a type in scope (an identifier, not a path: `use` it first); the
+/// variant takes its name. This generates `enum QuizEvent { QuizPublished(QuizPublished), .. }`
+/// with a `From` for each
 /// event and [`AggregateEvent`] for the enum. It refuses to compile when an event's
 /// `#[event(aggregate = ...)]` names another aggregate, or its `#[event(aggregate_id)]` is
 /// not of the `by` type.
@@ -94,7 +96,7 @@ macro_rules! aggregate_events {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug)]
+        #[derive(::core::fmt::Debug)]
         $vis enum $name {
             $(
                 #[doc = ::core::concat!("`", ::core::stringify!($event), "`.")]

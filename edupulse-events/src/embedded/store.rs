@@ -366,6 +366,9 @@ impl Backend for SqliteStore {
         Ok(parsed)
     }
 
+    /// One writer at a time: a save either lands before an erasure (whose delete then
+    /// removes it) or sees its tombstone and saves nothing. A snapshot is never saved for an
+    /// aggregate any of whose subjects was ever erased.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let version =
             i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
@@ -374,7 +377,10 @@ impl Backend for SqliteStore {
         let subjects = serde_json::to_string(&snapshot.data_subjects).unwrap_or_default();
         sqlx::query(
             "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
-             data_subjects, taken_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             data_subjects, taken_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+             WHERE NOT EXISTS (SELECT 1 FROM erased_subjects \
+                               WHERE subject_id IN (SELECT value FROM json_each(?6))) \
              ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
              state_version = excluded.state_version, version = excluded.version, \
              state = excluded.state, data_subjects = excluded.data_subjects, \
@@ -399,7 +405,7 @@ impl Backend for SqliteStore {
         subject: Uuid,
     ) -> Result<u64, StoreError> {
         Ok(sqlx::query(
-            "DELETE FROM snapshots WHERE EXISTS \
+            "DELETE FROM snapshots WHERE NOT json_valid(data_subjects) OR EXISTS \
              (SELECT 1 FROM json_each(snapshots.data_subjects) WHERE value = ?)",
         )
         .bind(subject.to_string())

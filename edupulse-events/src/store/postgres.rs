@@ -87,14 +87,34 @@ impl Backend for Store {
         }))
     }
 
+    /// In a transaction holding each subject's lock shared, as appends do: an erasure holds
+    /// it exclusively until it commits, so a save either lands before the erasure (whose
+    /// delete then removes it) or sees its tombstone and saves nothing. A snapshot is never
+    /// saved for an aggregate any of whose subjects was ever erased: it is folded from the
+    /// events instead.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let version =
             i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
                 version: snapshot.version,
             })?;
+        let mut subjects = snapshot.data_subjects.clone();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let mut tx = self.pool().begin().await?;
+        for subject in &subjects {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock_shared( \
+                 hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))",
+            )
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
-             data_subjects) VALUES ($1, $2, $3, $4, $5, $6) \
+             data_subjects) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE NOT EXISTS (SELECT 1 FROM erased_subjects WHERE subject_id = ANY($6)) \
              ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
              state_version = EXCLUDED.state_version, version = EXCLUDED.version, \
              state = EXCLUDED.state, data_subjects = EXCLUDED.data_subjects, taken_at = now() \
@@ -105,9 +125,10 @@ impl Backend for Store {
         .bind(i32::try_from(snapshot.state_version).unwrap_or(i32::MAX))
         .bind(version)
         .bind(&snapshot.state)
-        .bind(&snapshot.data_subjects)
-        .execute(self.pool())
+        .bind(&subjects)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
