@@ -283,13 +283,13 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             let mut was_cached = cached.is_some();
             let mut entry = match cached {
                 Some(entry) => entry,
-                None => self.read(aggregate).await.map_err(widen)?,
+                None => self.read(aggregate).await?,
             };
             let mut decided = decide(&entry.state);
             if was_cached && !decided.as_ref().is_ok_and(|events| !events.is_empty()) {
                 // No append checks a refusal or a decision to do nothing: on a cached state,
                 // they are made again on a fresh read before they are believed.
-                entry = self.read(aggregate).await.map_err(widen)?;
+                entry = self.read(aggregate).await?;
                 was_cached = false;
                 decided = decide(&entry.state);
             }
@@ -400,10 +400,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
     }
 
     /// The state folded from the store's events, after its snapshot when it has one.
-    async fn read(
-        &self,
-        aggregate: Uuid,
-    ) -> Result<Entry<A>, CommandError<std::convert::Infallible>> {
+    async fn read<E>(&self, aggregate: Uuid) -> Result<Entry<A>, CommandError<E>> {
         let mut state = A::default();
         let mut subjects = Vec::new();
         let mut after = 0;
@@ -467,39 +464,4 @@ fn envelopes<Ev: AggregateEvent, E>(
             Ok(event.to_envelope()?)
         })
         .collect()
-}
-
-/// A read's error as any command's.
-fn widen<E>(err: CommandError<std::convert::Infallible>) -> CommandError<E> {
-    match err {
-        CommandError::Rejected(never) => match never {},
-        CommandError::Contended {
-            aggregate,
-            attempts,
-        } => CommandError::Contended {
-            aggregate,
-            attempts,
-        },
-        CommandError::UnknownEvent {
-            aggregate,
-            type_name,
-            expected,
-        } => CommandError::UnknownEvent {
-            aggregate,
-            type_name,
-            expected,
-        },
-        CommandError::OtherAggregate {
-            aggregate,
-            type_name,
-            other,
-        } => CommandError::OtherAggregate {
-            aggregate,
-            type_name,
-            other,
-        },
-        CommandError::Encode(err) => CommandError::Encode(err),
-        CommandError::Store(err) => CommandError::Store(err),
-        CommandError::Load(err) => CommandError::Load(err),
-    }
 }
