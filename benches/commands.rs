@@ -7,7 +7,7 @@
 //! - warm cache: `execute` on cached aggregates against a blind `append` of the same event
 //!   with `ExpectedVersion::Any`;
 //! - history length, cache off: command latency at histories of 10, 1,000 and 10,000 events,
-//!   without snapshots and with one every 100 events;
+//!   without snapshots and with one every 100 events (the histories taking turns);
 //! - contention: 8 writers on one aggregate, 100 commands each: throughput, attempts, and
 //!   how many ran out of attempts.
 //!
@@ -90,6 +90,12 @@ async fn raw_command(env: &TestEnv, quiz_id: Uuid) {
         state.apply(&event.into());
     }
     let next = rows.last().map_or(1, |(sequence, _)| sequence + 1);
+    raw_insert(&mut tx, &e, next).await;
+    tx.commit().await.unwrap();
+}
+
+/// The baseline's insert: one row at `sequence`, the unique key the check.
+async fn raw_insert(tx: &mut sqlx::PgConnection, e: &Envelope, sequence: i64) {
     sqlx::query(
         "INSERT INTO raw_events (event_id, aggregate_type, aggregate_id, sequence, event_type, \
          version, data_subjects, payload, metadata, occurred_at) \
@@ -98,17 +104,16 @@ async fn raw_command(env: &TestEnv, quiz_id: Uuid) {
     .bind(e.id)
     .bind(&e.aggregate_type)
     .bind(e.aggregate_id)
-    .bind(next)
+    .bind(sequence)
     .bind(&e.event_type)
     .bind(1_i32)
     .bind(&e.data_subjects)
     .bind(e.payload.to_string())
     .bind(serde_json::to_string(&e.metadata).unwrap())
     .bind(e.occurred_at)
-    .execute(&mut *tx)
+    .execute(tx)
     .await
     .unwrap();
-    tx.commit().await.unwrap();
 }
 
 /// `ids` aggregates with `history` events each, in the log and in `raw_events`.
@@ -209,29 +214,45 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Mean latency of `n` commands (cache off) on one aggregate with `history` events, reading
-/// a snapshot taken every 100 events when `snapshots`.
-async fn latency(env: &TestEnv, history: usize, n: u32, snapshots: bool) -> Duration {
-    let id = Uuid::now_v7();
-    seed(env, &[id], history).await;
+/// Command latency (cache off) on aggregates with histories of `histories` events, reading
+/// a snapshot taken every 100 events when `snapshots`: the histories take turns, 20 commands
+/// at a time, over 6 rounds (so a noisy moment falls on all of them); each figure is the
+/// median of its rounds' means.
+async fn latencies(env: &TestEnv, histories: &[usize], snapshots: bool) -> Vec<Duration> {
+    let ids: Vec<Uuid> = histories.iter().map(|_| Uuid::now_v7()).collect();
     let mut scores = Aggregates::<Scores, Store>::new(env.store.clone()).cache(0);
     if snapshots {
         scores = scores.snapshot_every(100);
+    }
+    let key = format!("quiz/{}", std::any::type_name::<Scores>());
+    for (&id, &history) in ids.iter().zip(histories) {
+        seed(env, &[id], history).await;
         // The first command reads the whole history and snapshots it (in a task of its own).
         scores.execute(&id, |s| decide(s, id)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         // A history shorter than the interval has none to take yet.
-        let key = format!("quiz/{}", std::any::type_name::<Scores>());
-        while history + 1 >= 100 && env.store.snapshot(id, &key, 1).await.unwrap().is_none() {
+        while snapshots
+            && history + 1 >= 100
+            && env.store.snapshot(id, &key, 1).await.unwrap().is_none()
+        {
             assert!(Instant::now() < deadline, "no snapshot");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        scores.execute(&id, |s| decide(s, id)).await.unwrap();
+    let mut means: Vec<Vec<f64>> = vec![Vec::new(); ids.len()];
+    for _ in 0..ROUNDS {
+        for (n, &id) in ids.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..20 {
+                scores.execute(&id, |s| decide(s, id)).await.unwrap();
+            }
+            means[n].push(start.elapsed().as_secs_f64() / 20.0);
+        }
     }
-    start.elapsed() / n
+    means
+        .into_iter()
+        .map(|m| Duration::from_secs_f64(median(m)))
+        .collect()
 }
 
 #[tokio::main]
@@ -244,7 +265,7 @@ async fn main() {
     let part = std::env::var("BENCH_PART").unwrap_or_default();
     let runs = |name: &str| part.is_empty() || part == name;
     let ids: Arc<Vec<Uuid>> = Arc::new((0..AGGREGATES).map(|_| Uuid::now_v7()).collect());
-    if runs("trip") || runs("warm") {
+    if runs("trip") || runs("warm") || part == "split" {
         seed(&env, &ids, HISTORY).await;
     }
     if runs("trip") {
@@ -266,6 +287,69 @@ async fn main() {
                 "command round trip, {writers} writer(s), cache off: {l:>7.0} cmd/s | by hand {r:>7.0} cmd/s | ratio {ratio:.2} (target >= 0.8)"
             );
         }
+    }
+    if part == "split" {
+        // Where a cold command's time goes, half by half: not part of the figures.
+        let n = 2_000;
+        let time = |took: Duration| took.as_secs_f64() * 1e6 / f64::from(n);
+        let mut at = Instant::now();
+        for i in 0..n {
+            let id = ids[i as usize % ids.len()];
+            env.store.load_after(id, 0).await.unwrap();
+        }
+        let lib_read = time(at.elapsed());
+        at = Instant::now();
+        for i in 0..n {
+            let id = ids[i as usize % ids.len()];
+            let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+                "SELECT sequence, payload FROM raw_events WHERE aggregate_id = $1 \
+                 ORDER BY sequence",
+            )
+            .bind(id)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+            for (_, payload) in &rows {
+                let _: QuizScored = serde_json::from_value(payload.clone()).unwrap();
+            }
+        }
+        let raw_read = time(at.elapsed());
+        at = Instant::now();
+        for _ in 0..n {
+            let e = Envelope::new(&scored(Uuid::now_v7())).unwrap();
+            let mut tx = env.store.begin().await.unwrap();
+            env.store
+                .append(&mut tx, ExpectedVersion::Exact(0), &[e])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let lib_write = time(at.elapsed());
+        at = Instant::now();
+        for _ in 0..n {
+            let e = Envelope::new(&scored(Uuid::now_v7())).unwrap();
+            let mut tx = env.pool.begin().await.unwrap();
+            raw_insert(&mut tx, &e, 1).await;
+            tx.commit().await.unwrap();
+        }
+        let raw_write = time(at.elapsed());
+        let scores = Aggregates::<Scores, Store>::new(env.store.clone()).cache(0);
+        at = Instant::now();
+        for i in 0..n {
+            let id = ids[i as usize % ids.len()];
+            scores.execute(&id, |s| decide(s, id)).await.unwrap();
+        }
+        let lib_command = time(at.elapsed());
+        at = Instant::now();
+        for i in 0..n {
+            raw_command(&env, ids[i as usize % ids.len()]).await;
+        }
+        let raw_command = time(at.elapsed());
+        println!("split, us per command: {lib_command:.0} (by hand {raw_command:.0})");
+        println!(
+            "split, us per command: read {lib_read:.0} (by hand {raw_read:.0}), \
+             begin+append+commit {lib_write:.0} (by hand {raw_write:.0})"
+        );
     }
     if runs("warm") {
         let scores = Arc::new(Aggregates::<Scores, Store>::new(env.store.clone()));
@@ -301,11 +385,10 @@ async fn main() {
         );
     }
     if runs("history") {
+        let histories = [10, 1_000, 10_000];
         for snapshots in [false, true] {
-            let mut figures = Vec::new();
-            for history in [10, 1_000, 10_000] {
-                let took = latency(&env, history, 50, snapshots).await;
-                figures.push(took.as_secs_f64());
+            let took = latencies(&env, &histories, snapshots).await;
+            for (history, took) in histories.iter().zip(&took) {
                 println!(
                     "history of {history:>6} events, cache off, {}: {:>8.2} ms per command",
                     if snapshots {
@@ -316,8 +399,8 @@ async fn main() {
                     took.as_secs_f64() * 1e3
                 );
             }
-            let spread = figures.iter().copied().fold(f64::MIN, f64::max)
-                / figures.iter().copied().fold(f64::MAX, f64::min);
+            let spread =
+                took.iter().max().unwrap().as_secs_f64() / took.iter().min().unwrap().as_secs_f64();
             println!(
                 "  slowest / fastest: {spread:.2}{}",
                 if snapshots { " (target <= 1.5)" } else { "" }

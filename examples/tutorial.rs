@@ -1,5 +1,6 @@
-//! A lesson service on the embedded backend (no server): its own event, stored with its own
-//! row in one transaction, relayed, consumed exactly once, and its student erased.
+//! A lesson service on the embedded backend (no server): its own event, decided by a command
+//! on the lesson's state and stored with its own row in one transaction, relayed, consumed
+//! exactly once, and its student erased.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,11 +22,41 @@ struct LessonCompleted {
     minutes: u32,
 }
 
+// Step 3: the lesson as an aggregate. Its events are named once; its state is folded from
+// them; a command is a decision on that state (a student completes a lesson once).
+aggregate_events! {
+    enum LessonEvent for "lesson" by Uuid { LessonCompleted }
+}
+
+#[derive(Default)]
+struct Lesson {
+    completed_by: Vec<Uuid>,
+}
+
+impl Aggregate for Lesson {
+    type Event = LessonEvent;
+
+    fn apply(&mut self, event: &LessonEvent) {
+        match event {
+            LessonEvent::LessonCompleted(done) => self.completed_by.push(done.student_id),
+        }
+    }
+}
+
+impl Lesson {
+    fn complete(&self, done: LessonCompleted) -> Result<Vec<LessonEvent>, String> {
+        if self.completed_by.contains(&done.student_id) {
+            return Err("this student already completed the lesson".into());
+        }
+        Ok(vec![done.into()])
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Step 3: the store, with a master key for personal data: EDUPULSE_MASTER_KEY in
-    // production (32 random bytes in base64: `openssl rand -base64 32`), else a development
-    // key created in target/ on first use. Then the service's own table.
+    // The store, with a master key for personal data: EDUPULSE_MASTER_KEY in production (32
+    // random bytes in base64: `openssl rand -base64 32`), else a development key created in
+    // target/ on first use. Then the service's own table.
     let keys = LocalKeyProvider::from_env_or_dev_file(Path::new("target/dev-master.key"))?;
     let store = SqliteStore::in_memory("lessons")
         .await?
@@ -34,26 +65,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .execute(store.pool())
         .await?;
 
-    // Your row and the event commit together, or neither does.
+    // The command: the lesson's state read, the decision run on it, and its event appended
+    // with your row in one transaction (both commit, or neither does). A writer that got
+    // there first makes it read and decide again.
+    let lessons = Aggregates::<Lesson, _>::new(store.clone());
     let (lesson_id, student_id) = (Uuid::now_v7(), Uuid::now_v7());
-    let event = LessonCompleted {
+    let completed = || LessonCompleted {
         lesson_id,
         student_id,
         student_name: Pii::from("Ada Lovelace".to_owned()),
         minutes: 25,
     };
-    println!("appending {event:?}"); // the derive's Debug prints the name as <pii>
-    let mut tx = store.begin().await?;
-    sqlx::query("INSERT INTO progress (student_id, minutes) VALUES (?, ?)")
-        .bind(student_id.to_string())
-        .bind(event.minutes)
-        .execute(&mut *tx)
+    println!("deciding on {:?}", completed()); // the derive's Debug prints the name as <pii>
+    lessons
+        .execute_with(
+            &lesson_id,
+            |lesson| lesson.complete(completed()),
+            |tx, _events| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO progress (student_id, minutes) VALUES (?, ?)")
+                        .bind(student_id.to_string())
+                        .bind(25)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
+                })
+            },
+        )
         .await?;
-    let envelope = Envelope::new(&event)?;
-    store
-        .append(&mut tx, ExpectedVersion::NoStream, &[envelope])
-        .await?;
-    tx.commit().await?;
+    // The same command again is refused, and appends nothing.
+    let again = lessons
+        .execute(&lesson_id, |lesson| lesson.complete(completed()))
+        .await;
+    if let Err(CommandError::Rejected(why)) = &again {
+        println!("refused: {why}");
+    }
+    assert!(matches!(again, Err(CommandError::Rejected(_))));
 
     // Step 4: a bus, and a consumer subscribed to it before the relay publishes. It opens the
     // sealed name with the student's key, decodes the event and applies it exactly once.

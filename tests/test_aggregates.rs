@@ -240,6 +240,45 @@ where
 mod on_postgres {
     use super::*;
 
+    /// A command reads what it decides on in its own transaction, the keys that open the
+    /// events' personal data included: on a pool of one connection it never waits for a
+    /// second (a pool of N, under N commands, would otherwise stall them all).
+    #[tokio::test]
+    async fn a_command_on_a_pool_of_one_reads_its_keys_on_its_own_connection() {
+        use edupulse_events::privacy::KeyStore;
+        use edupulse_events::sqlx::postgres::PgPoolOptions;
+        use edupulse_events::store::Store;
+
+        let env = TestEnv::new().await;
+        let quiz_id = published(&env.store, 2).await;
+        let ada = Uuid::now_v7();
+        Aggregates::<Quiz, _>::new(env.store.clone())
+            .execute(&quiz_id, |quiz| {
+                quiz.submit(quiz_id, ada, "Ada".to_owned().into(), answers(true))
+            })
+            .await
+            .unwrap();
+
+        // Another process: one connection, and no key cached yet.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with((*env.pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let keys = KeyStore::new(Arc::new(LocalKeyProvider::new(env.master.clone())));
+        let other = Store::new(pool.clone(), env.prefix.clone()).with_keys(Arc::new(keys));
+        let done = Aggregates::<Quiz, _>::new(other)
+            .execute(&quiz_id, |quiz| {
+                quiz.submit(quiz_id, ada, "Ada".to_owned().into(), answers(false))
+            })
+            .await
+            .unwrap();
+        assert_eq!((done.version, done.cached), (3, false));
+        pool.close().await;
+        env.cleanup().await;
+    }
+
     #[tokio::test]
     async fn a_refusal_on_a_cached_state_is_decided_again_on_a_fresh_read() {
         let env = TestEnv::new().await;

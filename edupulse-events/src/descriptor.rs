@@ -135,7 +135,12 @@ impl std::fmt::Debug for EventDescriptor {
     }
 }
 
+/// Decodes without tracking where it is (every stored event passes here); only a payload
+/// that fails is decoded again, with its path, for the error to name the field.
 fn decode_as<T: DomainEvent>(payload: &Value) -> Result<AnyEvent, PayloadError> {
+    if let Ok(event) = T::deserialize(payload) {
+        return Ok(AnyEvent::new(event));
+    }
     let event: T = serde_path_to_error::deserialize(payload).map_err(PayloadError::from_serde)?;
     Ok(AnyEvent::new(event))
 }

@@ -56,8 +56,8 @@
 //! An aggregate's state is folded from its events ([`aggregate::Aggregate`], its event types
 //! named once by [`aggregate_events!`]); a command is a decision on that state, and
 //! [`Aggregates::execute`](aggregate::Aggregates::execute) reads the state (or takes it from
-//! its cache), decides, appends with the version it read as the check, and decides again
-//! after a conflict; states are cached (the version check validates them) and, for
+//! its cache), decides, appends with the version it read as the check (the read and the
+//! append in one transaction), and decides again after a conflict; states are cached (the version check validates them) and, for
 //! [`aggregate::SnapshotState`]s, snapshotted every N events. [`testing`] runs decisions in
 //! given / when / then form.
 //!

@@ -14,12 +14,32 @@ use uuid::Uuid;
 pub(super) struct Entry<A> {
     pub(super) state: A,
     pub(super) version: u64,
-    /// The data subjects of the events folded into it.
+    /// The data subjects of the events folded into it after `base`.
     pub(super) subjects: Vec<Uuid>,
+    /// The version of the snapshot it was read from (0: folded from the first event, and
+    /// `subjects` are all of its subjects).
+    pub(super) base: u64,
     /// The version of its latest snapshot known here (0: none).
     pub(super) snapshot_at: u64,
     /// When it was read or last validated by an append.
     pub(super) since: std::time::Instant,
+}
+
+impl<A> Entry<A> {
+    /// Whether the state may hold `subject`'s data: a state read from a snapshot does not
+    /// know who the snapshot's events named, so it may hold anyone's.
+    fn may_hold(&self, subject: Uuid) -> bool {
+        self.base > 0 || self.subjects.contains(&subject)
+    }
+
+    /// Whether an erasure heard of since `seen` (see [`erasures_seen`]) may concern it.
+    pub(super) fn erased_since(&self, seen: u64) -> bool {
+        if self.base > 0 {
+            erasures_seen() != seen
+        } else {
+            recently_erased(seen, &self.subjects)
+        }
+    }
 }
 
 /// How long a cached state is used without the store confirming it: an erasure made by
@@ -42,7 +62,7 @@ impl<A: Send + Sync> ForgetSubject for Cache<A> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let holding: Vec<Uuid> = entries
             .iter()
-            .filter(|(_, entry)| entry.subjects.contains(&subject))
+            .filter(|(_, entry)| entry.may_hold(subject))
             .map(|(id, _)| *id)
             .collect();
         for id in holding {
@@ -72,7 +92,7 @@ pub(super) fn erasures_seen() -> u64 {
 
 /// Whether an erasure heard of since `seen` concerns one of `subjects` (or may have: more
 /// erasures than are remembered).
-pub(super) fn erased_since(seen: u64, subjects: &[Uuid]) -> bool {
+fn recently_erased(seen: u64, subjects: &[Uuid]) -> bool {
     let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
     let now = ERASURES.load(Ordering::SeqCst);
     if now == seen {
@@ -134,7 +154,7 @@ impl<A: Send + Sync + 'static> Cache<A> {
     pub(super) fn put(&self, id: Uuid, entry: Entry<A>, seen: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         // Checked under the lock an eviction takes: an erasure after this sees the entry.
-        if erased_since(seen, &entry.subjects) {
+        if entry.erased_since(seen) {
             return;
         }
         // A concurrent command may have put a newer state meanwhile: keep that one.

@@ -2,6 +2,11 @@
 //! its events appended with the loaded version as `Exact`, and on a conflict the whole
 //! attempt again on a fresh state, a bounded number of times.
 //!
+//! The read happens in the transaction the events are appended in: one connection taken from
+//! the pool per attempt, not two (returning one to sqlx's pool costs a round trip of its own),
+//! and on SQLite the writer's lock is already held, so no other writer can make the read
+//! stale. The `Exact` check stays, for PostgreSQL and for states taken from the cache.
+//!
 //! Why a closure and not a `Command` trait: a decision needs the state and the command's own
 //! data, which a closure captures where a trait would need a type per command; and a decision
 //! is a plain function of the state, run again on a conflict, so it must have no effect of
@@ -20,7 +25,7 @@ use crate::envelope::{EncodeError, Envelope};
 use crate::event::EntityId;
 use crate::store::{EventStore, ExpectedVersion, LoadError, Snapshot, StoreError};
 
-use super::cache::{Cache, Entry, erased_since, erasures_seen};
+use super::cache::{Cache, Entry, erasures_seen};
 use super::events::{Aggregate, AggregateEvent, SnapshotState};
 
 /// Why a command appended nothing.
@@ -215,7 +220,8 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         &self,
         id: &<A::Event as AggregateEvent>::Id,
     ) -> Result<(A, u64), CommandError<std::convert::Infallible>> {
-        let entry = self.read(id.entity_uuid()).await?;
+        // On the pool, not in a transaction: on SQLite one would take the writer's lock.
+        let entry = self.read(None, id.entity_uuid()).await?;
         Ok((entry.state, entry.version))
     }
 
@@ -280,42 +286,48 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         for attempt in 1..=self.max_attempts {
             let seen = erasures_seen();
             let cached = self.cache.as_ref().and_then(|cache| cache.take(aggregate));
+            // The read, the decision and the append share one transaction (and connection).
+            let mut tx = self.store.begin().await?;
             let mut was_cached = cached.is_some();
             let mut entry = match cached {
                 Some(entry) => entry,
-                None => self.read(aggregate).await?,
+                None => self.read(Some(&mut tx), aggregate).await?,
             };
             let mut decided = decide(&entry.state);
             if was_cached && !decided.as_ref().is_ok_and(|events| !events.is_empty()) {
                 // No append checks a refusal or a decision to do nothing: on a cached state,
                 // they are made again on a fresh read before they are believed.
-                entry = self.read(aggregate).await?;
+                entry = self.read(Some(&mut tx), aggregate).await?;
                 was_cached = false;
                 decided = decide(&entry.state);
             }
             let events = match decided {
-                Ok(events) => events,
-                Err(refused) => {
+                Ok(events) if !events.is_empty() => events,
+                decided => {
+                    // Nothing was written: a failed rollback (the connection lost) changes
+                    // nothing, and must not hide the decision.
+                    if let Err(err) = self.store.rollback(tx).await {
+                        tracing::debug!(error = %err, "rolling back a command that wrote nothing");
+                    }
+                    let version = entry.version;
                     self.keep(aggregate, entry, seen);
-                    return Err(CommandError::Rejected(refused));
+                    return decided.map_err(CommandError::Rejected).map(|_| Executed {
+                        version,
+                        events: 0,
+                        attempts: attempt,
+                        cached: was_cached,
+                    });
                 }
             };
-            if events.is_empty() {
-                let version = entry.version;
-                self.keep(aggregate, entry, seen);
-                return Ok(Executed {
-                    version,
-                    events: 0,
-                    attempts: attempt,
-                    cached: was_cached,
-                });
-            }
             let envelopes = envelopes(aggregate, &events)?;
-            let mut tx = self.store.begin().await?;
             if let Some(writes) = writes.as_deref_mut()
                 && let Err(failed) = writes(&mut tx, &events).await
             {
-                self.store.rollback(tx).await?;
+                // The caller's error is what they need; a failed rollback changes nothing
+                // (the transaction is never committed) and must not replace it.
+                if let Err(err) = self.store.rollback(tx).await {
+                    tracing::debug!(error = %err, "rolling back a command whose writes failed");
+                }
                 self.keep(aggregate, entry, seen);
                 return Err(failed);
             }
@@ -333,7 +345,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                     entry.since = std::time::Instant::now();
                     // Not from a state an erasure overlapping this command concerns: the
                     // eviction passed it by while this command held it.
-                    if !erased_since(seen, &entry.subjects) {
+                    if !entry.erased_since(seen) {
                         self.snapshot(aggregate, &mut entry);
                     }
                     self.keep(aggregate, entry, seen);
@@ -346,8 +358,12 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     // The state was stale: its entry stays out of the cache, and the next
-                    // attempt reads the aggregate again.
+                    // attempt reads the aggregate again, after a pause that spreads the
+                    // writers that lost the same race.
                     self.store.rollback(tx).await?;
+                    if attempt < self.max_attempts {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
                 }
                 Err(err) => {
                     // Rolled back on drop; the entry stays out of the cache.
@@ -378,6 +394,7 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                     state_version: snapshots.state_version,
                     version: entry.version,
                     state,
+                    base: entry.base,
                     data_subjects: entry.subjects.clone(),
                 });
                 entry.snapshot_at = entry.version;
@@ -399,21 +416,35 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
         }
     }
 
-    /// The state folded from the store's events, after its snapshot when it has one.
-    async fn read<E>(&self, aggregate: Uuid) -> Result<Entry<A>, CommandError<E>> {
+    /// The state folded from the store's events, after its snapshot when it has one, read in
+    /// `tx`.
+    async fn read<E>(
+        &self,
+        mut tx: Option<&mut S::Tx>,
+        aggregate: Uuid,
+    ) -> Result<Entry<A>, CommandError<E>> {
         let mut state = A::default();
         let mut subjects = Vec::new();
         let mut after = 0;
-        if let Some(snapshots) = &self.snapshots
-            && let Some(snapshot) = self
-                .store
-                .snapshot(aggregate, &snapshots.key, snapshots.state_version)
-                .await?
-        {
+        let snapshot = match (&self.snapshots, tx.as_deref_mut()) {
+            (None, _) => None,
+            (Some(s), Some(tx)) => {
+                self.store
+                    .snapshot_in(tx, aggregate, &s.key, s.state_version)
+                    .await?
+            }
+            (Some(s), None) => {
+                self.store
+                    .snapshot(aggregate, &s.key, s.state_version)
+                    .await?
+            }
+        };
+        if let (Some(snapshots), Some(snapshot)) = (&self.snapshots, snapshot) {
             match (snapshots.decode)(snapshot.state) {
+                // Who the snapshot's events named stays on its row: a long history's list
+                // of people is never read by a command.
                 Ok(decoded) => {
                     state = decoded;
-                    subjects = snapshot.data_subjects;
                     after = snapshot.version;
                 }
                 Err(err) => tracing::warn!(
@@ -423,9 +454,16 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
                 ),
             }
         }
-        let stream = self.store.load_after(aggregate, after).await?;
+        let stream = match tx {
+            Some(tx) => self.store.load_in(tx, aggregate, after).await?,
+            None => self.store.load_after(aggregate, after).await?,
+        };
         for event in stream.events {
-            subjects.extend(event.data_subjects());
+            // Who the state is about matters to the cache (erasures evict) and to snapshots
+            // (erasures delete them); with neither, nothing keeps them.
+            if self.cache.is_some() || self.snapshots.is_some() {
+                subjects.extend(event.data_subjects());
+            }
             let event = A::Event::from_any(event).map_err(|other| CommandError::UnknownEvent {
                 aggregate,
                 type_name: other.type_name(),
@@ -439,10 +477,20 @@ impl<A: Aggregate, S: EventStore> Aggregates<A, S> {
             state,
             version: stream.version,
             subjects,
+            base: after,
             snapshot_at: after,
             since: std::time::Instant::now(),
         })
     }
+}
+
+/// How long to wait after losing attempt `attempt`: a random time up to 1 ms, doubled with
+/// each attempt (at most 32 ms), so writers that lost the same race do not meet again.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let ceiling_us = 1_000u64 << attempt.clamp(1, 6).saturating_sub(1);
+    // UUIDv4's random bits: the jitter needs no generator of its own.
+    let random = Uuid::new_v4().as_u64_pair().0;
+    std::time::Duration::from_micros(random % (ceiling_us + 1))
 }
 
 /// The events' envelopes, each checked to be of `aggregate`.

@@ -99,6 +99,17 @@ impl KeySource<Sqlite> for SqliteKeys {
         pool: &SqlitePool,
         wanted: &[(Uuid, u32)],
     ) -> Result<ReadKeys, StoreError> {
+        let mut conn = pool.acquire().await?;
+        self.keys_for_read_in(&mut conn, pool, wanted).await
+    }
+
+    /// On the reading transaction's connection: the in-memory store has no other.
+    async fn keys_for_read_in(
+        &self,
+        conn: &mut SqliteConnection,
+        _pool: &SqlitePool,
+        wanted: &[(Uuid, u32)],
+    ) -> Result<ReadKeys, StoreError> {
         let mut keys = HashMap::new();
         for &(subject, version) in wanted {
             if keys.contains_key(&(subject, version)) {
@@ -112,7 +123,7 @@ impl KeySource<Sqlite> for SqliteKeys {
             )
             .bind(subject.to_string())
             .bind(i64::from(version))
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
             match wrapped {
                 Some(wrapped) => {

@@ -14,10 +14,12 @@ use sqlx::{FromRow, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::envelope::Envelope;
 use crate::privacy::{Destroyed, KeyProvider, erased_json, sealed_subject};
 use crate::store::flow::{Backend, Batch, ToStore};
 use crate::store::{
-    Appended, ExpectedVersion, LogCursor, LogRow, Snapshot, StoreError, StoredEvent, corrupt,
+    Appended, ExpectedVersion, FoldRow, LogCursor, LogRow, Snapshot, StoreError, StoredEvent,
+    StoredSnapshot, corrupt,
 };
 
 use super::keys::{self, SqliteKeys};
@@ -334,68 +336,113 @@ impl Backend for SqliteStore {
         rows.into_iter().map(stored).collect()
     }
 
+    async fn select_for_fold(
+        &self,
+        tx: &mut SqliteConnection,
+        aggregate: Uuid,
+        after: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let after =
+            i64::try_from(after).map_err(|_| StoreError::VersionOutOfRange { version: after })?;
+        let rows: Vec<(i64, String, i64, String, i64, String, String)> = sqlx::query_as(
+            "SELECT position, event_id, sequence, event_type, version, data_subjects, payload \
+             FROM events WHERE aggregate_id = ? AND sequence > ? ORDER BY sequence",
+        )
+        .bind(aggregate.to_string())
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(position, id, sequence, event_type, version, subjects, payload)| {
+                    FoldRow {
+                        position,
+                        event_id: Uuid::parse_str(&id)
+                            .map_err(|_| corrupt(position, "an id is not a UUID"))?,
+                        sequence,
+                        event_type,
+                        version,
+                        data_subjects: parse_json(
+                            position,
+                            &subjects,
+                            "data subjects are not a list of UUIDs",
+                        )?,
+                        payload: parse_json(position, &payload, "the payload is not JSON")?,
+                    }
+                    .into_envelope(aggregate)
+                },
+            )
+            .collect()
+    }
+
     async fn select_snapshot(
         &self,
+        conn: &mut SqliteConnection,
         aggregate: Uuid,
         aggregate_type: &str,
         state_version: u32,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(i64, String, String)> = sqlx::query_as(
-            "SELECT version, state, data_subjects FROM snapshots \
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, state FROM snapshots \
              WHERE aggregate_id = ? AND aggregate_type = ? AND state_version = ?",
         )
         .bind(aggregate.to_string())
         .bind(aggregate_type)
         .bind(i64::from(state_version))
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn)
         .await?;
-        let Some((version, state, subjects)) = row else {
-            return Ok(None);
-        };
         // A row this code did not write (or a corrupt one) is no snapshot: the events are.
-        let parsed = (|| {
-            Some(Snapshot {
-                aggregate_id: aggregate,
-                aggregate_type: aggregate_type.to_owned(),
-                state_version,
+        Ok(row.and_then(|(version, state)| {
+            Some(StoredSnapshot {
                 version: u64::try_from(version).ok()?,
                 state: serde_json::from_str(&state).ok()?,
-                data_subjects: serde_json::from_str(&subjects).ok()?,
             })
-        })();
-        Ok(parsed)
+        }))
     }
 
     /// One writer at a time: a save either lands before an erasure (whose delete then
-    /// removes it) or sees its tombstone and saves nothing. A snapshot is never saved for an
-    /// aggregate any of whose subjects was ever erased.
+    /// removes it) or sees its tombstone and saves nothing. A state read from a snapshot
+    /// builds on that snapshot's row, whose subjects were checked when saved; with the row
+    /// gone (erased) it saves nothing. A snapshot is never saved for an aggregate any of whose
+    /// subjects was ever erased.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let out_of_range = |version| StoreError::VersionOutOfRange { version };
         let version =
-            i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
-                version: snapshot.version,
-            })?;
+            i64::try_from(snapshot.version).map_err(|_| out_of_range(snapshot.version))?;
+        let base = i64::try_from(snapshot.base).map_err(|_| out_of_range(snapshot.base))?;
         let subjects = serde_json::to_string(&snapshot.data_subjects).unwrap_or_default();
-        sqlx::query(
+        let statement = if base == 0 {
             "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
              data_subjects, taken_at) \
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-             WHERE NOT EXISTS (SELECT 1 FROM erased_subjects \
+             WHERE ?8 = 0 AND NOT EXISTS (SELECT 1 FROM erased_subjects \
                                WHERE subject_id IN (SELECT value FROM json_each(?6))) \
              ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
              state_version = excluded.state_version, version = excluded.version, \
              state = excluded.state, data_subjects = excluded.data_subjects, \
              taken_at = excluded.taken_at \
-             WHERE snapshots.version <= excluded.version",
-        )
-        .bind(snapshot.aggregate_id.to_string())
-        .bind(&snapshot.aggregate_type)
-        .bind(i64::from(snapshot.state_version))
-        .bind(version)
-        .bind(snapshot.state.to_string())
-        .bind(subjects)
-        .bind(Utc::now().to_rfc3339())
-        .execute(&self.pool)
-        .await?;
+             WHERE snapshots.version <= excluded.version"
+        } else {
+            "UPDATE snapshots SET state_version = ?3, version = ?4, state = ?5, taken_at = ?7, \
+             data_subjects = (SELECT json_group_array(value) FROM ( \
+                 SELECT value FROM json_each(snapshots.data_subjects) \
+                 UNION SELECT value FROM json_each(?6))) \
+             WHERE aggregate_id = ?1 AND aggregate_type = ?2 AND version >= ?8 \
+               AND version <= ?4 AND json_valid(data_subjects) \
+               AND NOT EXISTS (SELECT 1 FROM erased_subjects \
+                               WHERE subject_id IN (SELECT value FROM json_each(?6)))"
+        };
+        sqlx::query(statement)
+            .bind(snapshot.aggregate_id.to_string())
+            .bind(&snapshot.aggregate_type)
+            .bind(i64::from(snapshot.state_version))
+            .bind(version)
+            .bind(snapshot.state.to_string())
+            .bind(subjects)
+            .bind(Utc::now().to_rfc3339())
+            .bind(base)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -188,10 +188,12 @@ impl KeyStore {
     /// those not cached: `Some` key, or `None` where the subject's erasure record covers that
     /// version (every version while the subject may have no new keys; those up to the last
     /// destroyed one after [`allow_new_keys`](Self::allow_new_keys)). A key that is neither there nor destroyed is absent
-    /// from the map: the caller reports it, rather than reading the value as erased.
-    pub(crate) async fn keys_for_read(
+    /// from the map: the caller reports it, rather than reading the value as erased. Read
+    /// through `db`: the pool, or the connection of a transaction that must not wait for a
+    /// second one.
+    pub(crate) async fn keys_for_read<'c>(
         &self,
-        pool: &PgPool,
+        db: impl sqlx::PgExecutor<'c>,
         wanted: &[(Uuid, u32)],
     ) -> Result<HashMap<(Uuid, u32), Option<DataKey>>, KeyStoreError> {
         let mut found = HashMap::new();
@@ -230,7 +232,7 @@ impl KeyStore {
         )
         .bind(&missing_subjects)
         .bind(&missing_versions)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
         for (subject, version, wrapped, erased) in rows {
             // Asked for as a u32 above.

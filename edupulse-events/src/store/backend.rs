@@ -12,7 +12,7 @@ use crate::privacy::{ErasureReceipt, Scrub};
 use crate::store::flow::{self, Backend};
 use crate::store::{
     AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, Snapshot,
-    StoreError, StoredEvent,
+    StoreError, StoredEvent, StoredSnapshot,
 };
 
 /// An event store: appends inside the caller's transaction with optimistic concurrency, reads
@@ -68,15 +68,36 @@ pub trait EventStore: Send + Sync {
         after: u64,
     ) -> impl Future<Output = Result<AggregateStream, LoadError>> + Send;
 
+    /// [`load_after`](Self::load_after), read in `tx`: a command reads what it decides on in
+    /// the transaction it appends in (one connection, and on SQLite the writer's lock
+    /// already held).
+    fn load_in(
+        &self,
+        tx: &mut Self::Tx,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> impl Future<Output = Result<AggregateStream, LoadError>> + Send;
+
+    /// [`snapshot`](Self::snapshot), read in `tx`.
+    fn snapshot_in(
+        &self,
+        tx: &mut Self::Tx,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
+
     /// The aggregate's latest snapshot of `aggregate_type` at `state_version`, if any.
     fn snapshot(
         &self,
         aggregate_id: Uuid,
         aggregate_type: &str,
         state_version: u32,
-    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
 
-    /// Saves `snapshot` in place of an older one of its aggregate (never over a newer one).
+    /// Saves `snapshot` in place of an older one of its aggregate (never over a newer one);
+    /// saves nothing when it names an erased person, or when it was read from a snapshot
+    /// that is gone.
     fn save_snapshot(
         &self,
         snapshot: &Snapshot,
@@ -165,13 +186,34 @@ impl<B: Backend> EventStore for B {
         flow::load(self, aggregate_id, after).await
     }
 
+    async fn load_in(
+        &self,
+        tx: &mut Self::Tx,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> Result<AggregateStream, LoadError> {
+        flow::load_in(self, tx, aggregate_id, after).await
+    }
+
+    async fn snapshot_in(
+        &self,
+        tx: &mut Self::Tx,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        state_version: u32,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.select_snapshot(tx, aggregate_id, aggregate_type, state_version)
+            .await
+    }
+
     async fn snapshot(
         &self,
         aggregate_id: Uuid,
         aggregate_type: &str,
         state_version: u32,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        self.select_snapshot(aggregate_id, aggregate_type, state_version)
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        let mut conn = self.parts().0.acquire().await?;
+        self.select_snapshot(&mut conn, aggregate_id, aggregate_type, state_version)
             .await
     }
 

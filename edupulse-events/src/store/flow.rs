@@ -16,7 +16,7 @@ use crate::privacy::{DataKey, DataSubjectErased, Destroyed, ErasureReceipt, Scru
 use crate::store::sealing::{ReadKeys, describe, find_sealed, open_found, pii_owners, seal_all};
 use crate::store::{
     AggregateStream, Appended, ErasureError, ExpectedVersion, LoadError, LogCursor, Snapshot,
-    StoreError, StoredEvent, single_aggregate,
+    StoreError, StoredEvent, StoredSnapshot, single_aggregate,
 };
 
 /// The connection of a backend's transaction.
@@ -108,13 +108,24 @@ pub trait Backend: Send + Sync {
         after: u64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// The aggregate's snapshot of `aggregate_type` at `state_version`, if one was saved.
+    /// One aggregate's events after sequence `after`, read in `tx` with only what folding
+    /// them needs (no metadata, times or log positions): a command's read.
+    fn select_for_fold(
+        &self,
+        tx: &mut Conn<Self>,
+        aggregate: Uuid,
+        after: u64,
+    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send;
+
+    /// The aggregate's snapshot of `aggregate_type` at `state_version`, if one was saved,
+    /// read on `conn`.
     fn select_snapshot(
         &self,
+        conn: &mut Conn<Self>,
         aggregate: Uuid,
         aggregate_type: &str,
         state_version: u32,
-    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
 
     /// Saves `snapshot` in place of an older one of the aggregate (never over a newer one).
     fn save_snapshot(
@@ -172,6 +183,18 @@ pub trait KeySource<Db: Database>: Send + Sync {
         pool: &Pool<Db>,
         wanted: &[(Uuid, u32)],
     ) -> impl Future<Output = Result<ReadKeys, StoreError>> + Send;
+
+    /// [`keys_for_read`](Self::keys_for_read) for a read made in `tx`: a store with one
+    /// connection (SQLite in memory) reads them on it; one with a pool may use another.
+    fn keys_for_read_in(
+        &self,
+        tx: &mut Db::Connection,
+        pool: &Pool<Db>,
+        wanted: &[(Uuid, u32)],
+    ) -> impl Future<Output = Result<ReadKeys, StoreError>> + Send {
+        let _ = tx;
+        self.keys_for_read(pool, wanted)
+    }
 
     /// Destroys every key of `subject` and records the tombstone with `reason`, inside `tx`,
     /// after any append still holding the subject's key.
@@ -274,6 +297,36 @@ pub(crate) async fn unseal<B: Backend, E: AsMut<Envelope>>(
     let wanted: Vec<(Uuid, u32)> = found.iter().map(super::sealing::Found::key_id).collect();
     let data_keys = keys.keys_for_read(backend.parts().0, &wanted).await?;
     open_found(events, found, &data_keys)
+}
+
+/// [`unseal`], for events read in `tx`.
+async fn unseal_in<B: Backend>(
+    backend: &B,
+    tx: &mut Conn<B>,
+    events: &mut [Envelope],
+) -> Result<(), StoreError> {
+    let found = find_sealed(events, backend.keys().is_some())?;
+    let Some(keys) = backend.keys().filter(|_| !found.is_empty()) else {
+        return Ok(());
+    };
+    let wanted: Vec<(Uuid, u32)> = found.iter().map(super::sealing::Found::key_id).collect();
+    let data_keys = keys
+        .keys_for_read_in(tx, backend.parts().0, &wanted)
+        .await?;
+    open_found(events, found, &data_keys)
+}
+
+/// One aggregate's events after sequence `after` (0: all), read in `tx`, decoded (old
+/// versions upcast), with its version: what a command decides on.
+pub(crate) async fn load_in<B: Backend>(
+    backend: &B,
+    tx: &mut Conn<B>,
+    aggregate: Uuid,
+    after: u64,
+) -> Result<AggregateStream, LoadError> {
+    let mut events = backend.select_for_fold(tx, aggregate, after).await?;
+    unseal_in(backend, tx, &mut events).await?;
+    AggregateStream::from_envelopes(&events, after)
 }
 
 /// One aggregate's stored events after sequence `after` (0: all), in sequence order, PII

@@ -28,6 +28,17 @@ impl KeySource<Postgres> for KeyStore {
         Ok(KeyStore::keys_for_read(self, pool, wanted).await?)
     }
 
+    /// On the command's own connection: holding it while waiting for another could exhaust
+    /// the pool, every command holding one and waiting for a second.
+    async fn keys_for_read_in(
+        &self,
+        tx: &mut PgConnection,
+        _pool: &PgPool,
+        wanted: &[(Uuid, u32)],
+    ) -> Result<ReadKeys, StoreError> {
+        Ok(KeyStore::keys_for_read(self, &mut *tx, wanted).await?)
+    }
+
     async fn destroy(
         &self,
         tx: &mut PgConnection,

@@ -34,9 +34,9 @@ pub use error::StoreError;
 pub use handle::{MIGRATOR, Store};
 pub use read::{AggregateStream, LoadError, LogCursor, StoredEvent};
 #[cfg(feature = "sqlite")]
-pub(crate) use read::{LogRow, corrupt};
+pub(crate) use read::{FoldRow, LogRow, corrupt};
 #[cfg(feature = "postgres")]
 pub use schema_name::{SchemaError, SchemaNameError, in_schema, pool_in_schema};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, StoredSnapshot};
 pub(crate) use version::single_aggregate;
 pub use version::{Appended, ExpectedVersion};

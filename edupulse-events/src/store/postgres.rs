@@ -6,9 +6,10 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::envelope::Envelope;
 use crate::privacy::{Destroyed, KeyStore, SEALED_MARKER, erased_json};
 use crate::store::flow::{Backend, Batch};
-use crate::store::{Appended, LogCursor, Snapshot, Store, StoreError, StoredEvent};
+use crate::store::{Appended, LogCursor, Snapshot, Store, StoreError, StoredEvent, StoredSnapshot};
 
 // Replaces each top-level value sealed for $1 (under the member $2, `SEALED_MARKER`, the
 // subject second in its form) with the erased marker $3. The trigger of migration 5 lets this
@@ -60,74 +61,82 @@ impl Backend for Store {
         Store::select_stream(self, aggregate, after).await
     }
 
+    async fn select_for_fold(
+        &self,
+        tx: &mut PgConnection,
+        aggregate: Uuid,
+        after: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Store::select_for_fold(tx, aggregate, after).await
+    }
+
     async fn select_snapshot(
         &self,
+        conn: &mut PgConnection,
         aggregate: Uuid,
         aggregate_type: &str,
         state_version: u32,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(i64, serde_json::Value, Vec<Uuid>)> = sqlx::query_as(
-            "SELECT version, state, data_subjects FROM snapshots \
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        let row: Option<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT version, state FROM snapshots \
              WHERE aggregate_id = $1 AND aggregate_type = $2 AND state_version = $3",
         )
         .bind(aggregate)
         .bind(aggregate_type)
         .bind(i32::try_from(state_version).unwrap_or(i32::MAX))
-        .fetch_optional(self.pool())
+        .fetch_optional(conn)
         .await?;
-        Ok(row.and_then(|(version, state, data_subjects)| {
-            Some(Snapshot {
-                aggregate_id: aggregate,
-                aggregate_type: aggregate_type.to_owned(),
-                state_version,
+        Ok(row.and_then(|(version, state)| {
+            Some(StoredSnapshot {
                 version: u64::try_from(version).ok()?,
                 state,
-                data_subjects,
             })
         }))
     }
 
-    /// In a transaction holding each subject's lock shared, as appends do: an erasure holds
-    /// it exclusively until it commits, so a save either lands before the erasure (whose
-    /// delete then removes it) or sees its tombstone and saves nothing. A snapshot is never
-    /// saved for an aggregate any of whose subjects was ever erased: it is folded from the
-    /// events instead.
+    /// In a transaction holding its new subjects' locks shared, as appends do: an erasure
+    /// holds a subject's lock exclusively until it commits, so a save either lands before the
+    /// erasure (whose delete then removes it) or sees its tombstone and saves nothing. The
+    /// subjects already on the row it was read from were checked when they were saved, and an
+    /// erasure of one of them deletes the row under its row lock: the save then finds no row
+    /// to build on and saves nothing. A snapshot is never saved for an aggregate any of whose
+    /// subjects was ever erased: it is folded from the events instead.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let out_of_range = |version| StoreError::VersionOutOfRange { version };
         let version =
-            i64::try_from(snapshot.version).map_err(|_| StoreError::VersionOutOfRange {
-                version: snapshot.version,
-            })?;
+            i64::try_from(snapshot.version).map_err(|_| out_of_range(snapshot.version))?;
+        let base = i64::try_from(snapshot.base).map_err(|_| out_of_range(snapshot.base))?;
         let mut subjects = snapshot.data_subjects.clone();
         subjects.sort_unstable();
         subjects.dedup();
-        let mut tx = self.pool().begin().await?;
-        for subject in &subjects {
+        // READ COMMITTED whatever the database's default: the tombstone check must see an
+        // erasure that committed while this waited for its lock.
+        let mut tx = Backend::begin(self).await?;
+        if !subjects.is_empty() {
             sqlx::query(
                 "SELECT pg_advisory_xact_lock_shared( \
-                 hashtext(current_schema() || ':edupulse-subject'), hashtext($1::text))",
+                 hashtext(current_schema() || ':edupulse-subject'), hashtext(s::text)) \
+                 FROM unnest($1::uuid[]) AS s",
             )
-            .bind(subject)
+            .bind(&subjects)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO snapshots (aggregate_id, aggregate_type, state_version, version, state, \
-             data_subjects) \
-             SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE NOT EXISTS (SELECT 1 FROM erased_subjects WHERE subject_id = ANY($6)) \
-             ON CONFLICT (aggregate_id, aggregate_type) DO UPDATE SET \
-             state_version = EXCLUDED.state_version, version = EXCLUDED.version, \
-             state = EXCLUDED.state, data_subjects = EXCLUDED.data_subjects, taken_at = now() \
-             WHERE snapshots.version <= EXCLUDED.version",
-        )
-        .bind(snapshot.aggregate_id)
-        .bind(&snapshot.aggregate_type)
-        .bind(i32::try_from(snapshot.state_version).unwrap_or(i32::MAX))
-        .bind(version)
-        .bind(&snapshot.state)
-        .bind(&subjects)
-        .execute(&mut *tx)
-        .await?;
+        let statement = if base == 0 {
+            include_str!("sql/save_snapshot.sql")
+        } else {
+            include_str!("sql/save_snapshot_after.sql")
+        };
+        sqlx::query(statement)
+            .bind(snapshot.aggregate_id)
+            .bind(&snapshot.aggregate_type)
+            .bind(i32::try_from(snapshot.state_version).unwrap_or(i32::MAX))
+            .bind(version)
+            .bind(&snapshot.state)
+            .bind(&subjects)
+            .bind(base)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
