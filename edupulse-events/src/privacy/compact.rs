@@ -83,6 +83,25 @@ impl KeyStore {
     }
 }
 
+impl KeyStore {
+    /// [`compact`](Self::compact), once nothing in the database can still see what
+    /// transaction `xid` replaced or deleted; `Ok(false)` when something still could after
+    /// `wait` (or a partition stayed locked).
+    pub(super) async fn compact_after_xid(
+        &self,
+        pool: &PgPool,
+        xid: &str,
+        wait: Duration,
+    ) -> Result<bool, KeyStoreError> {
+        let deadline = Instant::now() + wait;
+        if !horizon_passed(pool, xid, deadline).await? {
+            return Ok(false);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.compact(pool, left).await
+    }
+}
+
 /// Waits until nothing holds the horizon at or before transaction `xid`, checking every
 /// 10 ms until `deadline`; `false` when something still did.
 async fn horizon_passed(

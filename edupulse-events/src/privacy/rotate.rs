@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::keystore::{KeyStore, KeyStoreError};
 
 impl KeyStore {
-    /// Re-wraps every live data key with the provider's current master key, then compacts the
-    /// key table so the old wrapped forms leave its files. Returns how many keys were
-    /// re-wrapped.
+    /// Re-wraps every live data key with the provider's current master key, then, once no
+    /// older transaction can still read the old wrapped forms (at most 10 s), compacts the key
+    /// table so they leave its files (a warning says when they could not). Returns how many
+    /// keys were re-wrapped.
     ///
     /// The procedure, so that no key is ever wrapped by a master key about to be retired:
     /// 1. give every process a provider whose current master key is the new one and which
@@ -44,6 +45,7 @@ impl KeyStore {
             read.push(wrapped);
         }
         // Bind order: $1 subjects, $2 versions, $3 the wrapped forms read, $4 the new ones.
+        let mut tx = pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE subject_keys k SET wrapped = w.rewrapped \
              FROM unnest($1::uuid[], $2::int[], $3::bytea[], $4::bytea[]) \
@@ -55,14 +57,23 @@ impl KeyStore {
         .bind(&versions)
         .bind(&read)
         .bind(&rewrapped)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        if !self.compact(pool, Duration::from_secs(10)).await? {
+        let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // Once nothing can still see the old wrapped forms: a rewrite keeps a row that an
+        // older transaction (an autovacuum's analyze, a long report) may still read.
+        if !self
+            .compact_after_xid(pool, &xid, Duration::from_secs(10))
+            .await?
+        {
             tracing::warn!(
-                "master key rotated, but the key table stayed locked: the old wrapped keys \
-                 stay in its files until the next compaction (they open only with the old \
-                 master key)"
+                "master key rotated, but an older transaction or a lock held the key table: \
+                 the old wrapped keys stay in its files until the next compaction (they open \
+                 only with the old master key)"
             );
         }
         Ok(updated)
