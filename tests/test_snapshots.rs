@@ -111,6 +111,10 @@ fn submit(quiz_id: Uuid, student_id: Uuid, name: &str) -> QuizEvent {
     .into()
 }
 
+/// Erasures take turns with the test that any erasure must evict a state: the cache is the
+/// process's, and this binary's tests share it.
+static ERASING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits (at most 30 s) until the aggregate has a snapshot of the state `A` at `version`:
 /// snapshots are saved in a task of their own, after the command returned.
 async fn snapshot_at<A: SnapshotState, S: EventStore>(store: &S, quiz_id: Uuid, version: u64) {
@@ -185,6 +189,7 @@ where
 /// them, so none is left for its delete to miss.
 async fn a_snapshot_naming_an_erased_person_is_not_saved<S: EventStore>(store: S) {
     let ada = Uuid::now_v7();
+    let _turn = ERASING.lock().await;
     store
         .erase_subject(ada, "test", Scrub::KeysOnly)
         .await
@@ -257,6 +262,7 @@ where
     }
     snapshot_at::<Names, _>(&store, quiz_id, 4).await;
 
+    let _turn = ERASING.lock().await;
     store
         .erase_subject(ada, "test", Scrub::KeysOnly)
         .await
@@ -285,8 +291,50 @@ where
     );
 }
 
+/// A state read from a snapshot knows the people of the events after it, not those of the
+/// snapshot's: any erasure evicts it from the cache, since it may hold the person's data.
+async fn any_erasure_evicts_a_state_read_from_a_snapshot<S>(store: S)
+where
+    S: EventStore + Clone + 'static,
+{
+    // No other test's erasure in between: any would evict the state too.
+    let _turn = ERASING.lock().await;
+    let quiz_id = Uuid::now_v7();
+    Aggregates::<Names, _>::new(store.clone())
+        .snapshot_every(1)
+        .execute(&quiz_id, |_| Ok::<_, String>(vec![publish(quiz_id)]))
+        .await
+        .unwrap();
+    snapshot_at::<Names, _>(&store, quiz_id, 1).await;
+    let names = Aggregates::<Names, _>::new(store.clone()).snapshot_every(100);
+    names
+        .execute(&quiz_id, |_| {
+            Ok::<_, String>(vec![submit(quiz_id, Uuid::now_v7(), "Ada")])
+        })
+        .await
+        .unwrap();
+    assert_eq!(names.cached(), 1);
+    // Someone the state's own events never named.
+    store
+        .erase_subject(Uuid::now_v7(), "test", Scrub::KeysOnly)
+        .await
+        .unwrap();
+    assert_eq!(
+        names.cached(),
+        0,
+        "a state read from a snapshot outlived an erasure"
+    );
+}
+
 mod on_postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn any_erasure_evicts_a_state_read_from_a_snapshot() {
+        let env = TestEnv::new().await;
+        super::any_erasure_evicts_a_state_read_from_a_snapshot(env.store.clone()).await;
+        env.cleanup().await;
+    }
 
     #[tokio::test]
     async fn a_snapshot_built_on_another_keeps_its_people() {
@@ -343,6 +391,7 @@ mod on_postgres {
             "the scan must see the snapshot's copy before the erasure: {before:?}"
         );
 
+        let _turn = ERASING.lock().await;
         env.store
             .erase_subject(ada, "test", Scrub::KeysOnly)
             .await
@@ -354,6 +403,12 @@ mod on_postgres {
 
 mod on_sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn any_erasure_evicts_a_state_read_from_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        super::any_erasure_evicts_a_state_read_from_a_snapshot(file_store(&dir).await).await;
+    }
 
     #[tokio::test]
     async fn a_snapshot_built_on_another_keeps_its_people() {
@@ -432,6 +487,7 @@ mod on_sqlite {
             rows_holding(&store, canary.as_str()).await,
             ["snapshots.state"]
         );
+        let _turn = ERASING.lock().await;
         store
             .erase_subject(ada, "test", Scrub::KeysOnly)
             .await

@@ -1,7 +1,7 @@
 //! What a service names most: `use edupulse_events::prelude::*;` brings the derive, the
-//! envelope and registry, aggregates and their commands, `Pii`, the store trait and its
-//! expected versions, erasure's `Scrub`, the master key provider, and (with their features)
-//! the stores, the bus and the runtime.
+//! envelope and registry, aggregates (and, with a store, their commands), `Pii`, the store
+//! trait and its expected versions, erasure's `Scrub`, the master key provider, and (with
+//! their features) the stores, the bus and the runtime.
 
 pub use crate::aggregate::{Aggregate, SnapshotState};
 pub use crate::aggregate_events;

@@ -1,7 +1,8 @@
 //! The warm path: aggregates' states kept in memory with their versions, so a command on one
 //! appends without reading it first. The append's `Exact` check validates what was cached; a
 //! conflict evicts it. An erasure evicts every state built from the erased person's events,
-//! in every cache of the process, since a state may hold their personal data.
+//! and every state read from a snapshot (which does not know whom the snapshot's events
+//! named), in every cache of the process, since a state may hold their personal data.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
