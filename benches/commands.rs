@@ -18,6 +18,8 @@
 mod common;
 #[path = "support/plain_quiz.rs"]
 mod plain_quiz;
+#[path = "support/stats.rs"]
+mod stats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use edupulse_events::store::EventStore;
 use edupulse_events::store::{ExpectedVersion, Store};
 use edupulse_events::{Envelope, Uuid, aggregate_events};
 use plain_quiz::QuizScored;
+use stats::median;
 
 aggregate_events! {
     /// The benchmark's aggregate: scores of one quiz.
@@ -202,16 +205,6 @@ where
         ratios.push(lps / rps);
     }
     (median(libs), median(raws), median(ratios))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
-    }
 }
 
 /// Command latency (cache off) on aggregates with histories of `histories` events, reading

@@ -30,6 +30,8 @@ mod cpu;
 mod live;
 #[path = "support/plain_quiz.rs"]
 mod plain_quiz;
+#[path = "support/stats.rs"]
+mod stats;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +46,7 @@ use edupulse_events::relay::{Relay, RelayConfig};
 use edupulse_events::store::ExpectedVersion;
 use edupulse_events::{Envelope, Uuid};
 use futures::StreamExt;
+use stats::median;
 use tokio::sync::Mutex;
 
 const APPENDS: usize = 4_000;
@@ -212,16 +215,6 @@ fn chosen(var: &str, defaults: &[usize]) -> Vec<usize> {
     match std::env::var(var).ok().and_then(|v| v.parse().ok()) {
         Some(one) => vec![one],
         None => defaults.to_vec(),
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
     }
 }
 

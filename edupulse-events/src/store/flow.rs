@@ -290,29 +290,26 @@ pub(crate) async fn unseal<B: Backend, E: AsMut<Envelope>>(
     backend: &B,
     events: &mut [E],
 ) -> Result<(), StoreError> {
-    let found = find_sealed(events, backend.keys().is_some())?;
-    let Some(keys) = backend.keys().filter(|_| !found.is_empty()) else {
-        return Ok(());
-    };
-    let wanted: Vec<(Uuid, u32)> = found.iter().map(super::sealing::Found::key_id).collect();
-    let data_keys = keys.keys_for_read(backend.parts().0, &wanted).await?;
-    open_found(events, found, &data_keys)
+    unseal_on(backend, None, events).await
 }
 
-/// [`unseal`], for events read in `tx`.
-async fn unseal_in<B: Backend>(
+/// [`unseal`], its keys read in `tx` when the events were (see
+/// [`KeySource::keys_for_read_in`]).
+async fn unseal_on<B: Backend, E: AsMut<Envelope>>(
     backend: &B,
-    tx: &mut Conn<B>,
-    events: &mut [Envelope],
+    tx: Option<&mut Conn<B>>,
+    events: &mut [E],
 ) -> Result<(), StoreError> {
     let found = find_sealed(events, backend.keys().is_some())?;
     let Some(keys) = backend.keys().filter(|_| !found.is_empty()) else {
         return Ok(());
     };
     let wanted: Vec<(Uuid, u32)> = found.iter().map(super::sealing::Found::key_id).collect();
-    let data_keys = keys
-        .keys_for_read_in(tx, backend.parts().0, &wanted)
-        .await?;
+    let pool = backend.parts().0;
+    let data_keys = match tx {
+        Some(tx) => keys.keys_for_read_in(tx, pool, &wanted).await?,
+        None => keys.keys_for_read(pool, &wanted).await?,
+    };
     open_found(events, found, &data_keys)
 }
 
@@ -325,7 +322,7 @@ pub(crate) async fn load_in<B: Backend>(
     after: u64,
 ) -> Result<AggregateStream, LoadError> {
     let mut events = backend.select_for_fold(tx, aggregate, after).await?;
-    unseal_in(backend, tx, &mut events).await?;
+    unseal_on(backend, Some(tx), &mut events).await?;
     AggregateStream::from_envelopes(&events, after)
 }
 
